@@ -1,0 +1,28 @@
+# bitmatch: `make demo` runs the main job, `make test` runs the tests. Both install what they need into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.bitmatch-installed
+
+.PHONY: demo test lint provision clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/bitmatch demo
+
+provision: $(STAMP)
+	$(BIN)/bitmatch targets setup --all-available
+
+lint: $(STAMP)
+	$(BIN)/ruff check codec worker server tests bench
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""bitmatch codec: a hyperprior image codec whose entropy path is exact by construction."""

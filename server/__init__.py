@@ -1,0 +1,1 @@
+"""bitmatch coordinator: jobs, dispatch, cross-matching, verdicts, dashboard and CLI."""
