@@ -1,0 +1,204 @@
+"""ONNX runtimes selected by name.
+
+    ort-cpu       ONNX Runtime, CPU provider, default threads and graph optimisations
+    ort-cpu-1t    ONNX Runtime, CPU provider, one intra/inter-op thread, graph optimisations off
+    onnx-ref      onnx.reference.ReferenceEvaluator (pure Python/numpy)
+    ort-cuda      CUDA provider, use_tf32=0, cudnn_conv_algo_search=DEFAULT, no CPU fallback
+    ort-openvino  OpenVINO provider (when the onnxruntime build has it)
+
+onnx and onnxruntime are imported when a runtime is used, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from codec.errors import CodecError
+
+Feeds = dict[str, np.ndarray]
+Outputs = dict[str, np.ndarray]
+RUNTIME_NAMES = ("ort-cpu", "ort-cpu-1t", "onnx-ref", "ort-cuda", "ort-openvino")
+_PROVIDER_OF = {
+    "ort-cpu": "CPUExecutionProvider",
+    "ort-cpu-1t": "CPUExecutionProvider",
+    "ort-cuda": "CUDAExecutionProvider",
+    "ort-openvino": "OpenVINOExecutionProvider",
+}
+
+
+@dataclass(frozen=True)
+class OrtConfiguration:
+    providers: list[Any]
+    session_entries: dict[str, str]
+    single_thread: bool = False
+    optimize: bool = True
+
+
+def ort_configuration(runtime: str) -> OrtConfiguration:
+    """Providers, provider options and session settings of an ORT runtime name."""
+    no_fallback = {"session.disable_cpu_ep_fallback": "1"}
+    if runtime == "ort-cpu":
+        return OrtConfiguration(["CPUExecutionProvider"], {})
+    if runtime == "ort-cpu-1t":
+        return OrtConfiguration(["CPUExecutionProvider"], {}, single_thread=True, optimize=False)
+    if runtime == "ort-cuda":
+        cuda_options = {"use_tf32": "0", "cudnn_conv_algo_search": "DEFAULT"}
+        return OrtConfiguration([("CUDAExecutionProvider", cuda_options)], no_fallback)
+    if runtime == "ort-openvino":
+        return OrtConfiguration(["OpenVINOExecutionProvider"], no_fallback)
+    raise RuntimeUnavailable(f"{runtime!r} is not an ONNX Runtime runtime")
+
+
+class RuntimeUnavailable(CodecError):
+    """The requested runtime is unknown or cannot run on this machine."""
+
+    code = "runtime-unavailable"
+
+
+def available_runtimes() -> dict[str, str | None]:
+    """Every runtime name mapped to None when usable here, else the reason it is not."""
+    result: dict[str, str | None] = {}
+    try:
+        import onnxruntime
+
+        providers = set(onnxruntime.get_available_providers())
+        ort_error = None
+    except ImportError as exc:
+        providers, ort_error = set(), f"onnxruntime not importable: {exc}"
+    for name in RUNTIME_NAMES:
+        if name == "onnx-ref":
+            result[name] = _onnx_reference_problem()
+        elif ort_error is not None:
+            result[name] = ort_error
+        elif _PROVIDER_OF[name] not in providers:
+            result[name] = f"{_PROVIDER_OF[name]} is not in this onnxruntime build ({sorted(providers)})"
+        else:
+            result[name] = None
+    return result
+
+
+def _onnx_reference_problem() -> str | None:
+    try:
+        import onnx.reference  # noqa: F401
+    except ImportError as exc:
+        return f"onnx.reference not importable: {exc}"
+    return None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+
+    def session(self, model: bytes) -> Session:
+        """A session for a serialized ModelProto."""
+        if self.name == "onnx-ref":
+            return ReferenceSession(model)
+        return OrtSession(model, self.name)
+
+
+def get_runtime(name: str) -> Runtime:
+    if name not in RUNTIME_NAMES:
+        raise RuntimeUnavailable(f"unknown runtime {name!r}; known: {', '.join(RUNTIME_NAMES)}")
+    reason = available_runtimes()[name]
+    if reason is not None:
+        raise RuntimeUnavailable(f"runtime {name} unavailable: {reason}")
+    return Runtime(name)
+
+
+class Session:
+    runtime: str
+
+    def run(self, feeds: Feeds) -> Outputs:
+        raise NotImplementedError
+
+    def run_with_providers(self, feeds: Feeds) -> tuple[Outputs, dict[str, str]]:
+        """Run once and report, per executed node name, the execution provider that ran it."""
+        raise NotImplementedError
+
+
+class ReferenceSession(Session):
+    def __init__(self, model: bytes) -> None:
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
+        self.runtime = "onnx-ref"
+        self._proto = onnx.load_from_string(model)
+        self._evaluator = ReferenceEvaluator(self._proto)
+        self._outputs = [output.name for output in self._proto.graph.output]
+
+    def run(self, feeds: Feeds) -> Outputs:
+        values = self._evaluator.run(None, feeds)
+        return dict(zip(self._outputs, (np.asarray(v) for v in values), strict=True))
+
+    def run_with_providers(self, feeds: Feeds) -> tuple[Outputs, dict[str, str]]:
+        return self.run(feeds), {node.name: "onnx-ref" for node in self._proto.graph.node}
+
+
+class OrtSession(Session):
+    def __init__(self, model: bytes, runtime: str) -> None:
+        self.runtime = runtime
+        self._model = model
+        self._session = self._make(profile_dir=None)
+        self._outputs = [output.name for output in self._session.get_outputs()]
+
+    @property
+    def session_options(self) -> Any:
+        return self._session.get_session_options()
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    def _make(self, profile_dir: str | None) -> Any:
+        import onnxruntime as ort
+
+        config = ort_configuration(self.runtime)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if config.single_thread:
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if not config.optimize:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        for key, value in config.session_entries.items():
+            options.add_session_config_entry(key, value)
+        if profile_dir is not None:
+            options.enable_profiling = True
+            options.profile_file_prefix = os.path.join(profile_dir, "bitmatch")
+        try:
+            return ort.InferenceSession(self._model, options, providers=config.providers)
+        except Exception as exc:  # ORT raises bare RuntimeError/Fail subclasses
+            raise RuntimeUnavailable(f"{self.runtime}: cannot create a session: {exc}") from exc
+
+    def run(self, feeds: Feeds) -> Outputs:
+        values = self._session.run(self._outputs, feeds)
+        return dict(zip(self._outputs, values, strict=True))
+
+    def run_with_providers(self, feeds: Feeds) -> tuple[Outputs, dict[str, str]]:
+        with tempfile.TemporaryDirectory(prefix="bitmatch-prof-") as tmp:
+            session = self._make(profile_dir=tmp)
+            values = session.run(self._outputs, feeds)
+            profile_path = session.end_profiling()
+            with open(profile_path, encoding="utf-8") as handle:
+                events = json.load(handle)
+        return dict(zip(self._outputs, values, strict=True)), providers_from_profile(events)
+
+
+def providers_from_profile(events: list[dict[str, Any]]) -> dict[str, str]:
+    """Node name -> execution provider, from ORT profiling events (category "Node")."""
+    providers: dict[str, str] = {}
+    for event in events:
+        args = event.get("args", {})
+        if event.get("cat") == "Node" and "provider" in args:
+            name = event.get("name", "")
+            for suffix in ("_kernel_time", "_fence_before", "_fence_after"):
+                name = name.removesuffix(suffix)
+            providers[name] = args["provider"]
+    return providers

@@ -1,0 +1,151 @@
+"""h_s ONNX graphs: contract, bit-exactness across runtimes and the int64 reference, float twin."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from codec.hyper import build_hs_onnx, hs_output_size, lowered_kernel, random_hs_layers
+from codec.intnet import IntHyperSynthesis, IntLayer, OverflowRisk, integerize_hs
+from codec.reference import float_hs, reference_hs
+from codec.runtime import get_runtime
+
+LEVELS, MEAN_BITS = 64, 8
+EXACT_RUNTIMES = ("ort-cpu", "ort-cpu-1t", "onnx-ref")
+N, M = 6, 4
+
+
+@pytest.fixture(scope="module")
+def float_layers():
+    return random_hs_layers(N, M, seed=7)
+
+
+@pytest.fixture(scope="module")
+def networks(float_layers):
+    calib = np.round(np.random.default_rng(3).normal(0, 3, size=(2, N, 3, 4)))
+    return {precision: integerize_hs(float_layers, calib, precision, LEVELS, MEAN_BITS)
+            for precision in ("int16", "int8")}
+
+
+def _assert_identical_everywhere(int_hs: IntHyperSynthesis, inputs: list[np.ndarray]) -> None:
+    model = build_hs_onnx(int_hs.precision, int_hs=int_hs)
+    sessions = [get_runtime(name).session(model) for name in EXACT_RUNTIMES]
+    for z in inputs:
+        expected_index, expected_mean = reference_hs(int_hs, z)
+        for session in sessions:
+            got = session.run({"z_hat": z})
+            assert got["scale_index"].dtype == np.int32 and got["mean"].dtype == np.int32
+            np.testing.assert_array_equal(got["scale_index"], expected_index, err_msg=session.runtime)
+            np.testing.assert_array_equal(got["mean"], expected_mean, err_msg=session.runtime)
+
+
+def _adversarial(shape: tuple[int, ...], seed: int) -> list[np.ndarray]:
+    """Every value far beyond the clamps (so every clamped input sits at +-L): all +, all -, random signs."""
+    big = np.int32(2**31 - 1)
+    signs = np.random.default_rng(seed).choice(np.array([-1, 1], np.int32), size=shape)
+    return [np.full(shape, big), np.full(shape, -big), signs * big]
+
+
+@pytest.mark.parametrize("precision", ["int16", "int8"])
+def test_integer_hs_is_bit_identical_on_random_inputs(networks, precision):
+    rng = np.random.default_rng(21)
+    inputs = [rng.integers(-12, 13, size=(1, N, 3, 5)).astype(np.int32),
+              rng.integers(-300, 301, size=(1, N, 2, 2)).astype(np.int32),
+              np.zeros((1, N, 1, 1), np.int32)]
+    _assert_identical_everywhere(networks[precision], inputs)
+
+
+@pytest.mark.parametrize("precision", ["int16", "int8"])
+@pytest.mark.parametrize("first_layer", [0, 1, 2])
+def test_integer_hs_is_bit_identical_with_every_input_at_a_clamp(networks, precision, first_layer):
+    """The network from `first_layer` on, fed so that layer's inputs all sit at a clamp limit."""
+    full = networks[precision]
+    suffix = IntHyperSynthesis(full.precision, full.levels, full.mean_bits, full.layers[first_layer:])
+    first = suffix.layers[0]
+    c_in = first.weight.shape[1 if first.kind == "conv" else 0]
+    _assert_identical_everywhere(suffix, _adversarial((1, c_in, 3, 4), seed=first_layer))
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding", "output_padding"),
+                         [(5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (5, 3, 2, 2), (2, 2, 0, 0), (3, 1, 1, 0)])
+def test_transposed_conv_lowering_matches_the_definition(kernel, stride, padding, output_padding):
+    rng = np.random.default_rng(kernel * 10 + stride)
+    weight = rng.integers(-500, 501, size=(3, 4, kernel, kernel))
+    layer = IntLayer("convT", stride, padding, output_padding, None, weight,
+                     rng.integers(-50, 51, size=4), np.full(4, 6), p_in=0, in_bits=12)
+    int_hs = IntHyperSynthesis("int16", LEVELS, MEAN_BITS, [layer])
+    inputs = [rng.integers(-2047, 2048, size=(1, 3, 3, 4)).astype(np.int32)]
+    _assert_identical_everywhere(int_hs, inputs + _adversarial((1, 3, 2, 3), seed=kernel))
+
+
+def test_lowered_kernel_keeps_every_tap_once():
+    weight = np.arange(2 * 3 * 5 * 5).reshape(2, 3, 5, 5) + 1
+    layer = IntLayer("convT", 2, 2, 1, None, weight, np.zeros(3, np.int64), np.zeros(3, np.int64), 0, 16)
+    kernel, geometry = lowered_kernel(layer)
+    assert kernel.shape == (4 * 3, 2, 3, 3)
+    assert geometry["crop"] == (0, 0)
+    assert sorted(kernel[kernel != 0].tolist()) == sorted(weight.ravel().tolist())
+
+
+@pytest.mark.parametrize("precision", ["int16", "int8", "float"])
+def test_graph_contract(float_layers, networks, precision):
+    if precision == "float":
+        model = build_hs_onnx("float", layers=float_layers, levels=LEVELS, mean_bits=MEAN_BITS)
+    else:
+        model = build_hs_onnx(precision, int_hs=networks[precision])
+    proto = onnx.load_from_string(model)
+    onnx.checker.check_model(proto)
+    assert [i.name for i in proto.graph.input] == ["z_hat"]
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
+    assert [o.name for o in proto.graph.output] == ["scale_index", "mean"]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["bitmatch.hs.precision"] == precision
+    if precision != "float":
+        assert json.loads(meta["bitmatch.hs.certificate"])["ok"] is True
+    z = np.random.default_rng(0).integers(-5, 6, size=(1, N, 3, 5)).astype(np.int32)
+    out = get_runtime("ort-cpu").session(model).run({"z_hat": z})
+    for name in ("scale_index", "mean"):
+        assert out[name].dtype == np.int32
+        assert out[name].shape == (1, M, *hs_output_size(3, 5))
+    assert out["scale_index"].min() >= 0 and out["scale_index"].max() < LEVELS
+
+
+def _op_types(model: bytes) -> set[str]:
+    return {node.op_type for node in onnx.load_from_string(model).graph.node}
+
+
+def test_integer_ops_are_integer_kernels(networks):
+    ops = _op_types(build_hs_onnx("int8", int_hs=networks["int8"]))
+    assert "MatMulInteger" in ops and "MatMul" not in ops and "Conv" not in ops
+    ops = _op_types(build_hs_onnx("int16", int_hs=networks["int16"]))
+    assert "MatMul" in ops and not ops & {"Conv", "ConvTranspose", "Round", "LeakyRelu"}
+    assert "Shape" not in ops  # static shapes only: nothing a GPU provider would hand back to the CPU
+
+
+def test_float_twin_follows_the_float_definition(float_layers):
+    z = np.random.default_rng(4).integers(-6, 7, size=(1, N, 3, 4)).astype(np.int32)
+    model = build_hs_onnx("float", layers=float_layers, levels=LEVELS, mean_bits=MEAN_BITS)
+    out = get_runtime("ort-cpu-1t").session(model).run({"z_hat": z})
+    _, raw = float_hs(float_layers, z)
+    index = np.clip(np.floor(raw[:, :M] * LEVELS), 0, LEVELS - 1)
+    mean = np.round(raw[:, M:] * 2**MEAN_BITS)
+    # float32 vs float64: equal except where a value sits on a rounding boundary
+    assert np.abs(out["scale_index"] - index).max() <= 1
+    assert (out["scale_index"] == index).mean() > 0.99
+    assert np.abs(out["mean"] - mean).max() <= 1
+
+
+def test_builder_refuses_mismatched_or_unsafe_networks(networks, float_layers):
+    with pytest.raises(ValueError):
+        build_hs_onnx("int16", int_hs=networks["int8"])
+    with pytest.raises(ValueError):
+        build_hs_onnx("float")
+    with pytest.raises(ValueError):
+        build_hs_onnx("int4", int_hs=networks["int16"])
+    with pytest.raises(ValueError, match="levels"):
+        build_hs_onnx("int16", int_hs=networks["int16"], levels=LEVELS * 2)
+    data = networks["int8"].to_json()
+    data["layers"][0]["in_bits"] = 9
+    with pytest.raises(OverflowRisk):
+        build_hs_onnx("int8", int_hs=IntHyperSynthesis.from_json(data))

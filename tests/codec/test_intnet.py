@@ -1,0 +1,156 @@
+"""Integerisation of h_s: shifts (eq. 16-17), certificate and its tightness, serialisation."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from codec.hyper import build_hs_onnx, random_hs_layers
+from codec.intnet import (
+    ACC_LIMIT,
+    PRECISIONS,
+    IntHyperSynthesis,
+    IntLayer,
+    OverflowRisk,
+    certify,
+    channel_l1,
+    integerize_hs,
+    quantize_layer,
+)
+from codec.reference import reference_hs
+from codec.runtime import get_runtime
+
+LEVELS, MEAN_BITS = 64, 8
+
+
+@pytest.fixture(scope="module")
+def float_layers():
+    return random_hs_layers(6, 4, seed=11)
+
+
+@pytest.fixture(scope="module")
+def calib():
+    return np.round(np.random.default_rng(5).normal(0, 3, size=(2, 6, 3, 4)))
+
+
+@pytest.mark.parametrize("precision", ["int16", "int8"])
+def test_integerized_network_is_certified_and_within_widths(float_layers, calib, precision):
+    int_hs = integerize_hs(float_layers, calib, precision, LEVELS, MEAN_BITS)
+    spec = PRECISIONS[precision]
+    assert int_hs.certificate["ok"] is True
+    assert len(int_hs.search) == len(float_layers)
+    for layer, report in zip(int_hs.layers, int_hs.certificate["layers"], strict=True):
+        assert np.abs(layer.weight).max() <= spec.weight_max
+        assert layer.in_bits in spec.act_bits_choices
+        assert report["max_bound"] <= ACC_LIMIT
+        bounds = channel_l1(np.abs(layer.weight), layer.kind, layer.stride) * layer.clamp + np.abs(layer.bias)
+        assert bounds.max() == report["max_bound"]
+
+
+def test_shifts_follow_eq16_and_eq17(float_layers):
+    layer = float_layers[2]
+    p_in, in_bits = 9, 14
+    int_layer = quantize_layer(layer, p_in, in_bits, PRECISIONS["int16"])
+    weight, bias = layer["weight"].astype(np.float64), layer["bias"].astype(np.float64)
+    for j in range(bias.shape[0]):
+        l1 = np.abs(weight[j]).sum()
+        k16 = 32 - in_bits - math.ceil(math.log2(l1))
+        k17 = min(32 - 1 - p_in - max(math.ceil(math.log2(abs(bias[j]))), 0), k16) - 1
+        width_cap = math.floor(math.log2(PRECISIONS["int16"].weight_max / np.abs(weight[j]).max()))
+        assert int_layer.shift[j] <= min(k17, width_cap)
+        assert int_layer.shift[j] >= min(k17, width_cap) - 1  # at most one step lost to rounding
+
+
+def test_convt_bound_counts_one_phase_only():
+    weight = np.zeros((1, 1, 5, 5))
+    weight[0, 0, 0::2, 0::2] = 1.0  # phase (0, 0): 9 taps
+    weight[0, 0, 1, 1] = 1.0  # phase (1, 1): 1 tap
+    assert channel_l1(weight, "convT", 2).tolist() == [9.0]
+    assert channel_l1(weight, "conv", 1).tolist() == [10.0]
+
+
+def test_json_round_trip(float_layers, calib):
+    int_hs = integerize_hs(float_layers, calib, "int16", LEVELS, MEAN_BITS)
+    again = IntHyperSynthesis.from_json(json.loads(json.dumps(int_hs.to_json())))
+    z = np.random.default_rng(1).integers(-9, 9, size=(1, 6, 2, 3))
+    for a, b in zip(reference_hs(int_hs, z), reference_hs(again, z), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert again.certificate == int_hs.certificate
+
+
+def _layer_at_bound() -> IntHyperSynthesis:
+    """One 3x3 conv, 16-bit input clamp 32767, channel bound = 2^31 - 1 exactly.
+
+    32767 * 65538 + 1 = 2^31 - 1, and 65538 = 32767 + 32767 + 4 spread over three taps with mixed signs.
+    """
+    weight = np.zeros((2, 2, 3, 3), np.int64)
+    weight[:, 0, 1, 1] = 32767
+    weight[:, 1, 1, 1] = -32767
+    weight[:, 0, 0, 0] = 4
+    bias = np.array([1, 1], np.int64)
+    layer = IntLayer("conv", 1, 1, 0, None, weight, bias, np.array([16, 16], np.int64), p_in=0, in_bits=16)
+    return IntHyperSynthesis("int16", LEVELS, MEAN_BITS, [layer])
+
+
+def _adversarial_input(sign: int) -> np.ndarray:
+    """Every input at a clamp limit, signed to match the weights at the centre output."""
+    z = np.zeros((1, 2, 3, 3), np.int32)
+    z[0, 0], z[0, 1] = sign * 32767, -sign * 32767
+    return z
+
+
+def test_layer_exactly_at_the_bound_is_certified_and_reaches_it():
+    int_hs = _layer_at_bound()
+    certificate = certify(int_hs)
+    assert certificate["layers"][0]["max_bound"] == ACC_LIMIT
+    assert certificate["layers"][0]["headroom"] == 0
+    accumulators: list[np.ndarray] = []
+    reference_hs(int_hs, _adversarial_input(+1), accumulators)
+    assert accumulators[0].max() == ACC_LIMIT  # the bound is attained: the certificate is tight
+    session = get_runtime("ort-cpu-1t").session(build_hs_onnx("int16", int_hs=int_hs))
+    for sign in (+1, -1):
+        z = _adversarial_input(sign)
+        expected = reference_hs(int_hs, z)
+        got = session.run({"z_hat": z})
+        np.testing.assert_array_equal(got["scale_index"], expected[0])
+        np.testing.assert_array_equal(got["mean"], expected[1])
+    assert got["mean"][0, 0, 1, 1] == (1 - 32767 * 65538) // 2**8  # floor of the most negative sum
+
+
+@pytest.mark.parametrize("change", ["one_more_unit", "one_more_bit"])
+def test_one_more_weight_magnitude_is_refused(change):
+    int_hs = _layer_at_bound()
+    weight = int_hs.layers[0].weight
+    if change == "one_more_unit":
+        weight[1, 0, 0, 0] += 1
+    else:
+        weight[1, 0, 0, 0] *= 2
+    with pytest.raises(OverflowRisk, match="channel 1"):
+        certify(int_hs)
+    with pytest.raises(OverflowRisk):
+        build_hs_onnx("int16", int_hs=int_hs)
+
+
+def test_wider_weights_or_inputs_are_refused():
+    int_hs = _layer_at_bound()
+    int_hs.layers[0].bias[:] = 0
+    int_hs.layers[0].weight[0, 0, 0, 0] = 32768
+    with pytest.raises(OverflowRisk, match=r"\|w\| = 32768"):
+        certify(int_hs)
+    int_hs = _layer_at_bound()
+    int_hs.layers[0].in_bits = 17
+    with pytest.raises(OverflowRisk):
+        certify(int_hs)
+
+
+def test_integerized_int16_tracks_the_float_network(float_layers, calib):
+    from codec.reference import float_hs
+
+    int_hs = integerize_hs(float_layers, calib, "int16", LEVELS, MEAN_BITS)
+    scale_index, mean = reference_hs(int_hs, calib.astype(np.int64))
+    _, out = float_hs(float_layers, calib)
+    m = int_hs.m_channels
+    float_index = np.clip(np.floor(out[:, :m] * LEVELS), 0, LEVELS - 1)
+    assert np.abs(scale_index - float_index).max() <= 1
+    assert np.abs(mean - np.round(out[:, m:] * 2**MEAN_BITS)).max() <= 4

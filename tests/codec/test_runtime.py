@@ -1,0 +1,93 @@
+"""Runtime registry: names, availability reasons, session settings, per-node provider report."""
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from codec.hyper import build_hs_onnx, random_hs_layers
+from codec.intnet import integerize_hs
+from codec.runtime import (
+    RUNTIME_NAMES,
+    RuntimeUnavailable,
+    available_runtimes,
+    get_runtime,
+    ort_configuration,
+    providers_from_profile,
+)
+
+
+@pytest.fixture(scope="module")
+def int16_model():
+    layers = random_hs_layers(4, 2, seed=2)
+    calib = np.round(np.random.default_rng(0).normal(0, 3, size=(1, 4, 2, 3)))
+    return build_hs_onnx("int16", int_hs=integerize_hs(layers, calib, "int16"))
+
+
+def test_every_runtime_is_listed_with_a_reason_when_unavailable():
+    status = available_runtimes()
+    assert tuple(status) == RUNTIME_NAMES
+    for name in ("ort-cpu", "ort-cpu-1t", "onnx-ref"):
+        assert status[name] is None, status[name]
+    for reason in status.values():
+        assert reason is None or (isinstance(reason, str) and reason)
+
+
+def test_unknown_or_unavailable_runtime_is_a_typed_error():
+    with pytest.raises(RuntimeUnavailable, match="unknown runtime"):
+        get_runtime("tpu-magic")
+    for name, reason in available_runtimes().items():
+        if reason is not None:
+            with pytest.raises(RuntimeUnavailable, match=name):
+                get_runtime(name)
+
+
+def test_configurations_carry_the_required_settings():
+    cuda = ort_configuration("ort-cuda")
+    cuda_options = {"use_tf32": "0", "cudnn_conv_algo_search": "DEFAULT"}
+    assert cuda.providers == [("CUDAExecutionProvider", cuda_options)]
+    assert cuda.session_entries == {"session.disable_cpu_ep_fallback": "1"}
+    assert ort_configuration("ort-openvino").session_entries == {"session.disable_cpu_ep_fallback": "1"}
+    single = ort_configuration("ort-cpu-1t")
+    assert single.single_thread and not single.optimize
+    assert ort_configuration("ort-cpu").optimize
+
+
+def test_single_thread_session_options(int16_model):
+    import onnxruntime as ort
+
+    session = get_runtime("ort-cpu-1t").session(int16_model)
+    options = session.session_options
+    assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    assert session.providers == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("name", ["ort-cpu-1t", "ort-cpu", "onnx-ref"])
+def test_provider_report_covers_the_graph(int16_model, name):
+    z = np.arange(24, dtype=np.int32).reshape(1, 4, 2, 3) - 12
+    session = get_runtime(name).session(int16_model)
+    outputs, providers = session.run_with_providers({"z_hat": z})
+    np.testing.assert_array_equal(outputs["mean"], session.run({"z_hat": z})["mean"])
+    expected = "onnx-ref" if name == "onnx-ref" else "CPUExecutionProvider"
+    assert providers and set(providers.values()) == {expected}
+    if name != "ort-cpu":  # ort-cpu may fuse nodes; unoptimised runs name every graph node
+        assert set(providers) == {node.name for node in onnx.load_from_string(int16_model).graph.node}
+
+
+def test_profile_parsing_strips_event_suffixes():
+    events = [
+        {"cat": "Session", "name": "model_run", "args": {}},
+        {"cat": "Node", "name": "n_matmul_3_kernel_time", "args": {"provider": "CUDAExecutionProvider"}},
+        {"cat": "Node", "name": "n_floor_4_fence_before", "args": {"op_name": "Floor"}},
+    ]
+    assert providers_from_profile(events) == {"n_matmul_3": "CUDAExecutionProvider"}
+
+
+def test_importing_the_registry_does_not_load_onnx_or_onnxruntime():
+    code = "import sys, codec.runtime; print('onnxruntime' in sys.modules or 'onnx' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert result.stdout.strip() == "False"
