@@ -21,7 +21,7 @@ provision: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check codec worker server tests bench
 
-test: $(STAMP) lint
+test: $(STAMP) lint provision
 	$(BIN)/python -m pytest -q
 
 clean:
