@@ -6,3 +6,154 @@ import click
 @click.group(name="codec")
 def codec_group() -> None:
     """Codec library: tables, encode, decode, eval."""
+
+
+@codec_group.command(name="tables")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@click.option("--sigma-min", type=click.FloatRange(min=0.0, min_open=True), default=0.11, show_default=True)
+@click.option("--sigma-max", type=click.FloatRange(min=0.0, min_open=True), default=256.0, show_default=True)
+def tables_command(as_json: bool, sigma_min: float, sigma_max: float) -> None:
+    """Redundancy of the scale-level code tables (paper 000, Table 1) for N = 16..256."""
+    import json
+
+    from codec import tables
+
+    if sigma_min >= sigma_max:
+        raise click.BadParameter("--sigma-min must be below --sigma-max", param_hint="--sigma-min")
+    rows = tables.redundancy_report(sigma_min, sigma_max)
+    click.echo(json.dumps(rows, indent=2) if as_json else tables.format_report(rows, sigma_min, sigma_max))
+
+
+# --- networks, packages, encode / decode / eval (codec networks issue) ---
+
+
+def _fail_on_codec_errors(action):
+    """Run `action`; a typed codec error becomes one clear line on stderr and a non-zero exit."""
+    from codec.errors import CodecError
+
+    try:
+        return action()
+    except CodecError as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from None
+
+
+def _emit(payload: dict, as_json: bool, text: str) -> None:
+    import json
+
+    click.echo(json.dumps(payload, indent=1, sort_keys=True) if as_json else text)
+
+
+@codec_group.command("build-random")
+@click.option("--precision", type=click.Choice(["int16", "int8", "float"]), required=True)
+@click.option("--channels", required=True, metavar="N,M", help="hidden/z channels N and latent channels M")
+@click.option("--seed", type=int, required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--levels", type=click.IntRange(16, 256), default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def build_random_command(precision: str, channels: str, seed: int, out_dir: str, levels: int,
+                         as_json: bool) -> None:
+    """Build a codec package with deterministic random weights (shared by all precisions of one seed)."""
+    from codec.codec import build_random
+
+    try:
+        n, m = (int(part) for part in channels.split(","))
+    except ValueError:
+        raise click.BadParameter("expected two integers N,M", param_hint="--channels") from None
+    digest = _fail_on_codec_errors(lambda: build_random(out_dir, precision, n, m, seed, levels))
+    _emit({"digest": digest, "out": out_dir, "precision": precision}, as_json, f"{out_dir}: {digest}")
+
+
+_RUNTIME = click.option("--runtime", default="ort-cpu", show_default=True, help="runtime name")
+_CODEC = click.option("--codec", "codec_path", type=click.Path(exists=True), required=True,
+                      help="codec package directory or archive")
+
+
+@codec_group.command("encode")
+@click.argument("image_path", type=click.Path(dir_okay=False))
+@click.argument("out_path", type=click.Path(dir_okay=False))
+@_CODEC
+@_RUNTIME
+@click.option("--json", "as_json", is_flag=True)
+def encode_command(image_path: str, out_path: str, codec_path: str, runtime: str, as_json: bool) -> None:
+    """Encode a PNG image into a .bmc bitstream."""
+    from pathlib import Path
+
+    from codec.codec import Codec
+    from codec.images import load_png
+
+    def run():
+        codec = Codec.load(codec_path, runtime)
+        return codec, codec.encode(load_png(image_path))
+
+    codec, result = _fail_on_codec_errors(run)
+    Path(out_path).write_bytes(result.bitstream)
+    payload = {"bytes": len(result.bitstream), "bpp": result.bpp, "psnr": result.psnr,
+               "stage_hashes": result.stage_hashes, "timings_ms": result.timings, "codec": codec.digest,
+               "precision": codec.precision, "runtime": runtime}
+    _emit(payload, as_json, f"{out_path}: {len(result.bitstream)} bytes, {result.bpp:.4f} bpp, "
+                            f"{result.psnr:.2f} dB, y_hat {result.stage_hashes['y_hat'][:16]}")
+
+
+@codec_group.command("decode")
+@click.argument("bitstream_path", type=click.Path(dir_okay=False))
+@click.argument("out_path", type=click.Path(dir_okay=False))
+@_CODEC
+@_RUNTIME
+@click.option("--reference", "reference_path", type=click.Path(dir_okay=False),
+              help="original PNG, to report PSNR")
+@click.option("--json", "as_json", is_flag=True)
+def decode_command(bitstream_path: str, out_path: str, codec_path: str, runtime: str,
+                   reference_path: str | None, as_json: bool) -> None:
+    """Decode a .bmc bitstream into a PNG image."""
+    from pathlib import Path
+
+    from codec.codec import Codec
+    from codec.images import load_png, save_png
+    from codec.metrics import bpp, psnr
+
+    def run():
+        try:
+            data = Path(bitstream_path).read_bytes()
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {bitstream_path}: {exc.strerror or exc}") from None
+        codec = Codec.load(codec_path, runtime)
+        result = codec.decode(data)
+        reference = load_png(reference_path) if reference_path else None
+        return codec, data, result, reference
+
+    codec, data, result, reference = _fail_on_codec_errors(run)
+    save_png(result.recon, out_path)
+    height, width = result.recon.shape[:2]
+    quality = psnr(reference, result.recon) if reference is not None else None
+    payload = {"bytes": len(data), "bpp": bpp(len(data), height, width), "psnr": quality,
+               "stage_hashes": result.stage_hashes, "timings_ms": result.timings, "codec": codec.digest,
+               "precision": codec.precision, "runtime": runtime, "height": height, "width": width}
+    _emit(payload, as_json, f"{out_path}: {width}x{height}, y_hat {result.stage_hashes['y_hat'][:16]}")
+
+
+@codec_group.command("eval")
+@click.argument("image_dir", type=click.Path(exists=True, file_okay=False))
+@_CODEC
+@_RUNTIME
+@click.option("--json", "as_json", is_flag=True)
+def eval_command(image_dir: str, codec_path: str, runtime: str, as_json: bool) -> None:
+    """bpp, PSNR and MS-SSIM of every PNG in a directory, and their means."""
+    from codec.codec import Codec, evaluate_directory
+
+    report = _fail_on_codec_errors(lambda: evaluate_directory(Codec.load(codec_path, runtime), image_dir))
+    lines = [f"{row['image']:<32} {row['bpp']:8.4f} bpp {row['psnr']:7.2f} dB  MS-SSIM {row['ms_ssim']:.4f}"
+             for row in report["images"]]
+    mean = report["mean"]
+    lines.append(f"{'mean':<32} {mean['bpp']:8.4f} bpp {mean['psnr']:7.2f} dB  MS-SSIM {mean['ms_ssim']:.4f}")
+    _emit(report, as_json, "\n".join(lines))
+
+
+@codec_group.command("pack")
+@click.argument("package_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("out_path", type=click.Path(dir_okay=False))
+def pack_command(package_dir: str, out_path: str) -> None:
+    """Write a verified codec package directory as a single-file archive (same digest)."""
+    from codec.package import write_archive
+
+    digest = _fail_on_codec_errors(lambda: write_archive(package_dir, out_path))
+    click.echo(f"{out_path}: {digest}")
