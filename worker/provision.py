@@ -499,7 +499,9 @@ def tree_size(path: Path) -> int:
 
 
 def x86_sse_spec() -> dict:
-    return {"schema": STAMP_SCHEMA, "cpu": X86_SSE_CPU, "python": sys.executable, "pins": host_pins()}
+    # The resolved interpreter, so `python` and `python3` of one venv count as the same provisioning.
+    python = os.path.realpath(sys.executable)
+    return {"schema": STAMP_SCHEMA, "cpu": X86_SSE_CPU, "python": python, "pins": host_pins()}
 
 
 def x86_sse_ready() -> bool:

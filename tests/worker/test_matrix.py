@@ -1,0 +1,112 @@
+"""The encoder x decoder matrix over real workers: native, single-threaded, ONNX reference, and qemu-user
+emulated aarch64 and SSE-only x86. The int16 package must give every decoder the encoder's y_hat; the float
+twin's differing pairs are printed, not asserted (the machine decides)."""
+
+import base64
+import concurrent.futures
+
+import pytest
+
+from worker.targets import get_target
+
+TARGETS = ("cpu", "cpu-1t-noopt", "onnx-ref", "qemu-aarch64", "qemu-x86-sse")
+ENTROPY_STAGES = ("z_hat", "scale_index", "mean", "y_hat")
+WORKER_TIMEOUT_S = "900"
+
+pytestmark = [pytest.mark.slow, pytest.mark.qemu]
+
+
+def provision(name: str) -> None:
+    """Make the target runnable here (`bitmatch targets setup` does the same); a failure fails the test."""
+    target = get_target(name)
+    if target.check() is not None:
+        target.setup()
+    reason = target.check()
+    assert reason is None, f"target {name} cannot run here after setup: {reason}"
+
+
+@pytest.fixture(scope="module")
+def workers(harness, packages, tmp_path_factory):
+    for name in TARGETS:
+        provision(name)
+    root = tmp_path_factory.mktemp("matrix")
+    specs = [(name, root / name, ("--timeout", WORKER_TIMEOUT_S)) for name in TARGETS]
+    started = harness.start_workers(specs)
+    try:
+        for worker in started:
+            for digest, archive in packages.values():
+                assert worker.upload(archive, digest).status_code == 201
+        yield {worker.target: worker for worker in started}
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+def call(worker, op: str, digest: str, content: bytes) -> dict:
+    """The worker's JSON answer; a decode that fails (a typed 4xx error) is an answer too."""
+    response = worker.client.post(f"/v1/{op}", params={"codec": digest}, content=content)
+    body = response.json()
+    assert response.status_code == 200 or (op == "decode" and response.status_code == 422), (
+        f"{op} on {worker.target}: {response.status_code} {response.text}\n{worker.log()}")
+    return body
+
+
+def run_matrix(workers: dict, digest: str, png: bytes) -> tuple[dict, dict]:
+    """Encode on every worker, then decode every bitstream on every worker (workers run in parallel)."""
+    with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
+        encoded = pool.map(lambda w: call(w, "encode", digest, png), workers.values())
+        encodes = dict(zip(workers, encoded, strict=True))
+        pairs = [(enc, dec) for enc in workers for dec in workers]
+        decoded = pool.map(lambda p: call(workers[p[1]], "decode", digest,
+                                          base64.b64decode(encodes[p[0]]["bitstream"])), pairs)
+        decodes = dict(zip(pairs, decoded, strict=True))
+    return encodes, decodes
+
+
+def differing_stages(encoded: dict, decoded: dict) -> list[str]:
+    if "error" in decoded:
+        return [f"decode failed: {decoded['error']}"]
+    return [s for s in (*ENTROPY_STAGES, "recon") if encoded["stage_hashes"][s] != decoded["stage_hashes"][s]]
+
+
+def report(title: str, encodes: dict, decodes: dict) -> str:
+    lines = [title]
+    for (enc, dec), decoded in decodes.items():
+        stages = differing_stages(encodes[enc], decoded)
+        verdict = "bit-exact" if not stages else "latent-exact" if stages == ["recon"] else "desync"
+        detail = f"differs: {', '.join(stages)}" if stages else ""
+        lines.append(f"  {enc:>13} -> {dec:<13} {verdict:<12} {detail}")
+    bitstreams = {enc: body["bitstream_sha256"][:12] for enc, body in encodes.items()}
+    lines.append(f"  bitstream sha256 by encoder: {bitstreams}")
+    return "\n".join(lines)
+
+
+def test_qemu_workers_run_emulated_code(workers):
+    aarch64 = workers["qemu-aarch64"].client.get("/v1/info").json()
+    assert aarch64["arch"] == "aarch64"
+    assert aarch64["emulator"]["cpu"] == "neoverse-n1" and "qemu-aarch64" in aarch64["emulator"]["binary"]
+    sse = workers["qemu-x86-sse"].client.get("/v1/info").json()
+    assert sse["arch"] == "x86_64" and sse["emulator"]["cpu"] == "Nehalem"
+    assert "SSE42" in sse["cpu_features_detected"] and "AVX" not in sse["cpu_features_detected"]
+    for name in ("cpu", "cpu-1t-noopt", "onnx-ref"):
+        assert workers[name].client.get("/v1/info").json()["emulator"] is None
+
+
+def test_int16_package_every_decoder_gets_the_encoders_y_hat(workers, packages, png, capsys):
+    encodes, decodes = run_matrix(workers, packages["int16"][0], png)
+    with capsys.disabled():
+        print("\n" + report("int16 package, encoder -> decoder:", encodes, decodes))
+    for (enc, dec), decoded in decodes.items():
+        assert "error" not in decoded, (enc, dec, decoded)
+        for stage in ENTROPY_STAGES:
+            assert decoded["stage_hashes"][stage] == encodes[enc]["stage_hashes"][stage], (enc, dec, stage)
+
+
+def test_float_twin_matrix_is_reported(workers, packages, png, capsys):
+    """Runs the same matrix with the float package; mismatching pairs are printed, never asserted."""
+    encodes, decodes = run_matrix(workers, packages["float"][0], png)
+    differing = {pair for pair, decoded in decodes.items() if differing_stages(encodes[pair[0]], decoded)}
+    with capsys.disabled():
+        title = f"float twin, encoder -> decoder ({len(differing)} of {len(decodes)} pairs differ):"
+        print("\n" + report(title, encodes, decodes))
+    assert len(decodes) == len(workers) ** 2

@@ -1,0 +1,101 @@
+"""`bitmatch worker`: serve one device target over HTTP (worker/app.py)."""
+
+import json
+import logging
+import os
+import shlex
+from pathlib import Path
+
+import click
+import platformdirs
+
+from worker.fingerprint import EMULATOR_ENV
+from worker.supervisor import ComputeLaunch
+
+DEFAULT_PORT = 8200
+ENV_PREFIX = "BITMATCH_WORKER_"
+
+
+def default_cache_dir() -> Path:
+    """`worker/` under the per-user cache directory the targets share (env BITMATCH_CACHE overrides it)."""
+    override = os.environ.get("BITMATCH_CACHE")
+    return (Path(override) if override else Path(platformdirs.user_cache_dir("bitmatch"))) / "worker"
+
+
+def compute_launch(spec: str) -> ComputeLaunch:
+    """The command and environment that start the compute process of target `spec` (worker/targets.py)."""
+    from worker.targets import get_target, launch_environment
+
+    try:
+        target = get_target(spec)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--target") from None
+    reason = target.check()
+    if reason is not None:
+        raise click.ClickException(f"target {spec} cannot run here: {reason}")
+    args = ["-m", "worker.compute", "--target", spec, "--runtime", target.runtime]
+    if target.uses_gpu:
+        args.append("--gpu")
+    env = launch_environment(target)
+    emulator = target.emulator()
+    if emulator:
+        env[EMULATOR_ENV] = json.dumps(emulator, sort_keys=True)
+    else:
+        env.pop(EMULATOR_ENV, None)  # a native target must not inherit a stale emulator description
+    return ComputeLaunch(argv=target.compute_command(args), env=env)
+
+
+def _own_command_launch(command: str) -> ComputeLaunch:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return ComputeLaunch(argv=shlex.split(command), env=env)
+
+
+@click.command(name="worker")
+@click.option("--target", envvar=ENV_PREFIX + "TARGET", default="cpu", show_default=True,
+              help="Device target whose compute process runs the codec (see `bitmatch targets list`).")
+@click.option("--host", envvar=ENV_PREFIX + "HOST", default="127.0.0.1", show_default=True,
+              help="Address to listen on.")
+@click.option("--port", envvar=ENV_PREFIX + "PORT", type=click.IntRange(0, 65535), default=DEFAULT_PORT,
+              show_default=True, help="Port to listen on.")
+@click.option("--token", envvar=ENV_PREFIX + "TOKEN", required=True,
+              help="Bearer token every /v1 request must carry.")
+@click.option("--cache-dir", envvar=ENV_PREFIX + "CACHE_DIR", default=None,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where uploaded codec packages are kept "
+                   "[default: worker/ under $BITMATCH_CACHE or the user cache dir].")
+@click.option("--max-body-mb", envvar=ENV_PREFIX + "MAX_BODY_MB", default=256.0,
+              type=click.FloatRange(min=0, min_open=True), show_default=True,
+              help="Largest request body accepted (413 beyond).")
+@click.option("--queue", envvar=ENV_PREFIX + "QUEUE", type=click.IntRange(min=1), default=8,
+              show_default=True, help="Requests that may wait or run at once (503 beyond).")
+@click.option("--timeout", envvar=ENV_PREFIX + "TIMEOUT", type=click.FloatRange(min=0, min_open=True),
+              default=300.0, show_default=True,
+              help="Seconds one encode/decode may take; past it the compute process is restarted (504).")
+@click.option("--startup-timeout", envvar=ENV_PREFIX + "STARTUP_TIMEOUT",
+              type=click.FloatRange(min=0, min_open=True), default=900.0, show_default=True,
+              help="Seconds the compute process may take to start (emulated targets are slow).")
+@click.option("--compute-command", envvar=ENV_PREFIX + "COMPUTE_COMMAND", default=None,
+              help="Start the compute process with this command line instead of the target's own "
+                   "(e.g. inside a container or a debugger); it must speak worker/protocol.py.")
+@click.option("--log-level", envvar=ENV_PREFIX + "LOG_LEVEL", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def worker_command(target: str, host: str, port: int, token: str, cache_dir: Path | None, max_body_mb: float,
+                   queue: int, timeout: float, startup_timeout: float, compute_command: str | None,
+                   log_level: str) -> None:
+    """Serve one device target: encode and decode over HTTP, with its fingerprint."""
+    import uvicorn
+
+    from worker.app import WorkerSettings, create_app
+
+    if not token.strip():
+        raise click.BadParameter("the token must not be empty", param_hint="--token")
+    launch = _own_command_launch(compute_command) if compute_command else compute_launch(target)
+    settings = WorkerSettings(
+        target=target, token=token, cache_dir=(cache_dir or default_cache_dir()).resolve(), launch=launch,
+        max_body_bytes=int(max_body_mb * 2**20), queue_size=queue, timeout_s=timeout,
+        startup_timeout_s=startup_timeout,
+    )
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
