@@ -1,0 +1,99 @@
+"""Codec packages and images: verified once on upload, stored by digest, referred to by digest ever after."""
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from codec.errors import ImageError, PackageError
+from codec.images import decode_png, encode_png
+from codec.package import canonical_json, extract_archive
+from server.db import Database
+from server.imagesets import make_set
+from server.models import Codec, Image
+from server.storage import BlobStore
+
+
+def codec_label(manifest: dict[str, Any], digest: str) -> str:
+    name = manifest.get("name")
+    return (
+        str(name) if isinstance(name, str) and name else f"{manifest.get('precision', 'codec')}-{digest[:8]}"
+    )
+
+
+def architecture_key(manifest: dict[str, Any]) -> str:
+    """A short stable name for the network architecture, shared by the precisions of one model family."""
+    architecture = manifest.get("architecture")
+    if isinstance(architecture, str):
+        return architecture[:64]
+    return hashlib.sha256(canonical_json(architecture)).hexdigest()[:12]
+
+
+def add_codec(
+    db: Database, store: BlobStore, packages_dir: Path, archive: bytes, expected_digest: str | None = None
+) -> tuple[Codec, bool]:
+    """Verify and store a package archive; returns (row, created). Raises PackageError when it is bad."""
+    packages_dir.mkdir(parents=True, exist_ok=True)
+    incoming = Path(tempfile.mkdtemp(dir=packages_dir, prefix=".incoming-"))
+    try:
+        package = extract_archive(archive, incoming, expected_digest)
+        if not (packages_dir / package.digest).exists():
+            incoming.rename(packages_dir / package.digest)
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    with db.session() as session:
+        existing = session.scalar(select(Codec).where(Codec.digest == package.digest))
+        if existing is not None:
+            return existing, False
+        manifest = package.manifest
+        row = Codec(
+            digest=package.digest,
+            name=codec_label(manifest, package.digest),
+            precision=str(manifest.get("precision", "")),
+            architecture=architecture_key(manifest),
+            manifest=manifest,
+            archive_sha256=store.put(archive),
+            size=len(archive),
+        )
+        session.add(row)
+        session.flush()
+        return row, True
+
+
+def add_image(
+    db: Database, store: BlobStore, data: bytes, name: str | None = None, image_set: str | None = None
+) -> tuple[Image, bool]:
+    """Validate and store a PNG (the digest is the SHA-256 of its bytes). Raises ImageError when it is bad."""
+    pixels = decode_png(data)
+    digest = hashlib.sha256(data).hexdigest()
+    with db.session() as session:
+        existing = session.scalar(select(Image).where(Image.digest == digest))
+        if existing is not None:
+            return existing, False
+        store.put(data)
+        row = Image(
+            digest=digest,
+            name=name or digest[:12],
+            image_set=image_set,
+            height=int(pixels.shape[0]),
+            width=int(pixels.shape[1]),
+            size=len(data),
+        )
+        session.add(row)
+        session.flush()
+        return row, True
+
+
+def ensure_image_set(db: Database, store: BlobStore, set_name: str) -> list[str]:
+    """Store a bundled set's images (idempotent); returns their digests in set order. KeyError if unknown."""
+    digests = []
+    for image_name, pixels in make_set(set_name).items():
+        row, _ = add_image(db, store, encode_png(pixels), name=image_name, image_set=set_name)
+        digests.append(row.digest)
+    return digests
+
+
+__all__ = ["ImageError", "PackageError", "add_codec", "add_image", "ensure_image_set"]

@@ -1,0 +1,248 @@
+"""Workers as the coordinator sees them: registration, config files, fingerprints, health and quarantine.
+
+A device's status decides whether the scheduler may use it: only `healthy` devices give verdicts.
+`quarantined`
+devices failed the known-answer test or misreported themselves; `offline` devices did not answer.
+"""
+
+import asyncio
+import hashlib
+import json
+import logging
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from server.db import Database
+from server.knownanswer import KnownAnswer, entropy_mismatches
+from server.models import Device, Fingerprint, utcnow
+from server.settings import Settings
+from server.workerclient import WorkerCallError, WorkerClient
+
+log = logging.getLogger("bitmatch.server.devices")
+
+HEALTHY, QUARANTINED, OFFLINE, UNCHECKED = "healthy", "quarantined", "offline", "unchecked"
+
+
+@dataclass
+class WorkerSpec:
+    name: str
+    url: str
+    token: str | None = None
+    target: str | None = None
+    fingerprint: dict[str, Any] | None = None
+
+
+def load_workers_config(path: Path) -> list[WorkerSpec]:
+    """Workers from a JSON or TOML file: `{"workers": [{"name", "url", "token", "target"}, ...]}`."""
+    text = path.read_text()
+    data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    entries = data.get("workers", []) if isinstance(data, dict) else data
+    specs = []
+    for entry in entries:
+        url = str(entry["url"])
+        specs.append(
+            WorkerSpec(
+                name=str(entry.get("name") or url),
+                url=url,
+                token=entry.get("token"),
+                target=entry.get("target"),
+            )
+        )
+    return specs
+
+
+def fingerprint_sha256(info: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(info, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass
+class LiveDevice:
+    """Per-process state of one device: its HTTP client, its concurrency slots, the codecs it holds."""
+
+    client: WorkerClient
+    slots: asyncio.Semaphore
+    codecs: set[str] = field(default_factory=set)
+    in_flight: int = 0
+
+
+class DevicePool:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.known_answer: KnownAnswer | None = None
+        self.known_answer_problem = "no health package configured"
+        self._live: dict[int, LiveDevice] = {}
+        self._check_locks: dict[int, asyncio.Lock] = {}
+        self._closing: list[WorkerClient] = []  # clients of re-registered devices, closed at shutdown
+
+    # --- registry -----------------------------------------------------------------------------------------
+
+    def upsert(self, spec: WorkerSpec, source: str) -> int:
+        with self.db.session() as session:
+            device = session.scalar(select(Device).where(Device.name == spec.name))
+            if device is None:
+                device = Device(name=spec.name, url=spec.url, target=spec.target or "", source=source)
+                session.add(device)
+            device.url, device.token, device.source = spec.url, spec.token, source
+            device.target = spec.target or device.target
+            device.status, device.health_detail = UNCHECKED, "waiting for the first health check"
+            device.claimed_fingerprint = spec.fingerprint
+            session.flush()
+            device_id = device.id
+        self._forget(device_id)
+        return device_id
+
+    def heartbeat(self, device_id: int) -> bool:
+        with self.db.session() as session:
+            device = session.get(Device, device_id)
+            if device is None:
+                return False
+            device.last_heartbeat = utcnow()
+            return True
+
+    def live(self, device_id: int) -> LiveDevice:
+        if device_id not in self._live:
+            with self.db.session() as session:
+                device = session.get(Device, device_id)
+                url, token = device.url, device.token
+            self._live[device_id] = LiveDevice(
+                client=WorkerClient(url, token, self.settings.request_timeout),
+                slots=asyncio.Semaphore(self.settings.worker_concurrency),
+            )
+        return self._live[device_id]
+
+    def _forget(self, device_id: int) -> None:
+        live = self._live.pop(device_id, None)
+        if live is not None:
+            self._closing.append(live.client)
+
+    async def aclose(self) -> None:
+        for client in [*self._closing, *(live.client for live in self._live.values())]:
+            await client.aclose()
+        self._live.clear()
+        self._closing.clear()
+
+    def healthy_devices(self, target: str) -> list[int]:
+        with self.db.session() as session:
+            rows = session.scalars(select(Device.id).where(Device.target == target, Device.status == HEALTHY))
+            return sorted(rows)
+
+    def healthy_targets(self) -> dict[str, list[str]]:
+        with self.db.session() as session:
+            rows = session.execute(select(Device.target, Device.name).where(Device.status == HEALTHY)).all()
+        targets: dict[str, list[str]] = {}
+        for target, name in rows:
+            targets.setdefault(target, []).append(name)
+        return targets
+
+    def pick(self, target: str, exclude: set[int]) -> int | None:
+        """The healthy device of `target` with the fewest requests in flight, skipping `exclude`."""
+        candidates = [d for d in self.healthy_devices(target) if d not in exclude]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda d: self._live[d].in_flight if d in self._live else 0)
+
+    def mark(self, device_id: int, status: str, detail: str) -> None:
+        with self.db.session() as session:
+            device = session.get(Device, device_id)
+            if device is not None:
+                device.status, device.health_detail, device.last_check = status, detail, utcnow()
+        if status != HEALTHY and device_id in self._live:
+            self._live[device_id].codecs.clear()
+
+    def fingerprint_of(self, device_id: int) -> tuple[int | None, bool | None]:
+        with self.db.session() as session:
+            device = session.get(Device, device_id)
+            if device is None or device.fingerprint_id is None:
+                return None, None
+            fingerprint = session.get(Fingerprint, device.fingerprint_id)
+            return fingerprint.id, fingerprint.emulated
+
+    # --- health -------------------------------------------------------------------------------------------
+
+    async def check(self, device_id: int) -> str:
+        """Run the health check (healthz, info, known answer) and record the outcome; returns the status."""
+        lock = self._check_locks.setdefault(device_id, asyncio.Lock())
+        async with lock:
+            try:
+                status, detail = await self._check(device_id)
+            except WorkerCallError as exc:
+                status = OFFLINE if exc.kind in ("transport", "timeout", "busy") else QUARANTINED
+                detail = f"health check failed: {exc.detail}"
+            self.mark(device_id, status, detail)
+            if status == HEALTHY:
+                self.heartbeat(device_id)
+            return status
+
+    async def check_all(self, statuses: tuple[str, ...] | None = None) -> None:
+        """Health-check every device, or only those whose status is in `statuses`."""
+        query = select(Device.id)
+        if statuses is not None:
+            query = query.where(Device.status.in_(statuses))
+        with self.db.session() as session:
+            ids = list(session.scalars(query))
+        await asyncio.gather(*(self.check(device_id) for device_id in ids))
+
+    async def _check(self, device_id: int) -> tuple[str, str]:
+        live = self.live(device_id)
+        await live.client.healthz()
+        info = await live.client.info()
+        problem = self._record_fingerprint(device_id, info)
+        if problem:
+            return QUARANTINED, problem
+        if self.known_answer is None:
+            return HEALTHY, f"reachable; known-answer test not run: {self.known_answer_problem}"
+        problem = await self._run_known_answer(live)
+        return (QUARANTINED, problem) if problem else (HEALTHY, "known-answer test passed")
+
+    def _record_fingerprint(self, device_id: int, info: dict[str, Any]) -> str:
+        """Store the reported fingerprint; a non-empty return explains why the device must be quarantined."""
+        if not isinstance(info, dict) or not info.get("target"):
+            return "/v1/info did not report a target"
+        sha = fingerprint_sha256(info)
+        with self.db.session() as session:
+            fingerprint = session.scalar(select(Fingerprint).where(Fingerprint.sha256 == sha))
+            if fingerprint is None:
+                fingerprint = Fingerprint(
+                    sha256=sha,
+                    target=str(info["target"]),
+                    arch=str(info.get("arch", "")),
+                    emulated=info.get("emulator") is not None,
+                    info=info,
+                )
+                session.add(fingerprint)
+                session.flush()
+            device = session.get(Device, device_id)
+            claimed = device.claimed_fingerprint
+            device.fingerprint_id = fingerprint.id
+            if device.target and device.target != info["target"]:
+                return f"configured as target {device.target!r} but reports {info['target']!r}"
+            device.target = str(info["target"])
+            if claimed is not None and fingerprint_sha256(claimed) != sha:
+                return "fingerprint sent at registration differs from what /v1/info reports"
+        return ""
+
+    async def _run_known_answer(self, live: LiveDevice) -> str:
+        answer = self.known_answer
+        await self.ensure_codec(live, answer.codec_digest, answer.archive)
+        reference = await live.client.decode(answer.codec_digest, answer.bitstream, recon=False)
+        wrong = entropy_mismatches(answer.decode_hashes, reference.stage_hashes)
+        if wrong:
+            return f"known-answer decode differs from the recorded hashes at {', '.join(wrong)}"
+        encoded = await live.client.encode(answer.codec_digest, answer.png, recon=False)
+        if encoded.bitstream is None:
+            return "known-answer encode returned no bitstream"
+        own = await live.client.decode(answer.codec_digest, encoded.bitstream, recon=False)
+        wrong = entropy_mismatches(encoded.stage_hashes, own.stage_hashes)
+        if wrong:
+            return f"decoding its own known-answer bitstream differs from its encoder at {', '.join(wrong)}"
+        return ""
+
+    async def ensure_codec(self, live: LiveDevice, digest: str, archive: bytes) -> None:
+        if digest not in live.codecs:
+            await live.client.put_codec(digest, archive)
+            live.codecs.add(digest)

@@ -1,0 +1,118 @@
+"""Per-job exports: JSON (everything), CSV (one row per cell) and JUnit XML (one testcase per cell).
+
+In JUnit only bit-exact and latent-exact cells without nondeterminism pass. desync and nondeterminism are
+failures; error, timeout and worker-lost are errors; not-run is a failure too, since a test that did not run
+must never read as passed (a CI would count <skipped> as green).
+"""
+
+import csv
+import io
+import json
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from sqlalchemy.orm import Session
+
+from server import queries, verdicts
+from server.models import Job
+
+CSV_COLUMNS = (
+    "id",
+    "codec",
+    "codec_name",
+    "precision",
+    "image",
+    "image_name",
+    "encoder",
+    "decoder",
+    "verdict",
+    "passed",
+    "nondeterministic",
+    "emulated",
+    "first_stage",
+    "max_abs_diff",
+    "recon_psnr",
+    "mismatch_channel",
+    "mismatch_y",
+    "mismatch_x",
+    "mismatch_encoder_level",
+    "mismatch_decoder_level",
+    "detail",
+)
+JUNIT_ERRORS = frozenset({verdicts.ERROR, verdicts.TIMEOUT, verdicts.WORKER_LOST})
+
+
+def job_document(session: Session, job: Job) -> dict[str, Any]:
+    return {
+        "job": queries.job_summary(session, job),
+        "cells": queries.cell_rows(session, job.id),
+        "rd_points": queries.rd_points(session, job.id),
+        "bd_rates": queries.bd_rates(session, job.id),
+        "verdict_counts": queries.verdict_counts(session, job.id),
+    }
+
+
+def to_json(session: Session, job: Job) -> str:
+    return json.dumps(job_document(session, job), indent=1, sort_keys=True, allow_nan=False, default=str)
+
+
+def to_csv(session: Session, job: Job) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for cell in queries.cell_rows(session, job.id):
+        mismatch = cell["mismatch"] or {}
+        row = {name: cell.get(name) for name in CSV_COLUMNS}
+        for name in ("channel", "y", "x", "encoder_level", "decoder_level"):
+            row[f"mismatch_{name}"] = mismatch.get(name)
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def to_junit(session: Session, job: Job) -> str:
+    cells = queries.cell_rows(session, job.id)
+    root = ET.Element("testsuites", name=f"bitmatch job {job.id}")
+    by_codec: dict[str, list[dict[str, Any]]] = {}
+    for cell in cells:
+        by_codec.setdefault(cell["codec_name"], []).append(cell)
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    for codec_name, codec_cells in by_codec.items():
+        suite = ET.SubElement(root, "testsuite", name=codec_name)
+        counts = {"tests": len(codec_cells), "failures": 0, "errors": 0, "skipped": 0}
+        for cell in codec_cells:
+            kind = _add_testcase(suite, cell)
+            if kind:
+                counts[kind] += 1
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            if key in totals:
+                totals[key] += value
+    for key, value in totals.items():
+        root.set(key, str(value))
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _add_testcase(suite: ET.Element, cell: dict[str, Any]) -> str:
+    """Append one testcase; returns "failures", "errors" or "" (passed)."""
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        classname=f"{cell['codec_name']}.{cell['image_name']}",
+        name=f"{cell['encoder']} -> {cell['decoder']}",
+    )
+    verdict = cell["verdict"]
+    message = f"{verdict}: {cell['detail']}".strip(": ")
+    if verdict in JUNIT_ERRORS:
+        ET.SubElement(case, "error", type=verdict, message=message)
+        return "errors"
+    if verdict not in verdicts.PASSING:
+        failure = ET.SubElement(case, "failure", type=verdict, message=message)
+        if cell["mismatch"]:
+            failure.text = json.dumps(cell["mismatch"], sort_keys=True)
+        return "failures"
+    if cell["nondeterministic"]:
+        ET.SubElement(case, "failure", type="nondeterministic", message=cell["nondeterminism_detail"])
+        return "failures"
+    ET.SubElement(case, "system-out").text = message
+    return ""

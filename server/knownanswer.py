@@ -1,0 +1,67 @@
+"""The known-answer test every worker passes before it may give verdicts.
+
+The coordinator encodes a fixed tiny image with a fixed (integer) codec package once, locally, and records the
+bitstream and the entropy-path stage hashes of decoding it. A worker must (1) decode that bitstream to exactly
+those hashes and (2) decode its own encoding of the image back to the hashes its encoder reported. Only the
+entropy path is compared: it is exact by construction, while the float analysis and synthesis may differ
+legitimately between devices.
+"""
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.imagesets import known_answer_image
+from server.workerclient import ENTROPY_STAGES
+
+
+@dataclass(frozen=True)
+class KnownAnswer:
+    codec_digest: str
+    archive: bytes
+    png: bytes
+    bitstream: bytes
+    decode_hashes: dict[str, str]  # entropy-path stages only
+
+
+def load_known_answer(package_path: Path, cache_dir: Path) -> KnownAnswer:
+    """Build (or read from `cache_dir`) the known answer of a codec package directory or archive."""
+    from codec.images import encode_png
+    from codec.package import CodecPackage, archive_bytes
+
+    package = CodecPackage.load(package_path)
+    archive = archive_bytes(package)
+    png = encode_png(known_answer_image())
+    cache = _cache_path(cache_dir, package.digest)
+    if cache.is_file():
+        record = json.loads(cache.read_text())
+        bitstream, hashes = base64.b64decode(record["bitstream"]), record["decode_hashes"]
+    else:
+        bitstream, hashes = _reference(package_path)
+        write_cache(cache_dir, package.digest, bitstream, hashes)
+    return KnownAnswer(package.digest, archive, png, bitstream, hashes)
+
+
+def _cache_path(cache_dir: Path, digest: str) -> Path:
+    return cache_dir / f"known-answer-{digest}.json"
+
+
+def write_cache(cache_dir: Path, digest: str, bitstream: bytes, decode_hashes: dict[str, str]) -> None:
+    """Record a package's known answer (the coordinator trusts this file: it lives in its data directory)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    record = {"bitstream": base64.b64encode(bitstream).decode(), "decode_hashes": decode_hashes}
+    _cache_path(cache_dir, digest).write_text(json.dumps(record))
+
+
+def _reference(package_path: Path) -> tuple[bytes, dict[str, str]]:
+    from codec.codec import Codec
+
+    codec = Codec.load(package_path)
+    encoded = codec.encode(known_answer_image())
+    decoded = codec.decode(encoded.bitstream)
+    return encoded.bitstream, {stage: decoded.stage_hashes[stage] for stage in ENTROPY_STAGES}
+
+
+def entropy_mismatches(expected: dict[str, str], actual: dict[str, str]) -> list[str]:
+    return [stage for stage in ENTROPY_STAGES if expected.get(stage) != actual.get(stage)]

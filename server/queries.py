@@ -1,0 +1,369 @@
+"""Read-only views of the database as plain dicts: what the JSON API returns, the exports serialise and the
+dashboard renders. Nothing here writes."""
+
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from server import verdicts
+from server.catalog import codec_label
+from server.models import (
+    BdRate,
+    Cell,
+    Codec,
+    Decode,
+    Device,
+    Encode,
+    Fingerprint,
+    Image,
+    Job,
+    Mismatch,
+    RdPoint,
+)
+
+FINISHED_TASK = ("done", "failed", "error", "timeout", "worker-lost", "not-run")
+# Worst first: the verdict a matrix position shows when its images disagree.
+VERDICT_SEVERITY = (
+    verdicts.DESYNC,
+    verdicts.ERROR,
+    verdicts.TIMEOUT,
+    verdicts.WORKER_LOST,
+    verdicts.NOT_RUN,
+    verdicts.LATENT_EXACT,
+    verdicts.BIT_EXACT,
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC; SQLite hands timestamps back without their zone, and they were written in UTC."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def job_summary(session: Session, job: Job) -> dict[str, Any]:
+    codecs, images = len(job.codec_digests), len(job.image_digests)
+    encoders, decoders = len(job.encoder_targets), len(job.decoder_targets)
+    planned_encodes = codecs * images * encoders * job.repeat
+    planned_decodes = planned_encodes * decoders
+    planned_cells = codecs * images * encoders * decoders
+    finished_encodes = _count(session, Encode, job.id)
+    finished_decodes = _count(session, Decode, job.id)
+    cells = dict(
+        session.execute(
+            select(Cell.verdict, func.count()).where(Cell.job_id == job.id).group_by(Cell.verdict)
+        ).all()
+    )
+    done_cells = sum(cells.values())
+    return {
+        "id": job.id,
+        "status": job.status,
+        "detail": job.detail,
+        "repeat": job.repeat,
+        "codecs": list(job.codec_digests),
+        "images": list(job.image_digests),
+        "encoders": list(job.encoder_targets),
+        "decoders": list(job.decoder_targets),
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "progress": {
+            "encodes": {"done": finished_encodes, "total": planned_encodes},
+            "decodes": {"done": finished_decodes, "total": planned_decodes},
+            "cells": {"done": done_cells, "total": planned_cells},
+            "fraction": (done_cells / planned_cells) if planned_cells else 1.0,
+        },
+        "verdicts": cells,
+    }
+
+
+def _count(session: Session, model, job_id: int) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(model)
+            .where(model.job_id == job_id, model.status.in_(FINISHED_TASK))
+        )
+        or 0
+    )
+
+
+def list_jobs(session: Session, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    jobs = session.scalars(select(Job).order_by(Job.id.desc()).limit(limit).offset(offset))
+    return [job_summary(session, job) for job in jobs]
+
+
+def cell_rows(session: Session, job_id: int) -> list[dict[str, Any]]:
+    """Every cell of a job, flat, with codec and image names and the mismatch when there is one."""
+    rows = session.execute(
+        select(Cell, Codec, Image, Mismatch)
+        .join(Codec, Cell.codec_id == Codec.id)
+        .join(Image, Cell.image_id == Image.id)
+        .outerjoin(Mismatch, Mismatch.cell_id == Cell.id)
+        .where(Cell.job_id == job_id)
+        .order_by(Codec.name, Image.name, Cell.encoder_target, Cell.decoder_target)
+    )
+    return [_cell_dict(cell, codec, image, mismatch) for cell, codec, image, mismatch in rows]
+
+
+def _cell_dict(cell: Cell, codec: Codec, image: Image, mismatch: Mismatch | None) -> dict[str, Any]:
+    return {
+        "id": cell.id,
+        "job": cell.job_id,
+        "codec": codec.digest,
+        "codec_name": codec.name,
+        "precision": codec.precision,
+        "image": image.digest,
+        "image_name": image.name,
+        "encoder": cell.encoder_target,
+        "decoder": cell.decoder_target,
+        "verdict": cell.verdict,
+        "passed": cell.verdict in verdicts.PASSING and not cell.nondeterministic,
+        "first_stage": cell.first_stage,
+        "detail": cell.detail,
+        "max_abs_diff": cell.max_abs_diff,
+        "recon_psnr": cell.recon_psnr,
+        "nondeterministic": cell.nondeterministic,
+        "nondeterminism_detail": cell.nondeterminism_detail,
+        "emulated": cell.emulated,
+        "encoder_fingerprint": cell.encoder_fingerprint_id,
+        "decoder_fingerprint": cell.decoder_fingerprint_id,
+        "mismatch": _mismatch_dict(mismatch),
+    }
+
+
+def _mismatch_dict(mismatch: Mismatch | None) -> dict[str, Any] | None:
+    if mismatch is None:
+        return None
+    return {
+        name: getattr(mismatch, name)
+        for name in (
+            "stage",
+            "flat_index",
+            "channel",
+            "y",
+            "x",
+            "encoder_level",
+            "decoder_level",
+            "encoder_value",
+            "decoder_value",
+            "detail",
+        )
+    }
+
+
+def job_matrix(session: Session, job: Job) -> list[dict[str, Any]]:
+    """Per codec: the encoder x decoder matrix. Each position holds the worst verdict over the images, the
+    verdict counts and the per-image cells, so a renderer needs nothing else."""
+    by_codec: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    names: dict[str, str] = {}
+    for cell in cell_rows(session, job.id):
+        by_codec[cell["codec"]][(cell["encoder"], cell["decoder"])].append(cell)
+        names[cell["codec"]] = cell["codec_name"]
+    matrices = []
+    for digest in job.codec_digests:
+        positions = by_codec.get(digest, {})
+        rows = []
+        for encoder in job.encoder_targets:
+            row = []
+            for decoder in job.decoder_targets:
+                cells = positions.get((encoder, decoder), [])
+                row.append(
+                    {
+                        "encoder": encoder,
+                        "decoder": decoder,
+                        "verdict": _worst(cells),
+                        "counts": dict(Counter(c["verdict"] for c in cells)),
+                        "nondeterministic": any(c["nondeterministic"] for c in cells),
+                        "cells": cells,
+                    }
+                )
+            rows.append(row)
+        matrices.append(
+            {
+                "codec": digest,
+                "codec_name": names.get(digest, digest[:12]),
+                "encoders": list(job.encoder_targets),
+                "decoders": list(job.decoder_targets),
+                "rows": rows,
+            }
+        )
+    return matrices
+
+
+def _worst(cells: list[dict[str, Any]]) -> str:
+    if not cells:
+        return "pending"
+    present = {c["verdict"] for c in cells}
+    return next(v for v in VERDICT_SEVERITY if v in present)
+
+
+def verdict_counts(session: Session, job_id: int) -> dict[str, dict[str, int]]:
+    """{codec name: {verdict: count}}, the shape `bitmatch demo --json` prints."""
+    rows = session.execute(
+        select(Codec.name, Cell.verdict, func.count())
+        .join(Codec, Cell.codec_id == Codec.id)
+        .where(Cell.job_id == job_id)
+        .group_by(Codec.name, Cell.verdict)
+    )
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for name, verdict, count in rows:
+        counts[name][verdict] = count
+    return dict(counts)
+
+
+def cell_detail(session: Session, cell_id: int) -> dict[str, Any] | None:
+    """Everything the cell page and the repro bundle need: both sides' hashes, blobs and fingerprints."""
+    row = session.execute(
+        select(Cell, Codec, Image)
+        .join(Codec, Cell.codec_id == Codec.id)
+        .join(Image, Cell.image_id == Image.id)
+        .where(Cell.id == cell_id)
+    ).first()
+    if row is None:
+        return None
+    cell, codec, image = row
+    mismatch = session.scalar(select(Mismatch).where(Mismatch.cell_id == cell.id))
+    detail = _cell_dict(cell, codec, image, mismatch)
+    encode = session.get(Encode, cell.encode_id) if cell.encode_id else None
+    decode = session.get(Decode, cell.decode_id) if cell.decode_id else None
+    detail["encode"] = _task_dict(session, encode)
+    detail["decode"] = _task_dict(session, decode)
+    detail["codec_archive"] = codec.archive_sha256
+    detail["image_png"] = image.digest
+    detail["bitstream"] = encode.bitstream_sha256 if encode else None
+    detail["stage_comparison"] = _stage_comparison(encode, decode)
+    return detail
+
+
+def _task_dict(session: Session, task: Encode | Decode | None) -> dict[str, Any] | None:
+    if task is None:
+        return None
+    device = session.get(Device, task.device_id) if task.device_id else None
+    fingerprint = session.get(Fingerprint, task.fingerprint_id) if task.fingerprint_id else None
+    result = {
+        "id": task.id,
+        "target": task.target,
+        "repeat": task.repeat,
+        "status": task.status,
+        "device": device.name if device else None,
+        "device_url": device.url if device else None,
+        "attempts": task.attempts,
+        "stage_hashes": task.stage_hashes,
+        "timings": task.timings,
+        "recon": task.recon_sha256,
+        "error_code": task.error_code,
+        "error_detail": task.error_detail,
+        "emulated": task.emulated,
+        "fingerprint": fingerprint.info if fingerprint else None,
+        "psnr": task.psnr,
+    }
+    if isinstance(task, Encode):
+        result.update(bitstream=task.bitstream_sha256, bpp=task.bpp)
+    return result
+
+
+def _stage_comparison(encode: Encode | None, decode: Decode | None) -> list[dict[str, Any]]:
+    encoder = (encode.stage_hashes or {}) if encode else {}
+    decoder = (decode.stage_hashes or {}) if decode else {}
+    return [
+        {
+            "stage": stage,
+            "encoder": encoder.get(stage),
+            "decoder": decoder.get(stage),
+            "equal": encoder.get(stage) is not None and encoder.get(stage) == decoder.get(stage),
+        }
+        for stage in ("z_hat", "scale_index", "mean", "y_hat", "recon")
+    ]
+
+
+def rd_points(session: Session, job_id: int) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(RdPoint, Codec.name, Image.name)
+        .join(Codec, RdPoint.codec_id == Codec.id)
+        .join(Image, RdPoint.image_id == Image.id)
+        .where(RdPoint.job_id == job_id)
+        .order_by(Codec.name, RdPoint.encoder_target, RdPoint.decoder_target, Image.name)
+    )
+    return [
+        {
+            "codec": codec,
+            "image": image,
+            "encoder": p.encoder_target,
+            "decoder": p.decoder_target,
+            "bpp": p.bpp,
+            "psnr": p.psnr,
+        }
+        for p, codec, image in rows
+    ]
+
+
+def bd_rates(session: Session, job_id: int) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(BdRate)
+        .where(BdRate.job_id == job_id)
+        .order_by(BdRate.kind, BdRate.device, BdRate.anchor, BdRate.test)
+    )
+    return [
+        {
+            "kind": r.kind,
+            "device": r.device,
+            "anchor": r.anchor,
+            "test": r.test,
+            "bd_rate": r.bd_rate,
+            "points": r.points,
+            "note": r.note,
+        }
+        for r in rows
+    ]
+
+
+def device_dict(session: Session, device: Device) -> dict[str, Any]:
+    fingerprint = session.get(Fingerprint, device.fingerprint_id) if device.fingerprint_id else None
+    return {
+        "id": device.id,
+        "name": device.name,
+        "url": device.url,
+        "target": device.target,
+        "source": device.source,
+        "status": device.status,
+        "health_detail": device.health_detail,
+        "last_heartbeat": _iso(device.last_heartbeat),
+        "last_check": _iso(device.last_check),
+        "emulated": fingerprint.emulated if fingerprint else None,
+        "fingerprint": fingerprint.info if fingerprint else None,
+        "fingerprint_sha256": fingerprint.sha256 if fingerprint else None,
+    }
+
+
+def list_devices(session: Session) -> list[dict[str, Any]]:
+    return [
+        device_dict(session, d) for d in session.scalars(select(Device).order_by(Device.target, Device.name))
+    ]
+
+
+def codec_dict(codec: Codec) -> dict[str, Any]:
+    return {
+        "digest": codec.digest,
+        "name": codec.name or codec_label(codec.manifest, codec.digest),
+        "precision": codec.precision,
+        "architecture": codec.architecture,
+        "size": codec.size,
+        "manifest": codec.manifest,
+        "created_at": _iso(codec.created_at),
+    }
+
+
+def image_dict(image: Image) -> dict[str, Any]:
+    return {
+        "digest": image.digest,
+        "name": image.name,
+        "set": image.image_set,
+        "width": image.width,
+        "height": image.height,
+        "size": image.size,
+        "created_at": _iso(image.created_at),
+    }

@@ -1,0 +1,1 @@
+"""One router per resource: jobs (and their cells), workers, codecs, images, blobs, exports."""

@@ -1,0 +1,186 @@
+"""Jobs: submit (202 and an id), list, status with progress, cancel; cells, matrix, RD points, BD-rates."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import select
+
+from server import queries
+from server.api import AppDep, CellId, JobId, WriteAccess
+from server.catalog import ensure_image_set
+from server.imagesets import set_names
+from server.models import Codec, Image, Job
+from server.state import AppState
+
+Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Selector = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+router = APIRouter(prefix="/api", tags=["jobs"])
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    codecs: list[Digest] = Field(min_length=1, max_length=32, description="codec package digests")
+    images: (
+        Annotated[str, StringConstraints(min_length=1, max_length=64)]
+        | Annotated[list[Digest], Field(min_length=1, max_length=256)]
+    ) = Field(description="a bundled image set's name, or uploaded image digests")
+    encoders: list[Selector] = Field(
+        default=["*"],
+        min_length=1,
+        max_length=64,
+        description="targets or device names; '*' is every healthy target",
+    )
+    decoders: list[Selector] = Field(default=["*"], min_length=1, max_length=64)
+    repeat: int = Field(
+        default=1, ge=1, le=10, description="runs per (device, input), compared for determinism"
+    )
+
+
+class JobCreated(BaseModel):
+    id: int
+    status: str
+    url: str
+
+
+@router.post("/jobs", status_code=202, response_model=JobCreated, dependencies=[WriteAccess])
+def submit_job(body: JobRequest, app: AppDep) -> JobCreated:
+    codecs = _unique(body.codecs)
+    images = _resolve_images(app, body.images)
+    encoders = _resolve_targets(app, body.encoders, "encoder")
+    decoders = _resolve_targets(app, body.decoders, "decoder")
+    with app.db.session() as session:
+        known = set(session.scalars(select(Codec.digest).where(Codec.digest.in_(codecs))))
+        missing = [d for d in codecs if d not in known]
+        if missing:
+            raise HTTPException(
+                422, f"unknown codec digest(s) {missing}: upload with PUT /api/codecs/{{digest}}"
+            )
+        job = Job(
+            status="queued",
+            request=body.model_dump(),
+            codec_digests=codecs,
+            image_digests=images,
+            encoder_targets=encoders,
+            decoder_targets=decoders,
+            repeat=body.repeat,
+        )
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    app.scheduler.wake()
+    return JobCreated(id=job_id, status="queued", url=f"/api/jobs/{job_id}")
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _resolve_images(app: AppState, images: str | list[str]) -> list[str]:
+    if isinstance(images, str):
+        if images not in set_names():
+            raise HTTPException(422, f"unknown image set {images!r}; bundled sets: {set_names()}")
+        return ensure_image_set(app.db, app.store, images)
+    digests = _unique(images)
+    with app.db.session() as session:
+        known = set(session.scalars(select(Image.digest).where(Image.digest.in_(digests))))
+    missing = [d for d in digests if d not in known]
+    if missing:
+        raise HTTPException(422, f"unknown image digest(s) {missing}: upload with POST /api/images")
+    return digests
+
+
+def _resolve_targets(app: AppState, selectors: list[str], role: str) -> list[str]:
+    """Targets named by the selectors: a target, a device's name (meaning its target), or '*' for all.
+    Only healthy devices count: a quarantined or offline device is never selected, even by name."""
+    healthy = app.pool.healthy_targets()
+    device_targets = {name: target for target, names in healthy.items() for name in names}
+    targets: list[str] = []
+    for selector in selectors:
+        if selector in ("*", "all"):
+            targets.extend(sorted(healthy))
+        elif selector in healthy:
+            targets.append(selector)
+        elif selector in device_targets:
+            targets.append(device_targets[selector])
+        else:
+            raise HTTPException(
+                422,
+                f"{role} selector {selector!r} matches no healthy device "
+                f"(healthy targets: {sorted(healthy)})",
+            )
+    if not targets:
+        raise HTTPException(422, f"no healthy {role} device; register workers first")
+    return _unique(targets)
+
+
+def _job(session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id}")
+    return job
+
+
+@router.get("/jobs")
+def list_jobs(
+    app: AppDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+) -> list[dict[str, Any]]:
+    with app.db.session() as session:
+        return queries.list_jobs(session, limit, offset)
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: JobId, app: AppDep) -> dict[str, Any]:
+    with app.db.session() as session:
+        return queries.job_summary(session, _job(session, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", status_code=202, dependencies=[WriteAccess])
+def cancel_job(job_id: JobId, app: AppDep) -> dict[str, Any]:
+    with app.db.session() as session:
+        job = _job(session, job_id)
+        if job.status not in ("queued", "running", "cancelling"):
+            raise HTTPException(409, f"job {job_id} is already {job.status}")
+        job.status = "cancelling"
+        summary = queries.job_summary(session, job)
+    app.scheduler.wake()
+    return summary
+
+
+@router.get("/jobs/{job_id}/cells")
+def job_cells(job_id: JobId, app: AppDep) -> list[dict[str, Any]]:
+    with app.db.session() as session:
+        _job(session, job_id)
+        return queries.cell_rows(session, job_id)
+
+
+@router.get("/jobs/{job_id}/matrix")
+def job_matrix(job_id: JobId, app: AppDep) -> list[dict[str, Any]]:
+    with app.db.session() as session:
+        return queries.job_matrix(session, _job(session, job_id))
+
+
+@router.get("/jobs/{job_id}/rd-points")
+def job_rd_points(job_id: JobId, app: AppDep) -> list[dict[str, Any]]:
+    with app.db.session() as session:
+        _job(session, job_id)
+        return queries.rd_points(session, job_id)
+
+
+@router.get("/jobs/{job_id}/bd-rates")
+def job_bd_rates(job_id: JobId, app: AppDep) -> list[dict[str, Any]]:
+    with app.db.session() as session:
+        _job(session, job_id)
+        return queries.bd_rates(session, job_id)
+
+
+@router.get("/cells/{cell_id}")
+def get_cell(cell_id: CellId, app: AppDep) -> dict[str, Any]:
+    with app.db.session() as session:
+        detail = queries.cell_detail(session, cell_id)
+    if detail is None:
+        raise HTTPException(404, f"no cell {cell_id}")
+    return detail

@@ -1,0 +1,106 @@
+"""`bitmatch serve`: the coordinator (REST API, scheduler, health checks) under uvicorn."""
+
+import logging
+from pathlib import Path
+
+import click
+
+from server.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings, default_data_dir
+
+
+@click.command(name="serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8100, show_default=True)
+@click.option(
+    "--db",
+    "db_url",
+    envvar="BITMATCH_DB",
+    default=None,
+    help="SQLAlchemy database URL (default: a SQLite file in the data directory; "
+    "postgresql+psycopg://... works unchanged).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="BITMATCH_DATA_DIR",
+    default=None,
+    help=f"Blobs, packages and the default database [default: {default_data_dir()}].",
+)
+@click.option(
+    "--workers-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help='JSON or TOML file: {"workers": [{"name", "url", "token", "target"}, ...]}.',
+)
+@click.option(
+    "--token",
+    envvar="BITMATCH_TOKEN",
+    default=None,
+    help="Bearer token required for every write (env BITMATCH_TOKEN). Without it writes are refused.",
+)
+@click.option(
+    "--health-package",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Integer codec package (dir or archive) for the workers' known-answer test.",
+)
+@click.option(
+    "--max-upload-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_MAX_UPLOAD_BYTES / 2**20,
+    show_default=True,
+)
+@click.option(
+    "--worker-concurrency",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Requests in flight per worker.",
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds per worker call before the task ends as timeout.",
+)
+@click.option("--health-interval", type=click.FloatRange(min=1), default=60.0, show_default=True)
+@click.option(
+    "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
+def serve_command(
+    host: str,
+    port: int,
+    db_url: str | None,
+    data_dir: Path | None,
+    workers_config: Path | None,
+    token: str | None,
+    health_package: Path | None,
+    max_upload_mb: float,
+    worker_concurrency: int,
+    request_timeout: float,
+    health_interval: float,
+    log_level: str,
+) -> None:
+    """Run the coordinator: REST API at /api, OpenAPI at /openapi.json."""
+    import uvicorn
+
+    from server.app import create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not token:
+        click.echo(
+            "warning: no --token given; every write (jobs, uploads, registration) will be refused", err=True
+        )
+    settings = Settings(
+        data_dir=data_dir or default_data_dir(),
+        db_url=db_url,
+        token=token,
+        workers_config=workers_config,
+        health_package=health_package,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        worker_concurrency=worker_concurrency,
+        request_timeout=request_timeout,
+        health_interval=health_interval,
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)

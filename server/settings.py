@@ -1,0 +1,37 @@
+"""Coordinator settings: one frozen dataclass, filled from the `bitmatch serve` options."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+DEFAULT_MAX_UPLOAD_BYTES = 256 * 2**20
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("bitmatch")) / "coordinator"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    db_url: str | None = None  # None: a SQLite file inside data_dir
+    token: str | None = None  # bearer token for every write; None disables writes entirely
+    workers_config: Path | None = None
+    health_package: Path | None = None  # codec package used for the known-answer check
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    worker_concurrency: int = 2  # requests in flight per worker
+    request_timeout: float = 300.0  # seconds per worker call
+    transport_retries: int = 3  # per worker, on connection-level failures only
+    retry_backoff: float = 0.5  # seconds, doubled each retry
+    health_interval: float = 60.0  # seconds between health checks of every device
+    offline_recheck_interval: float = 10.0  # seconds between checks of offline and unchecked devices
+    run_scheduler: bool = True
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'bitmatch.sqlite3'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"

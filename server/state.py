@@ -1,0 +1,22 @@
+"""What the routers reach through `app.state.bitmatch`: settings, database, blob store, devices, scheduler."""
+
+from dataclasses import dataclass
+
+from server.db import Database
+from server.devices import DevicePool
+from server.scheduler import Scheduler
+from server.settings import Settings
+from server.storage import BlobStore
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: Database
+    store: BlobStore
+    pool: DevicePool
+    scheduler: Scheduler
+
+    @property
+    def packages_dir(self):
+        return self.settings.data_dir / "packages"

@@ -1,0 +1,123 @@
+"""Cell verdicts: pure functions from what the encoder and decoder reported to one verdict with its evidence.
+
+Order of comparison: an outcome that is not a result (error, timeout, worker-lost, not-run) is the verdict;
+a decode the codec refused in the entropy path is a desync; then the entropy-path stage hashes in coding order
+(the first that differs is a desync); then the reconstruction (bit-exact or latent-exact).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from server.workerclient import ENTROPY_STAGES
+
+BIT_EXACT = "bit-exact"
+LATENT_EXACT = "latent-exact"
+DESYNC = "desync"
+ERROR = "error"
+TIMEOUT = "timeout"
+WORKER_LOST = "worker-lost"
+NOT_RUN = "not-run"
+VERDICTS = (BIT_EXACT, LATENT_EXACT, DESYNC, ERROR, TIMEOUT, WORKER_LOST, NOT_RUN)
+PASSING = frozenset({BIT_EXACT, LATENT_EXACT})
+
+# Task statuses. "failed" is a decode the codec refused with a typed bitstream error: a result, not an outage.
+DONE, FAILED = "done", "failed"
+UNFINISHED_TO_VERDICT = {
+    ERROR: ERROR,
+    TIMEOUT: TIMEOUT,
+    WORKER_LOST: WORKER_LOST,
+    NOT_RUN: NOT_RUN,
+    "pending": NOT_RUN,
+    "running": NOT_RUN,
+}
+ENTROPY_DECODE_STAGE = "entropy-decode"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one encode or decode ended with."""
+
+    status: str
+    stage_hashes: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    first_stage: str | None = None
+    detail: str = ""
+
+
+def decide(encode: Outcome, decode: Outcome | None) -> Verdict:
+    if encode.status != DONE:
+        verdict = UNFINISHED_TO_VERDICT.get(encode.status, ERROR)
+        return Verdict(verdict, detail=f"encoder {encode.status}: {_why(encode)}")
+    if decode is None:
+        return Verdict(NOT_RUN, detail="decode was never scheduled")
+    if decode.status == FAILED:
+        return Verdict(DESYNC, ENTROPY_DECODE_STAGE, f"entropy decode failed: {_why(decode)}")
+    if decode.status != DONE:
+        verdict = UNFINISHED_TO_VERDICT.get(decode.status, ERROR)
+        return Verdict(verdict, detail=f"decoder {decode.status}: {_why(decode)}")
+    return compare_hashes(encode.stage_hashes or {}, decode.stage_hashes or {})
+
+
+def compare_hashes(encoder: dict[str, Any], decoder: dict[str, Any]) -> Verdict:
+    for stage in (*ENTROPY_STAGES, "recon"):
+        if not encoder.get(stage) or not decoder.get(stage):
+            side = "encoder" if not encoder.get(stage) else "decoder"
+            return Verdict(ERROR, stage, f"{side} reported no {stage} hash")
+    for stage in ENTROPY_STAGES:
+        if encoder[stage] != decoder[stage]:
+            return Verdict(
+                DESYNC,
+                stage,
+                f"{stage} differs: encoder {encoder[stage][:12]}…, decoder {decoder[stage][:12]}…",
+            )
+    if encoder["recon"] == decoder["recon"]:
+        return Verdict(BIT_EXACT)
+    return Verdict(LATENT_EXACT, "recon", "y_hat identical, reconstruction differs")
+
+
+def _why(outcome: Outcome) -> str:
+    return f"{outcome.error_code or outcome.status}: {outcome.error_detail or ''}".strip(": ")
+
+
+def recon_difference(a: np.ndarray, b: np.ndarray) -> tuple[int, float | None]:
+    """Max absolute difference and PSNR (dB, peak 255) between two uint8 images; PSNR None when identical."""
+    if a.shape != b.shape:
+        raise ValueError(f"reconstructions differ in shape: {a.shape} vs {b.shape}")
+    diff = a.astype(np.int64) - b.astype(np.int64)
+    max_abs = int(np.abs(diff).max()) if diff.size else 0
+    mse = float(np.mean(diff.astype(np.float64) ** 2)) if diff.size else 0.0
+    return max_abs, (None if mse == 0 else float(10 * np.log10(255.0**2 / mse)))
+
+
+def psnr(reference: np.ndarray, test: np.ndarray) -> float | None:
+    return recon_difference(reference, test)[1]
+
+
+def nondeterminism(repeats: Sequence[Outcome], extra: Sequence[str | None] = ()) -> str:
+    """Describe how same-device repeats disagree ('' when they agree or fewer than two finished).
+
+    `extra` holds one more value per repeat that must also agree (the bitstream digest of encodes)."""
+    finished = [(i, r) for i, r in enumerate(repeats) if r.status == DONE and r.stage_hashes]
+    if len(finished) < 2:
+        return ""
+    _, first = finished[0]
+    differing: list[str] = []
+    for stage in (*ENTROPY_STAGES, "recon"):
+        if any(
+            (r.stage_hashes or {}).get(stage) != (first.stage_hashes or {}).get(stage) for _, r in finished
+        ):
+            differing.append(stage)
+    if extra and len({extra[i] for i, _ in finished}) > 1:
+        differing.append("bitstream")
+    if not differing:
+        return ""
+    return f"{len(finished)} repeats disagree on {', '.join(differing)}"

@@ -1,0 +1,191 @@
+"""The coordinator's side of the worker HTTP API (issue 4): the server never imports worker code.
+
+Failures are sorted into the categories the scheduler acts on differently:
+transport (connection refused/reset, the worker died: retry with backoff, then another worker), busy (503:
+retry),
+timeout (its own verdict), rejected (a typed 4xx JSON error from the codec: a result, not an outage).
+"""
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+ENTROPY_STAGES = ("z_hat", "scale_index", "mean", "y_hat")
+STAGES = (*ENTROPY_STAGES, "recon")
+
+
+class WorkerCallError(Exception):
+    kind = "error"
+
+    def __init__(self, detail: str, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code or self.kind
+        self.status = status
+
+
+class TransportError(WorkerCallError):
+    kind = "transport"
+
+
+class WorkerBusy(WorkerCallError):
+    kind = "busy"
+
+
+class WorkerTimeout(WorkerCallError):
+    kind = "timeout"
+
+
+class WorkerRejected(WorkerCallError):
+    """A 4xx answer with the worker's JSON error code (e.g. a typed bitstream error)."""
+
+    kind = "rejected"
+
+
+class WorkerFailed(WorkerCallError):
+    """A 5xx answer or a response the coordinator cannot read."""
+
+    kind = "failed"
+
+
+@dataclass
+class CodecResult:
+    """An encode or decode answer, normalised."""
+
+    raw: dict[str, Any]
+    stage_hashes: dict[str, str]
+    bitstream: bytes | None
+    recon_png: bytes | None
+    timings: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> "CodecResult":
+        metrics = body.get("metrics") if isinstance(body.get("metrics"), dict) else {}
+        for key in ("bpp", "psnr"):
+            if key in body and key not in metrics:
+                metrics[key] = body[key]
+        return cls(
+            raw=body,
+            stage_hashes=dict(body.get("stage_hashes") or {}),
+            bitstream=_b64(body, "bitstream"),
+            recon_png=_b64(body, "recon_png", "recon"),
+            timings=dict(body.get("timings") or {}),
+            metrics=metrics,
+        )
+
+    def index_map(self) -> Any:
+        return _first(self.raw, "index_map", "scale_index_map", "scale_levels")
+
+
+def _first(body: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if body.get(key) is not None:
+            return body[key]
+    return None
+
+
+def _b64(body: dict[str, Any], *keys: str) -> bytes | None:
+    value = _first(body, *keys)
+    if isinstance(value, dict):
+        value = _first(value, "data", "base64", "png")
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError as exc:
+        raise WorkerFailed(f"field {keys[0]!r} is not valid base64: {exc}") from None
+
+
+class WorkerClient:
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self._client = httpx.AsyncClient(
+            base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0)
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def healthz(self) -> dict[str, Any]:
+        return await self._call("GET", "/healthz")
+
+    async def info(self) -> dict[str, Any]:
+        return await self._call("GET", "/v1/info")
+
+    async def put_codec(self, digest: str, archive: bytes) -> dict[str, Any]:
+        return await self._call(
+            "PUT",
+            f"/v1/codecs/{digest}",
+            content=archive,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    async def encode(
+        self, digest: str, png: bytes, *, recon: bool = True, index_map: bool = False
+    ) -> CodecResult:
+        params = {"codec": digest, "return_recon": _flag(recon), "return_index_map": _flag(index_map)}
+        body = await self._call(
+            "POST", "/v1/encode", params=params, content=png, headers={"Content-Type": "image/png"}
+        )
+        return CodecResult.from_json(body)
+
+    async def decode(
+        self, digest: str, bitstream: bytes, *, recon: bool = True, index_map: bool = False
+    ) -> CodecResult:
+        params = {"codec": digest, "return_recon": _flag(recon), "return_index_map": _flag(index_map)}
+        body = await self._call(
+            "POST",
+            "/v1/decode",
+            params=params,
+            content=bitstream,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return CodecResult.from_json(body)
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = await self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise TransportError(f"connect timeout to {self.url}") from None
+            raise WorkerTimeout(f"{method} {path} timed out: {type(exc).__name__}") from None
+        except httpx.TransportError as exc:
+            raise TransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+        return _parse(response, f"{method} {path}")
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _parse(response: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code >= 400:
+        code, detail = _error_fields(body, response)
+        if response.status_code == 503:
+            raise WorkerBusy(f"{what}: worker busy: {detail}", code=code, status=503)
+        if response.status_code == 504:
+            raise WorkerTimeout(f"{what}: compute timed out: {detail}", code="timeout", status=504)
+        if response.status_code == 502:  # the compute process died and is being restarted
+            raise TransportError(f"{what}: compute process died: {detail}", code=code, status=502)
+        error = WorkerRejected if response.status_code < 500 else WorkerFailed
+        raise error(f"{what}: {response.status_code} {detail}", code=code, status=response.status_code)
+    if not isinstance(body, dict):
+        raise WorkerFailed(f"{what}: answer is not a JSON object", status=response.status_code)
+    return body
+
+
+def _error_fields(body: Any, response: httpx.Response) -> tuple[str, str]:
+    if isinstance(body, dict):
+        code = body.get("error")
+        detail = body.get("detail")
+        code = str(code) if code else f"http-{response.status_code}"
+        return code, str(detail if detail is not None else body)
+    return f"http-{response.status_code}", response.text[:500]

@@ -1,0 +1,108 @@
+"""Cell verdicts, nondeterminism flags and first-mismatch forensics, as pure functions."""
+
+import base64
+
+import numpy as np
+import pytest
+
+from server import verdicts
+from server.forensics import IndexMapError, decode_array, first_mismatch
+from server.verdicts import Outcome, decide
+
+HASHES = {"z_hat": "a" * 64, "scale_index": "b" * 64, "mean": "c" * 64, "y_hat": "d" * 64, "recon": "e" * 64}
+
+
+def done(**changes) -> Outcome:
+    return Outcome("done", {**HASHES, **changes})
+
+
+def test_identical_hashes_are_bit_exact():
+    assert decide(done(), done()).verdict == verdicts.BIT_EXACT
+
+
+def test_same_latents_different_reconstruction_is_latent_exact():
+    result = decide(done(), done(recon="f" * 64))
+    assert (result.verdict, result.first_stage) == (verdicts.LATENT_EXACT, "recon")
+
+
+@pytest.mark.parametrize("stage", ["z_hat", "scale_index", "mean", "y_hat"])
+def test_the_first_differing_entropy_stage_is_reported(stage):
+    result = decide(done(), done(**{stage: "0" * 64, "recon": "1" * 64}))
+    assert (result.verdict, result.first_stage) == (verdicts.DESYNC, stage)
+
+
+def test_stages_are_compared_in_coding_order():
+    result = decide(done(), done(mean="0" * 64, y_hat="0" * 64))
+    assert result.first_stage == "mean"
+
+
+def test_a_decode_refused_in_the_entropy_path_is_a_desync():
+    result = decide(done(), Outcome("failed", None, "crc-mismatch", "CRC differs"))
+    assert result.verdict == verdicts.DESYNC and "crc-mismatch" in result.detail
+
+
+@pytest.mark.parametrize("status", ["error", "timeout", "worker-lost", "not-run"])
+def test_outages_are_their_own_verdicts_on_either_side(status):
+    assert decide(Outcome(status), None).verdict == status
+    assert decide(done(), Outcome(status)).verdict == status
+
+
+def test_unfinished_work_is_not_run_never_a_pass():
+    assert decide(done(), None).verdict == verdicts.NOT_RUN
+    assert decide(done(), Outcome("pending")).verdict == verdicts.NOT_RUN
+    assert verdicts.NOT_RUN not in verdicts.PASSING
+
+
+def test_a_missing_hash_is_an_error():
+    hashes = dict(HASHES)
+    del hashes["y_hat"]
+    assert decide(done(), Outcome("done", hashes)).verdict == verdicts.ERROR
+
+
+def test_recon_difference_measures_max_error_and_psnr():
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    assert verdicts.recon_difference(a, b) == (0, None)
+    b[0, 0, 0] = 3
+    max_abs, psnr = verdicts.recon_difference(a, b)
+    assert max_abs == 3
+    assert psnr == pytest.approx(10 * np.log10(255**2 / (9 / 48)))
+
+
+def test_nondeterminism_names_the_disagreeing_stages():
+    assert verdicts.nondeterminism([done(), done()]) == ""
+    assert verdicts.nondeterminism([done()]) == ""
+    note = verdicts.nondeterminism([done(), done(recon="0" * 64)])
+    assert "recon" in note and "y_hat" not in note
+    assert "bitstream" in verdicts.nondeterminism([done(), done()], ["x", "y"])
+    assert verdicts.nondeterminism([done(), Outcome("timeout")]) == ""
+
+
+def test_first_mismatch_gives_the_latent_coordinate_in_coding_order():
+    encoder = np.zeros((1, 4, 3, 5), np.int32)
+    decoder = encoder.copy()
+    assert first_mismatch(encoder, decoder) is None
+    decoder[0, 2, 1, 4] = 7
+    decoder[0, 3, 0, 0] = 9
+    found = first_mismatch(encoder, decoder)
+    assert (found.channel, found.y, found.x) == (2, 1, 4)
+    assert (found.encoder_level, found.decoder_level) == (0, 7)
+    assert found.flat_index == 2 * 15 + 1 * 5 + 4
+
+
+def test_index_maps_are_read_in_every_json_shape():
+    levels = np.arange(24, dtype=np.int32).reshape(2, 3, 4)
+    as_data = {
+        "shape": [2, 3, 4],
+        "dtype": "int32",
+        "byteorder": "little",
+        "data": base64.b64encode(levels.astype("<i4").tobytes()).decode(),
+    }
+    as_values = {"shape": [2, 3, 4], "values": levels.reshape(-1).tolist()}
+    for encoded in (as_data, as_values, levels.tolist()):
+        assert np.array_equal(decode_array(encoded), levels)
+    for bad in ({"shape": [5]}, {"data": "!!"}, 3, {"shape": [7], "values": [1, 2]}):
+        with pytest.raises(IndexMapError):
+            decode_array(bad)
+    with pytest.raises(IndexMapError):
+        first_mismatch(levels, levels[:1])
