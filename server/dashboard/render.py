@@ -1,0 +1,134 @@
+"""Jinja2 rendering shared by the live dashboard and the static report: environment, filters, view models."""
+
+import functools
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+from sqlalchemy.orm import Session
+
+from server import queries
+from server.bdrate import ENCODER
+from server.dashboard.charts import rd_chart
+from server.models import Job
+
+HERE = Path(__file__).parent
+CSS_PATH = HERE / "static" / "dashboard.css"
+RUNNING_STATUSES = ("queued", "running", "cancelling")
+
+LEGEND = (
+    ("bit-exact", "reconstruction identical to the encoder's"),
+    ("latent-exact", "y_hat identical, reconstruction differs"),
+    ("desync", "y_hat differs or the entropy decode failed"),
+    ("error", "a side failed"),
+    ("timeout", "a side ran out of time"),
+    ("worker-lost", "the worker died, no other could take it"),
+    ("not-run", "never ran; never a pass"),
+    ("pending", "not decided yet"),
+)
+
+
+@functools.cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(short=short, when=when, number=number, percent=percent, by_severity=by_severity)
+    env.globals.update(legend=LEGEND, stylesheet=stylesheet)
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    return environment().get_template(template).render(**context)
+
+
+def stylesheet() -> Markup:
+    return Markup(CSS_PATH.read_text())
+
+
+def by_severity(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """Verdict counts in legend order (passes first, then the failures), unknown verdicts last."""
+    order = {verdict: index for index, (verdict, _) in enumerate(LEGEND)}
+    return sorted(counts.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+
+
+def short(digest: str | None, length: int = 12) -> str:
+    return (digest or "")[:length]
+
+
+def when(iso: str | None) -> str:
+    if not iso:
+        return "—"
+    try:
+        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
+
+
+def number(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f} %"
+
+
+def target_emulation(session: Session) -> dict[str, bool]:
+    """Whether each target runs under an emulator, from its devices' fingerprints."""
+    emulated: dict[str, bool] = {}
+    for device in queries.list_devices(session):
+        if device["emulated"] is not None:
+            emulated[device["target"]] = emulated.get(device["target"], False) or bool(device["emulated"])
+    return emulated
+
+
+def job_view(session: Session, job: Job) -> dict[str, Any]:
+    """Everything the job page and the static report show."""
+    matrices = queries.job_matrix(session, job)
+    emulated = target_emulation(session)
+    for matrix in matrices:
+        for row in matrix["rows"]:
+            for position in row:
+                position["emulated"] = any(c["emulated"] for c in position["cells"])
+                position["image_count"] = len(job.image_digests)
+    points = queries.rd_points(session, job.id)
+    cells = queries.cell_rows(session, job.id)
+    return {
+        "job": queries.job_summary(session, job),
+        "running": job.status in RUNNING_STATUSES,
+        "matrices": matrices,
+        "emulated": emulated,
+        "cell_count": len(cells),
+        "cells": cells,
+        "bd_rates": queries.bd_rates(session, job.id),
+        "charts": rd_charts(points),
+        "verdict_counts": queries.verdict_counts(session, job.id),
+    }
+
+
+def rd_charts(points: list[dict[str, Any]]) -> list[Markup]:
+    """One chart per encoder device comparing codecs on their own reconstructions, and one per codec
+    comparing each decoder's reconstructions with the encoder's."""
+    by_encoder: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    by_codec: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for p in points:
+        xy = (p["bpp"], p["psnr"])
+        if p["decoder"] == ENCODER:
+            by_encoder[p["encoder"]][p["codec"]].append(xy)
+            by_codec[p["codec"]][f"{p['encoder']} (encoder)"].append(xy)
+        else:
+            by_codec[p["codec"]][f"{p['encoder']} → {p['decoder']}"].append(xy)
+    charts = [
+        Markup(rd_chart(series, f"codecs on {encoder}")) for encoder, series in sorted(by_encoder.items())
+    ]
+    charts += [
+        Markup(rd_chart(series, f"{codec}: decoders vs encoder"))
+        for codec, series in sorted(by_codec.items())
+    ]
+    return charts
