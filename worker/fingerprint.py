@@ -23,13 +23,22 @@ _CPU_FLAG_KEYS = ("flags", "Features", "features")
 _NVIDIA_SMI_TIMEOUT_S = 10
 
 
+def device_class(target: str, machine: str) -> str:
+    """The name the coordinator groups devices by: the target, qualified by the machine for native targets
+    off x86-64, so `cpu` in an arm64 container never shares a matrix row (or a retry pool) with x86 `cpu`.
+    Emulated targets (`qemu-*`) already name their guest."""
+    if machine in ("x86_64", "AMD64") or target.startswith("qemu-"):
+        return target
+    return f"{target}-{machine}"
+
+
 def collect(target: str, runtime: str, uses_gpu: bool = False) -> dict[str, Any]:
     """The fingerprint of this process's device; see the module docstring for the fields' provenance."""
     import numpy
 
     cpuinfo = _read_cpuinfo()
     return {
-        "target": target,
+        "target": device_class(target, platform.machine()),
         "runtime": runtime,
         "arch": platform.machine(),
         "cpu_model": _cpu_model(cpuinfo),

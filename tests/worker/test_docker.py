@@ -404,6 +404,7 @@ def workers_config_files(compose: dict) -> dict[str, Path]:
 
 def test_workers_configs_reach_the_compose_workers_with_their_tokens(compose, dockerfiles):
     from server.devices import load_workers_config
+    from worker.fingerprint import device_class
 
     coordinator = service_image(compose, "coordinator", dockerfiles)
     argv, env = service_argv_env(compose, "coordinator", coordinator)
@@ -422,7 +423,9 @@ def test_workers_configs_reach_the_compose_workers_with_their_tokens(compose, do
             worker_argv, worker_env = service_argv_env(compose, service, dockerfile)
             assert urlparse(spec.url).port == int(effective_setting(worker_argv, worker_env, "--port"))
             assert spec.token == effective_setting(worker_argv, worker_env, "--token")
-            assert spec.target == effective_setting(worker_argv, worker_env, "--target")
+            machine = "aarch64" if "arm64" in service else "x86_64"
+            worker_target = effective_setting(worker_argv, worker_env, "--target")
+            assert spec.target == device_class(worker_target, machine)
 
 
 def test_bitmatch_registers_the_commands_the_images_run():
