@@ -3,6 +3,10 @@
 import click
 
 from codec.cli import codec_group
+from server.demo import demo_command
+from server.serve import serve_command
+from worker.cli import worker_command
+from worker.targets_cli import targets_group
 
 
 @click.group()
@@ -12,6 +16,10 @@ def cli() -> None:
 
 
 cli.add_command(codec_group)
+cli.add_command(serve_command)
+cli.add_command(demo_command)
+cli.add_command(targets_group)
+cli.add_command(worker_command)
 
 
 def main() -> None:

@@ -1,0 +1,625 @@
+"""`bitmatch demo`: the whole harness on this machine in one command.
+
+Starts the coordinator and one worker per local target that can run here (provisioning what it can, saying
+why the others are missing), uploads the int16 and float packages (the trained ones in packages/ when they
+exist, else seeded random ones, cached) and the demo images, runs one job (every encoder x every decoder),
+prints the verdict matrix per codec, writes the static HTML report and leaves the dashboard running until
+Ctrl-C. With `--once` it exits when the job is done; `--json` prints one JSON object on stdout
+(`{"job", "report", "codecs": {NAME: {VERDICT: COUNT}}}`) and everything else on stderr.
+
+Every process it starts runs in its own process group and is stopped on exit, including on errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+import platformdirs
+
+from server.client import CoordinatorClient, CoordinatorError
+from server.imagesets import set_names
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TRAINED_PACKAGES = PROJECT_ROOT / "packages"
+DEMO_IMAGES_MANIFEST = PROJECT_ROOT / "data" / "testset" / "manifest.json"
+PRECISIONS = ("int16", "float")
+RANDOM_SEED = 7
+COORDINATOR_START_S = 120.0
+WORKER_START_S = 900.0  # emulated targets start Python, numpy and onnxruntime under qemu
+HEALTH_CHECK_S = 600.0
+STOP_GRACE_S = 20.0
+CANCEL_WAIT_S = 15.0
+NO_KNOWN_ANSWER_YET = "known-answer test not run: no health package configured"  # server/devices.py
+VERDICT_ORDER = ("bit-exact", "latent-exact", "desync", "error", "timeout", "worker-lost", "not-run")
+VERDICT_MARKS = {
+    "bit-exact": "=",
+    "latent-exact": "~",
+    "desync": "X",
+    "error": "E",
+    "timeout": "T",
+    "worker-lost": "L",
+    "not-run": "-",
+    "pending": "?",
+}
+
+
+class DemoError(click.ClickException):
+    """Something the demo needs failed; the message says what, and everything started is stopped."""
+
+
+def default_data_dir() -> Path:
+    override = os.environ.get("BITMATCH_CACHE")
+    return (Path(override) if override else Path(platformdirs.user_cache_dir("bitmatch"))) / "demo"
+
+
+def package_cache_dir() -> Path:
+    return default_data_dir() / "packages"
+
+
+# --- output ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Console:
+    """Progress and tables go to stderr in --json mode (stdout holds only the JSON), else to stdout."""
+
+    json_mode: bool
+
+    def say(self, text: str = "") -> None:
+        click.echo(text, err=self.json_mode)
+
+    def progress(self, text: str) -> None:
+        stream_is_tty = sys.stderr.isatty() if self.json_mode else sys.stdout.isatty()
+        if stream_is_tty:
+            click.echo(f"\r{text}\033[K", nl=False, err=self.json_mode)
+        else:
+            click.echo(text, err=self.json_mode)
+
+    def end_progress(self) -> None:
+        stream_is_tty = sys.stderr.isatty() if self.json_mode else sys.stdout.isatty()
+        if stream_is_tty:
+            click.echo("", err=self.json_mode)
+
+
+# --- processes ------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def python_command(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def child_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+@dataclass
+class Service:
+    """A child process serving HTTP on 127.0.0.1, in its own process group (its compute children too)."""
+
+    name: str
+    argv: list[str]
+    url: str
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    def start(self) -> Service:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=PROJECT_ROOT,
+                env=child_environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches only the demo, which stops children in order
+            )
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def log_tail(self, lines: int = 12) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM to the whole group, then SIGKILL after a grace period."""
+        if self.process is None:
+            return
+        for sig, wait in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # the group may outlive its leader (a compute process): make sure nothing is left behind
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+@dataclass
+class Fleet:
+    coordinator: Service
+    workers: dict[str, Service] = field(default_factory=dict)
+
+    def all(self) -> list[Service]:
+        """The coordinator first: stopped before its workers, it never sees them vanish mid-job."""
+        return [self.coordinator, *self.workers.values()]
+
+
+@contextlib.contextmanager
+def running(fleet: Fleet) -> Iterator[Fleet]:
+    """Start every service; stop all of them on the way out, whatever happened."""
+    try:
+        for service in fleet.all():
+            service.start()
+        yield fleet
+    finally:
+        for service in fleet.all():
+            service.stop()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so the cleanup runs; SIGINT is handled even when the shell that
+    started the demo in the background set it to be ignored."""
+
+    def handler(_signum, _frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, poll: float = 0.3) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return False
+
+
+# --- targets --------------------------------------------------------------------------------------------
+
+
+def local_targets(console: Console, provision: bool, only: list[str] | None) -> list[str]:
+    """Targets that can run here after provisioning what can be provisioned; prints why others cannot."""
+    from worker.provision import ProvisionError
+    from worker.targets import all_targets
+
+    unknown = sorted(set(only or ()) - {t.name for t in all_targets()})
+    if unknown:
+        raise DemoError(f"unknown target(s) {unknown}; see `bitmatch targets list`")
+    usable = []
+    for target in all_targets():
+        if only is not None and target.name not in only:
+            continue
+        reason = target.check()
+        if reason is not None and provision and target.provision_blocker() is None:
+            console.say(f"  {target.name}: provisioning (cached after the first time) ...")
+            try:
+                target.setup()
+                reason = target.check()
+            except (ProvisionError, OSError, subprocess.SubprocessError) as exc:
+                reason = f"provisioning failed: {exc}"
+        if reason is None:
+            usable.append(target.name)
+            console.say(f"  {target.name}: available")
+        else:
+            console.say(f"  {target.name}: missing: {reason}")
+    return usable
+
+
+# --- inputs ---------------------------------------------------------------------------------------------
+
+
+def trained_packages() -> dict[str, Path] | None:
+    """One rate point of the trained packages (packages/PRECISION/qN): the first one every precision has."""
+    found: dict[str, set[str]] = {
+        precision: {p.parent.name for p in (TRAINED_PACKAGES / precision).glob("q*/manifest.json")}
+        for precision in PRECISIONS
+    }
+    common = sorted(set.intersection(*found.values()))
+    if not common:
+        return None
+    return {precision: TRAINED_PACKAGES / precision / common[0] for precision in PRECISIONS}
+
+
+def random_packages(channels: tuple[int, int], console: Console) -> dict[str, Path]:
+    """Seeded random packages (`bitmatch codec build-random`), built once and cached."""
+    from codec.codec import build_random
+    from codec.package import CodecPackage
+
+    n, m = channels
+    paths = {}
+    for precision in PRECISIONS:
+        path = package_cache_dir() / f"random-{precision}-n{n}-m{m}-seed{RANDOM_SEED}"
+        try:
+            CodecPackage.load(path)
+        except Exception:  # absent or damaged: build it again
+            console.say(f"  building the seeded random {precision} package ...")
+            scratch = path.with_name(f".{path.name}.{os.getpid()}")
+            build_random(scratch, precision, n, m, RANDOM_SEED)
+            if path.exists():
+                shutil.rmtree(path)
+            scratch.rename(path)
+        paths[precision] = path
+    return paths
+
+
+def demo_images() -> list[tuple[str, bytes]] | None:
+    """The photo demo subset (data/testset, manifest "demo"), or None when it is not there."""
+    try:
+        manifest = json.loads(DEMO_IMAGES_MANIFEST.read_text())
+    except (OSError, ValueError):
+        return None
+    entries = manifest.get("demo") or []
+    images = []
+    for entry in entries:
+        path = DEMO_IMAGES_MANIFEST.parent / entry["file"]
+        if not path.is_file():
+            return None
+        images.append((Path(entry["file"]).stem, path.read_bytes()))
+    return images or None
+
+
+# --- the run --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoConfig:
+    data_dir: Path
+    port: int
+    once: bool
+    json_mode: bool
+    provision: bool
+    targets: list[str] | None
+    images: str
+    channels: tuple[int, int]
+    timeout: float
+    repeat: int = 1
+
+
+def plan_fleet(config: DemoConfig, targets: list[str], token: str, worker_token: str,
+               health_package: Path) -> Fleet:
+    logs = config.data_dir / "logs"
+    coordinator_url = f"http://127.0.0.1:{config.port}"
+    coordinator = Service(
+        "coordinator",
+        [
+            *python_command("from server.cli import main; main()"),
+            "serve",
+            "--host", "127.0.0.1",
+            "--port", str(config.port),
+            "--data-dir", str(config.data_dir / "coordinator"),
+            "--token", token,
+            "--health-package", str(health_package),
+            "--log-level", "warning",
+        ],
+        coordinator_url,
+        logs / "coordinator.log",
+    )
+    fleet = Fleet(coordinator)
+    for target in targets:
+        port = free_port()
+        fleet.workers[target] = Service(
+            f"worker {target}",
+            [
+                *python_command("from worker.cli import worker_command; worker_command()"),
+                "--target", target,
+                "--host", "127.0.0.1",
+                "--port", str(port),
+                "--token", worker_token,
+                "--log-level", "warning",
+            ],
+            f"http://127.0.0.1:{port}",
+            logs / f"worker-{target}.log",
+        )
+    return fleet
+
+
+def wait_for_coordinator(fleet: Fleet) -> None:
+    service = fleet.coordinator
+    up = wait_until(lambda: service.ready() or not service.alive(), COORDINATOR_START_S)
+    if not up or not service.alive():
+        raise DemoError(f"the coordinator did not start (log {service.log_path}):\n{service.log_tail()}")
+
+
+def enlist_workers(fleet: Fleet, client: CoordinatorClient, worker_token: str, console: Console) -> list[str]:
+    """Wait for every worker, register it and its health check; returns the healthy targets."""
+    pending = dict(fleet.workers)
+    healthy = []
+    deadline = time.monotonic() + WORKER_START_S
+    while pending and time.monotonic() < deadline:
+        for target, service in list(pending.items()):
+            if not service.alive():
+                console.say(f"  {target}: worker exited (log {service.log_path}):\n{service.log_tail(6)}")
+                del pending[target]
+            elif service.ready():
+                del pending[target]
+                status, detail = register(client, service, target, worker_token)
+                console.say(f"  {target}: {status} ({detail})")
+                if status == "healthy":
+                    healthy.append(target)
+        time.sleep(0.3)
+    for target, service in pending.items():
+        console.say(f"  {target}: worker not up within {WORKER_START_S:.0f} s (log {service.log_path})")
+    return healthy
+
+
+def register(client: CoordinatorClient, service: Service, target: str, token: str) -> tuple[str, str]:
+    """Register a worker; the coordinator health-checks it (known-answer test) before answering."""
+    device = client.register_worker(service.url, token=token, name=f"demo-{target}", target=target)
+    deadline = time.monotonic() + HEALTH_CHECK_S
+    # the coordinator loads its known answer in the background at start-up; a check before that skips it
+    while NO_KNOWN_ANSWER_YET in (device.get("health_detail") or "") and time.monotonic() < deadline:
+        time.sleep(1.0)
+        response = client.http.post(f"/api/workers/{device['id']}/check")
+        response.raise_for_status()
+        device = response.json()
+    return device["status"], device.get("health_detail") or ""
+
+
+def upload_inputs(client: CoordinatorClient, packages: dict[str, Path], images: str,
+                  console: Console) -> tuple[list[str], str | list[str]]:
+    codecs = []
+    for precision, path in packages.items():
+        row = client.upload_codec(path)
+        codecs.append(row["digest"])
+        console.say(f"  codec {row['name']} ({precision}, {path})")
+    photos = demo_images() if images == "auto" else None
+    if photos is None:
+        image_set = "tiny" if images == "auto" else images
+        console.say(f"  images: bundled synthetic set {image_set!r}")
+        return codecs, image_set
+    digests = [client.upload_image(png, name=name)["digest"] for name, png in photos]
+    console.say(f"  images: {len(digests)} photos, the demo subset of {DEMO_IMAGES_MANIFEST.parent}")
+    return codecs, digests
+
+
+def progress_line(summary: dict[str, Any]) -> str:
+    parts = ", ".join(
+        f"{kind} {summary['progress'][kind]['done']}/{summary['progress'][kind]['total']}"
+        for kind in ("encodes", "decodes", "cells")
+    )
+    return f"  job {summary['id']} {summary['status']}: {parts}"
+
+
+def follow(client: CoordinatorClient, job_id: int, timeout: float, console: Console) -> dict[str, Any]:
+    last = ""
+
+    def show(summary: dict[str, Any]) -> None:
+        nonlocal last
+        line = progress_line(summary)
+        if line != last:
+            console.progress(line)
+            last = line
+
+    try:
+        return client.wait(job_id, on_progress=show, poll=0.5, timeout=timeout)
+    except (KeyboardInterrupt, TimeoutError):
+        # cancelled, so that a later coordinator on this data directory does not resume it
+        with contextlib.suppress(CoordinatorError, httpx.HTTPError, TimeoutError):
+            client.cancel(job_id)
+            client.wait(job_id, poll=0.5, timeout=CANCEL_WAIT_S)
+        raise
+    finally:
+        console.end_progress()
+
+
+def verdict_counts(matrices: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for matrix in matrices:
+        total: Counter[str] = Counter()
+        for row in matrix["rows"]:
+            for position in row:
+                total.update(position["counts"])
+        counts[matrix["codec_name"]] = dict(sorted(total.items(), key=lambda kv: verdict_rank(kv[0])))
+    return counts
+
+
+def verdict_rank(verdict: str) -> int:
+    return VERDICT_ORDER.index(verdict) if verdict in VERDICT_ORDER else len(VERDICT_ORDER)
+
+
+def matrix_text(matrix: dict[str, Any]) -> str:
+    """Encoder rows x decoder columns; each position lists its per-image verdicts as one mark each."""
+    decoders = matrix["decoders"]
+    row_width = max(len("encoder \\ decoder"), *(len(e) for e in matrix["encoders"]))
+    marks = [
+        ["".join(VERDICT_MARKS.get(c["verdict"], "?") + ("!" if c["nondeterministic"] else "")
+                 for c in position["cells"]) or VERDICT_MARKS["pending"] for position in row]
+        for row in matrix["rows"]
+    ]
+    widths = [max(len(d), *(len(r[i]) for r in marks)) for i, d in enumerate(decoders)]
+    lines = [f"{matrix['codec_name']}:",
+             "  " + "encoder \\ decoder".ljust(row_width) + "  " + "  ".join(
+                 d.ljust(w) for d, w in zip(decoders, widths, strict=True))]
+    for encoder, row in zip(matrix["encoders"], marks, strict=True):
+        lines.append("  " + encoder.ljust(row_width) + "  " + "  ".join(
+            m.ljust(w) for m, w in zip(row, widths, strict=True)))
+    return "\n".join(lines)
+
+
+def legend() -> str:
+    shown = ", ".join(f"{mark} {verdict}" for verdict, mark in VERDICT_MARKS.items() if verdict != "pending")
+    return f"  one mark per image: {shown}; ! nondeterministic"
+
+
+def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    console.say("targets:")
+    targets = local_targets(console, config.provision, config.targets)
+    if not targets:
+        raise DemoError("no target can run here")
+    console.say("codec packages:")
+    packages = trained_packages()
+    if packages is None:
+        console.say(f"  no trained packages in {TRAINED_PACKAGES}; using seeded random ones")
+        packages = random_packages(config.channels, console)
+    token, worker_token = secrets.token_hex(16), secrets.token_hex(16)
+    fleet = plan_fleet(config, targets, token, worker_token, packages["int16"])
+    console.say(f"starting the coordinator and {len(targets)} worker(s); logs in {config.data_dir / 'logs'}")
+    with running(fleet), CoordinatorClient(fleet.coordinator.url, token, timeout=HEALTH_CHECK_S) as client:
+        wait_for_coordinator(fleet)
+        console.say("workers (health check: known-answer encode and decode):")
+        healthy = enlist_workers(fleet, client, worker_token, console)
+        if not healthy:
+            raise DemoError("no worker passed its health check")
+        console.say("inputs:")
+        codecs, images = upload_inputs(client, packages, config.images, console)
+        try:
+            # the targets registered just now: a device an earlier run left in the database is never used
+            job_id = client.submit(codecs, images, encoders=healthy, decoders=healthy, repeat=config.repeat)
+        except CoordinatorError as exc:
+            raise DemoError(f"the coordinator refused the job: {exc}") from None
+        console.say(f"job {job_id}: {len(healthy)} encoders x {len(healthy)} decoders "
+                    f"({fleet.coordinator.url}/jobs/{job_id})")
+        summary = follow(client, job_id, config.timeout, console)
+        if summary["status"] != "done":
+            raise DemoError(f"job {job_id} ended {summary['status']}: {summary.get('detail')}")
+        matrices = client.matrix(job_id)
+        console.say()
+        for matrix in matrices:
+            console.say(matrix_text(matrix))
+        console.say(legend())
+        # with --once the dashboard goes away with the demo: the report then links nowhere
+        report = write_job_report(config, job_id, None if config.once else fleet.coordinator.url)
+        result = {"job": job_id, "report": str(report), "codecs": verdict_counts(matrices)}
+        for name, counts in result["codecs"].items():
+            console.say(f"{name}: " + ", ".join(f"{v} {n}" for v, n in counts.items()))
+        console.say(f"report: {report}")
+        if not config.once:
+            console.say(f"dashboard: {fleet.coordinator.url}/  (Ctrl-C stops everything)")
+            serve_until_interrupted(fleet, console)
+        return result
+
+
+def write_job_report(config: DemoConfig, job_id: int, dashboard_url: str | None) -> Path:
+    from server.report import write_report
+    from server.settings import Settings
+
+    db_url = Settings(data_dir=config.data_dir / "coordinator").database_url
+    out = config.data_dir / "reports" / f"job-{job_id}.html"
+    return write_report(db_url, job_id, out, dashboard_url=dashboard_url).resolve()
+
+
+def serve_until_interrupted(fleet: Fleet, console: Console) -> None:
+    try:
+        while fleet.coordinator.alive():
+            time.sleep(0.5)
+        console.say(f"the coordinator exited (log {fleet.coordinator.log_path})")
+    except KeyboardInterrupt:
+        console.say("\nstopping ...")
+
+
+def parse_channels(_ctx, _param, value: str) -> tuple[int, int]:
+    try:
+        n, m = (int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter("expected N,M (two integers)") from None
+    if n < 1 or m < 1:
+        raise click.BadParameter("channel counts must be positive")
+    return n, m
+
+
+@click.command(name="demo")
+@click.option("--once", is_flag=True, help="Exit when the job is done instead of leaving the dashboard up.")
+@click.option("--json", "json_mode", is_flag=True,
+              help='Print one JSON object {"job", "report", "codecs"} on stdout; progress goes to stderr.')
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help=f"Coordinator data, logs and reports [default: {default_data_dir()}].")
+@click.option("--port", type=click.IntRange(0, 65535), default=8100, show_default=True,
+              help="Coordinator and dashboard port on 127.0.0.1 (0: any free port).")
+@click.option("--targets", default=None, metavar="T1,T2",
+              help="Only these targets [default: every target that can run here].")
+@click.option("--no-provision", is_flag=True, help="Do not provision missing targets, only report them.")
+@click.option("--images", default="auto", show_default=True, type=click.Choice(["auto", *set_names()]),
+              help="A bundled image set, or 'auto': the photo demo subset when present, else 'tiny'.")
+@click.option("--random-channels", default="16,16", show_default=True, callback=parse_channels,
+              metavar="N,M", help="Channels of the seeded random packages (used without trained packages).")
+@click.option("--repeat", type=click.IntRange(1, 10), default=1, show_default=True,
+              help="Runs per device and input, compared for nondeterminism.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=1800.0, show_default=True,
+              help="Seconds the job may take.")
+def demo_command(once: bool, json_mode: bool, data_dir: Path | None, port: int, targets: str | None,
+                 no_provision: bool, images: str, random_channels: tuple[int, int], repeat: int,
+                 timeout: float) -> None:
+    """Run the int16 and float packages on every local target and show the verdict matrix."""
+    console = Console(json_mode)
+    config = DemoConfig(
+        data_dir=(data_dir or default_data_dir()).resolve(),
+        port=port or free_port(),
+        once=once,
+        json_mode=json_mode,
+        provision=not no_provision,
+        targets=[t.strip() for t in targets.split(",") if t.strip()] if targets else None,
+        images=images,
+        channels=random_channels,
+        timeout=timeout,
+        repeat=repeat,
+    )
+    if port and not port_is_free(port):
+        raise DemoError(f"port {port} on 127.0.0.1 is in use; pass --port 0 for any free port")
+    try:
+        with terminate_as_interrupt():
+            result = run_demo(config, console)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: everything the demo started is stopped", err=True)
+        raise SystemExit(130) from None
+    except (CoordinatorError, httpx.HTTPError) as exc:
+        raise DemoError(f"talking to the coordinator failed: {exc}") from None
+    except TimeoutError as exc:
+        raise DemoError(str(exc)) from None
+    if json_mode:
+        click.echo(json.dumps(result))
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,128 @@
+"""`bitmatch demo --once --json` for real: a subprocess that starts the coordinator and every local worker,
+runs the int16 and float packages and exits with one JSON object on stdout."""
+
+import contextlib
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.cli import cli
+from server.demo import VERDICT_ORDER, matrix_text, verdict_counts
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.qemu]
+
+
+def demo_argv(data_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-c", "from server.cli import main; main()", "demo", "--port", "0", "--data-dir",
+            str(data_dir), *extra]
+
+
+def run_demo(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(demo_argv(data_dir, "--once", "--json"), cwd=ROOT, capture_output=True, text=True,
+                          timeout=1800)
+
+
+def processes_writing_under(directory: Path) -> list[int]:
+    """Processes with a file open below `directory` (every child of the demo logs to data-dir/logs)."""
+    pids = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd).startswith(str(directory)) for fd in fd_dir.iterdir()):
+                pids.append(int(fd_dir.parent.name))
+    return pids
+
+
+def coordinator_url(stderr: str) -> str:
+    return re.search(r"\((http://127\.0\.0\.1:\d+)/jobs/\d+\)", stderr).group(1)
+
+
+def test_demo_once_json_runs_every_local_target(tmp_path):
+    done = run_demo(tmp_path / "demo")
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout)  # exactly one JSON object: anything else on stdout fails here
+
+    assert set(result) == {"job", "report", "codecs"}
+    assert isinstance(result["job"], int)
+    assert Path(result["report"]).is_file()
+    assert "<table" in Path(result["report"]).read_text()
+    assert len(result["codecs"]) == 2
+    int16 = [counts for name, counts in result["codecs"].items() if name.startswith("int16")]
+    assert len(int16) == 1 and any(name.startswith("float") for name in result["codecs"]), result
+    for counts in result["codecs"].values():
+        assert set(counts) <= set(VERDICT_ORDER) and all(n > 0 for n in counts.values())
+    assert "desync" not in int16[0], result
+    assert set(int16[0]) <= {"bit-exact", "latent-exact"}, result
+
+    # qemu-aarch64 took part (provisioned by `make provision`; the demo would say why it was missing)
+    assert "qemu-aarch64: healthy" in done.stderr, done.stderr[-4000:]
+    cells_per_codec = sum(int16[0].values())
+    healthy = done.stderr.count(": healthy (")
+    assert healthy >= 4 and cells_per_codec % (healthy * healthy) == 0
+    # everything the demo started is stopped
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{coordinator_url(done.stderr)}/healthz", timeout=5)
+    assert processes_writing_under(tmp_path / "demo" / "logs") == []
+
+
+def test_ctrl_c_mid_job_stops_everything_the_demo_started(tmp_path):
+    data_dir = tmp_path / "demo"
+    demo = subprocess.Popen(demo_argv(data_dir, "--targets", "cpu,qemu-aarch64", "--json"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        for line in demo.stderr:
+            seen.append(line)
+            if re.match(r"job \d+: ", line):  # submitted: coordinator and workers are all running now
+                break
+        url = coordinator_url("".join(seen))
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        assert len(processes_writing_under(data_dir / "logs")) >= 3, "coordinator and two workers"
+        demo.send_signal(signal.SIGINT)
+        stdout, stderr = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 130, "".join(seen) + stderr
+    assert stdout == ""  # no result: the job never finished
+    assert "interrupted" in stderr
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/healthz", timeout=5)
+    assert processes_writing_under(data_dir / "logs") == []
+    database = sqlite3.connect(data_dir / "coordinator" / "bitmatch.sqlite3")
+    try:  # cancelled, so no later coordinator on this data directory resumes it
+        assert database.execute("SELECT status FROM jobs").fetchall() == [("cancelled",)]
+    finally:
+        database.close()
+
+
+def test_demo_is_registered_with_its_options():
+    command = cli.commands["demo"]
+    options = {opt for param in command.params for opt in param.opts}
+    assert {"--once", "--json", "--data-dir", "--port", "--targets", "--no-provision"} <= options
+
+
+def test_the_terminal_matrix_shows_one_mark_per_image_and_the_counts_add_up():
+    cell = {"verdict": "bit-exact", "nondeterministic": False}
+    odd = {"verdict": "desync", "nondeterministic": True}
+    position = {"counts": {"bit-exact": 1}, "cells": [cell]}
+    mixed = {"counts": {"bit-exact": 1, "desync": 1}, "cells": [cell, odd]}
+    matrix = {
+        "codec_name": "int16-abc",
+        "encoders": ["cpu", "qemu-aarch64"],
+        "decoders": ["cpu", "qemu-aarch64"],
+        "rows": [[position, position], [position, mixed]],
+    }
+    text = matrix_text(matrix).splitlines()
+    assert text[0] == "int16-abc:"
+    assert text[-1].split() == ["qemu-aarch64", "=", "=X!"]
+    assert verdict_counts([matrix]) == {"int16-abc": {"bit-exact": 4, "desync": 1}}

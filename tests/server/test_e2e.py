@@ -1,0 +1,236 @@
+"""Acceptance, end to end: real `bitmatch serve` and `bitmatch worker` processes on loopback, real HTTP, one
+real SQLite file. Six workers on five targets: two `cpu`, `cpu-1t-noopt`, `onnx-ref`, `qemu-aarch64` and
+`qemu-x86-sse` (the emulated ones provisioned with `bitmatch targets setup`, never skipped).
+
+- the int16 package gives no desync cell on any encoder x decoder pair;
+- a coordinator killed with SIGKILL mid-job is restarted on the same SQLite file, the job completes and every
+  cell exists exactly once;
+- a worker killed with SIGKILL mid-job loses no cell: its work goes to the other worker of its target, or the
+  cell ends `worker-lost`.
+"""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codec.images import encode_png
+from server.client import CoordinatorClient
+from server.demo import Service, free_port, python_command
+from server.imagesets import IMAGE_SETS
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN, WORKER_TOKEN = "e2e-coordinator-token", "e2e-worker-token"
+WORKERS = {
+    "cpu-a": "cpu",
+    "cpu-b": "cpu",
+    "cpu-1t": "cpu-1t-noopt",
+    "ref": "onnx-ref",
+    "arm": "qemu-aarch64",
+    "sse": "qemu-x86-sse",
+}
+TARGETS = sorted(set(WORKERS.values()))
+EMULATED = {"qemu-aarch64", "qemu-x86-sse"}
+START_S, JOB_S = 900.0, 900.0
+PASSING = {"bit-exact", "latent-exact"}
+BITMATCH = python_command("from server.cli import main; main()")
+WORKER = python_command("from worker.cli import worker_command; worker_command()")
+
+pytestmark = [pytest.mark.slow, pytest.mark.qemu]
+
+
+def wait_for(predicate, what: str, timeout: float, context=lambda: "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; {context()}")
+
+
+def kill_hard(service: Service) -> None:
+    """SIGKILL to the process alone (not its group): no shutdown handler runs, exactly like a crash."""
+    service.process.send_signal(signal.SIGKILL)
+    service.process.wait()
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    for target in sorted(EMULATED):  # idempotent and cached; CI runs `make provision` first
+        setup = subprocess.run([*BITMATCH, "targets", "setup", target], cwd=ROOT, timeout=3600,
+                               capture_output=True, text=True)
+        assert setup.returncode == 0, f"cannot provision {target}:\n{setup.stdout}\n{setup.stderr}"
+    logs = tmp_path_factory.mktemp("workers")
+    fleet = {}
+    for name, target in WORKERS.items():
+        port = free_port()
+        argv = [*WORKER, "--target", target,
+                "--host", "127.0.0.1", "--port", str(port), "--token", WORKER_TOKEN, "--log-level", "warning"]
+        fleet[name] = Service(name, argv, f"http://127.0.0.1:{port}", logs / f"{name}.log")
+    try:
+        for service in fleet.values():
+            service.start()
+        for service in fleet.values():
+            wait_for(lambda s=service: s.ready() or not s.alive(), f"worker {service.name}", START_S)
+            assert service.alive(), service.log_tail()
+        yield fleet
+    finally:
+        for service in fleet.values():
+            service.stop()  # the whole process group, compute processes included
+
+
+class Site:
+    """One coordinator data directory (one SQLite file) and the coordinator currently serving it."""
+
+    def __init__(self, workdir: Path, workers: dict[str, Service], health_package: Path) -> None:
+        self.workdir, self.workers, self.health_package = workdir, workers, health_package
+        self.config = workdir / "workers.json"
+        self.config.write_text(json.dumps({"workers": [
+            {"name": name, "url": workers[name].url, "token": WORKER_TOKEN, "target": target}
+            for name, target in WORKERS.items()
+        ]}))
+        self.coordinator: Service | None = None
+        self.client: CoordinatorClient | None = None
+
+    def launch(self) -> CoordinatorClient:
+        port = free_port()
+        argv = [*BITMATCH, "serve", "--host", "127.0.0.1", "--port",
+                str(port), "--data-dir", str(self.workdir / "data"), "--token", TOKEN, "--workers-config",
+                str(self.config), "--health-package", str(self.health_package), "--health-interval", "3600",
+                "--log-level", "warning"]
+        self.coordinator = Service("coordinator", argv, f"http://127.0.0.1:{port}",
+                                   self.workdir / "coordinator.log").start()
+        wait_for(lambda: self.coordinator.ready() or not self.coordinator.alive(), "the coordinator", 120)
+        assert self.coordinator.alive(), self.coordinator.log_tail()
+        self.client = CoordinatorClient(self.coordinator.url, TOKEN)
+        alive = {name for name, service in self.workers.items() if service.alive()}
+        wait_for(lambda: self.healthy() >= alive, "every live worker healthy", 600,
+                 lambda: json.dumps(self.client.workers()))
+        return self.client
+
+    def healthy(self) -> set[str]:
+        devices = self.client.workers()
+        quarantined = [d for d in devices if d["status"] == "quarantined"]
+        assert not quarantined, f"workers failed their known-answer test: {quarantined}"
+        return {d["name"] for d in devices if d["status"] == "healthy"}
+
+    def sql(self, query: str, *args) -> list[tuple]:
+        connection = sqlite3.connect(self.workdir / "data" / "bitmatch.sqlite3")
+        try:
+            return connection.execute(query, args).fetchall()
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.coordinator is not None:
+            self.coordinator.stop()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, workers, packages):
+    site = Site(tmp_path_factory.mktemp("coordinator"), workers, packages["int16"].path)
+    try:
+        yield site
+    finally:
+        site.close()
+
+
+def upload(client: CoordinatorClient, packages, images: int) -> tuple[list[str], list[str]]:
+    codecs = [client.upload_codec_archive(packages[p].archive)["digest"] for p in ("int16", "float")]
+    makers = list(IMAGE_SETS["tiny"].items())[:images]
+    digests = [client.upload_image(encode_png(make()[:32, :40]), name=f"e2e-{name}")["digest"]
+               for name, make in makers]
+    return codecs, digests
+
+
+def test_coordinator_kill_9_mid_job_resumes_and_int16_never_desyncs(site, packages):
+    client = site.launch()
+    codecs, images = upload(client, packages, images=2)
+    job_id = client.submit(codecs, images)
+    assert sorted(client.job(job_id)["encoders"]) == TARGETS
+
+    wait_for(lambda: client.job(job_id)["progress"]["decodes"]["done"] >= 3, "the job under way", JOB_S)
+    before = client.job(job_id)
+    assert before["status"] == "running", before
+    kill_hard(site.coordinator)
+    site.client.close()
+    client = site.launch()  # same data directory, same SQLite file
+    summary = client.wait(job_id, timeout=JOB_S)
+
+    expected = len(codecs) * len(images) * len(TARGETS) ** 2
+    assert summary["status"] == "done", summary
+    assert summary["progress"]["cells"] == {"done": expected, "total": expected}
+    key = "codec_id, image_id, encoder_target, decoder_target"
+    distinct = "codec_id || '/' || image_id || '/' || encoder_target || '/' || decoder_target"
+    assert site.sql(f"SELECT count(*), count(DISTINCT {distinct}) FROM cells WHERE job_id = ?", job_id) == [
+        (expected, expected)
+    ]
+    duplicates = f"SELECT count(*) FROM (SELECT 1 FROM cells GROUP BY job_id, {key} HAVING count(*) > 1)"
+    assert site.sql(duplicates) == [(0,)]
+    # finished work is never redone: one row per planned encode and decode
+    encodes = len(codecs) * len(images) * len(TARGETS)
+    assert site.sql("SELECT count(*) FROM encodes WHERE job_id = ?", job_id) == [(encodes,)]
+    assert site.sql("SELECT count(*) FROM decodes WHERE job_id = ?", job_id) == [(expected,)]
+
+    cells = client.cells(job_id)
+    assert len(cells) == expected
+    assert {(c["encoder"], c["decoder"]) for c in cells} == {(e, d) for e in TARGETS for d in TARGETS}
+    int16 = [c for c in cells if c["codec"] == packages["int16"].digest]
+    assert len(int16) == expected // 2
+    assert all(c["verdict"] in PASSING for c in int16), [c for c in int16 if c["verdict"] not in PASSING]
+    assert all(c["emulated"] == bool(EMULATED & {c["encoder"], c["decoder"]}) for c in cells)
+    float_differences = sorted({(c["encoder"], c["decoder"], c["verdict"]) for c in cells
+                                if c["codec"] == packages["float"].digest and c["verdict"] != "bit-exact"})
+    print(f"float twin, pairs that are not bit-exact: {float_differences or 'none'}")
+
+    arm = next(c for c in int16 if c["encoder"] == "qemu-aarch64" and c["decoder"] == "cpu")
+    detail = client.http.get(f"/api/cells/{arm['id']}").json()
+    assert detail["encode"]["fingerprint"]["arch"] == "aarch64"
+    assert detail["encode"]["fingerprint"]["emulator"]["cpu"] == "neoverse-n1"
+
+
+def big_image(side: int = 1536) -> bytes:
+    """Large enough that a native encode stays in flight long enough to kill its worker under it."""
+    y, x = np.mgrid[0:side, 0:side]
+    noise = np.random.default_rng(5).integers(0, 48, size=(side, side, 3))
+    pattern = np.stack([x % 256, y % 256, (x + y) % 256], axis=-1) * 3 // 4
+    return encode_png((pattern + noise).astype(np.uint8))
+
+
+def running_on(site: Site, job_id: int, device: str) -> bool:
+    query = ("SELECT count(*) FROM {table} t JOIN devices d ON t.device_id = d.id "
+             "WHERE t.job_id = ? AND t.status = 'running' AND d.name = ?")
+    return any(site.sql(query.format(table=table), job_id, device)[0][0] for table in ("encodes", "decodes"))
+
+
+def test_killing_a_worker_mid_job_loses_no_cell(site, workers, packages):
+    client = site.client if site.coordinator and site.coordinator.alive() else site.launch()
+    codec = client.upload_codec_archive(packages["int16"].archive)["digest"]
+    image = client.upload_image(big_image(), name="e2e-big")["digest"]
+    decoders = ["cpu", "cpu-1t-noopt"]
+    job_id = client.submit([codec], [image], encoders=["cpu"], decoders=decoders, repeat=2)
+    wait_for(lambda: running_on(site, job_id, "cpu-a"), "a task in flight on cpu-a", JOB_S,
+             lambda: json.dumps(client.job(job_id)))
+    kill_hard(workers["cpu-a"])  # with a request in flight
+    summary = client.wait(job_id, timeout=JOB_S)
+
+    assert summary["status"] == "done", summary
+    assert summary["progress"]["cells"] == {"done": len(decoders), "total": len(decoders)}
+    cells = client.cells(job_id)
+    assert sorted(c["decoder"] for c in cells) == decoders
+    devices = {d["name"]: d for d in client.workers()}
+    assert devices["cpu-a"]["status"] == "offline", devices["cpu-a"]
+    # cpu-b is alive, so the lost work moved there: every cell has its verdict, none ended worker-lost
+    assert all(c["verdict"] in PASSING for c in cells), cells
+    moved = site.sql(
+        "SELECT count(*) FROM (SELECT t.attempts, d.name FROM encodes t JOIN devices d ON t.device_id = d.id "
+        "WHERE t.job_id = ? UNION ALL SELECT t.attempts, d.name FROM decodes t JOIN devices d "
+        "ON t.device_id = d.id WHERE t.job_id = ?) WHERE attempts > 1 AND name = 'cpu-b'", job_id, job_id)
+    assert moved[0][0] >= 1, "the task cpu-a held was not retried on cpu-b"
