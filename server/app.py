@@ -89,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
 async def _health_then_schedule(state: AppState) -> None:
     settings = state.settings
     if settings.health_package is not None:
+        state.pool.known_answer_loading = True
         try:
             state.pool.known_answer = await asyncio.to_thread(
                 load_known_answer, settings.health_package, settings.data_dir / "known-answers"
@@ -96,6 +97,8 @@ async def _health_then_schedule(state: AppState) -> None:
         except Exception as exc:  # the reason is shown on every device instead of hiding the missing check
             state.pool.known_answer_problem = f"health package unusable: {type(exc).__name__}: {exc}"
             log.error(state.pool.known_answer_problem)
+        finally:
+            state.pool.known_answer_loading = False
     await state.pool.check_all()
     if settings.run_scheduler:
         await state.scheduler.start()

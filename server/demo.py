@@ -45,7 +45,6 @@ WORKER_START_S = 900.0  # emulated targets start Python, numpy and onnxruntime u
 HEALTH_CHECK_S = 600.0
 STOP_GRACE_S = 20.0
 CANCEL_WAIT_S = 15.0
-NO_KNOWN_ANSWER_YET = "known-answer test not run: no health package configured"  # server/devices.py
 VERDICT_ORDER = ("bit-exact", "latent-exact", "desync", "error", "timeout", "worker-lost", "not-run")
 VERDICT_MARKS = {
     "bit-exact": "=",
@@ -392,8 +391,8 @@ def register(client: CoordinatorClient, service: Service, target: str, token: st
     """Register a worker; the coordinator health-checks it (known-answer test) before answering."""
     device = client.register_worker(service.url, token=token, name=f"demo-{target}", target=target)
     deadline = time.monotonic() + HEALTH_CHECK_S
-    # the coordinator loads its known answer in the background at start-up; a check before that skips it
-    while NO_KNOWN_ANSWER_YET in (device.get("health_detail") or "") and time.monotonic() < deadline:
+    # the coordinator loads its known answer in the background at start-up; until then devices stay unchecked
+    while device["status"] == "unchecked" and time.monotonic() < deadline:
         time.sleep(1.0)
         response = client.http.post(f"/api/workers/{device['id']}/check")
         response.raise_for_status()

@@ -75,6 +75,7 @@ class DevicePool:
         self.settings = settings
         self.known_answer: KnownAnswer | None = None
         self.known_answer_problem = "no health package configured"
+        self.known_answer_loading = False  # a health package is configured but not loaded yet
         self._live: dict[int, LiveDevice] = {}
         self._check_locks: dict[int, asyncio.Lock] = {}
         self._closing: list[WorkerClient] = []  # clients of re-registered devices, closed at shutdown
@@ -194,6 +195,9 @@ class DevicePool:
         problem = self._record_fingerprint(device_id, info)
         if problem:
             return QUARANTINED, problem
+        if self.known_answer is None and self.known_answer_loading:
+            # never healthy before the check it will have to pass: the scheduler waits for the next check
+            return UNCHECKED, "reachable; waiting for the coordinator to load its known-answer test"
         if self.known_answer is None:
             return HEALTHY, f"reachable; known-answer test not run: {self.known_answer_problem}"
         problem = await self._run_known_answer(live)
