@@ -1,0 +1,120 @@
+"""`python -m codec.train ...`: reproduce the data, the training and the shipped packages.
+
+    python -m codec.train all --seed 0 --out packages/      # everything, in order
+    python -m codec.train data                              # fetch sources, write data/testset and crops
+    python -m codec.train base --seed 0                     # base model at the middle lambda
+    python -m codec.train finetune --seed 0 --rate 1        # one rate point (1..4) from the base
+    python -m codec.train export --out packages/            # int16, int8 and float packages per rate point
+    python -m codec.train report --out packages/            # RD evaluation: packages/rd.json, packages/rd.png
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+_DEFAULT_WORK = Path.home() / ".cache" / "bitmatch" / "train"
+_WORK = click.option("--work", "work_dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=_DEFAULT_WORK, show_default=True, help="downloads, crops and checkpoints")
+_SEED = click.option("--seed", type=int, default=0, show_default=True)
+_THREADS = click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads")
+_OUT = click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+                    default=Path("packages"), show_default=True)
+
+
+def _threads(count: int) -> None:
+    import torch
+
+    torch.set_num_threads(count)
+
+
+@click.group()
+def main() -> None:
+    """Train and export the default bitmatch codec (needs the [train] extra)."""
+
+
+@main.command("data")
+@_WORK
+def data_command(work_dir: Path) -> None:
+    """Fetch the photographs from the registries, write data/testset/ and the training crops."""
+    from codec.train import data
+
+    manifest, crops = data.prepare(work_dir / "sources", work_dir)
+    click.echo(f"{len(manifest['images'])} test images, crops in {crops}")
+
+
+@main.command("base")
+@_WORK
+@_SEED
+@_THREADS
+def base_command(work_dir: Path, seed: int, threads: int) -> None:
+    """Train the base model at the middle lambda."""
+    from codec.train import data, train
+
+    _threads(threads)
+    click.echo(train.train_base(data.load_crops(work_dir), seed, work_dir))
+
+
+@main.command("finetune")
+@_WORK
+@_SEED
+@_THREADS
+@click.option("--rate", type=click.IntRange(1, 4), required=True, help="rate point 1 (lowest) .. 4")
+def finetune_command(work_dir: Path, seed: int, threads: int, rate: int) -> None:
+    """Fine-tune one rate point from the base model."""
+    from codec.train import data, train
+
+    _threads(threads)
+    lmbda = train.LAMBDAS[rate - 1]
+    click.echo(train.finetune(data.load_crops(work_dir), seed, work_dir, lmbda, work_dir / "base.pt"))
+
+
+@main.command("export")
+@_WORK
+@_OUT
+def export_command(work_dir: Path, out_dir: Path) -> None:
+    """Build the int16, int8 and float packages of every rate point from the checkpoints."""
+    from codec.train import export
+
+    for row in export.export_all(work_dir, out_dir):
+        click.echo(f"{row['name']}: {row['digest']}")
+
+
+@main.command("report")
+@_OUT
+@click.option("--runtime", default="ort-cpu", show_default=True)
+def report_command(out_dir: Path, runtime: str) -> None:
+    """Evaluate the packages in OUT and the anchors on data/testset; write OUT/rd.json and OUT/rd.png."""
+    import json
+
+    from codec.train import evaluate
+
+    report = evaluate.evaluate_shipped(out_dir, runtime=runtime)
+    (out_dir / "rd.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    evaluate.plot_rd(report, out_dir / "rd.png")
+    click.echo(evaluate.format_text(report))
+
+
+@main.command("all")
+@_WORK
+@_SEED
+@_THREADS
+@_OUT
+def all_command(work_dir: Path, seed: int, threads: int, out_dir: Path) -> None:
+    """data, base, the four fine-tunes and export, in order."""
+    from codec.train import data, export, train
+
+    _threads(threads)
+    data.prepare(work_dir / "sources", work_dir)
+    crops = data.load_crops(work_dir)
+    base = train.train_base(crops, seed, work_dir)
+    for lmbda in train.LAMBDAS:
+        train.finetune(crops, seed, work_dir, lmbda, base)
+    for row in export.export_all(work_dir, out_dir):
+        click.echo(f"{row['name']}: {row['digest']}")
+    click.echo("now: python -m codec.train report --out " + str(out_dir))
+
+
+if __name__ == "__main__":
+    main()

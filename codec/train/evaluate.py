@@ -1,0 +1,173 @@
+"""Rate-distortion evidence: the shipped packages and the JPEG / WebP anchors on the bundled test set.
+
+No torch here: this is what `bitmatch codec eval --json` (no arguments) runs. Every point is the mean over the
+test images of bpp (the whole `.bmc` / JPEG / WebP file), PSNR (RGB) and MS-SSIM. Anchors: Pillow JPEG with
+4:2:0 subsampling and optimised Huffman tables, Pillow WebP (lossy, method 6).
+
+Output (`evaluate_shipped`):
+    {"packages": {"bitmatch-int16": {"rd_points": [{"bpp", "psnr", "ms_ssim", "package", "digest"}, ...]},
+                  "bitmatch-int8": ..., "bitmatch-float": ..., "jpeg": ..., "webp": ...},
+     "bd_rate": {"int16_vs_float": {...}, "int8_vs_float": {...}, "int16_vs_jpeg": {...}, ...},
+     "test_set": {"images": N, "pixels": P}}
+with each bd_rate entry the `codec.metrics.bd_summary` of test against anchor (BD-rate in percent, negative
+= fewer bits; PCHIP headline, Akima second).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from codec.images import load_png
+from codec.metrics import bd_summary, bpp, ms_ssim, psnr
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGES_DIR = REPO_ROOT / "packages"
+TESTSET_DIR = REPO_ROOT / "data" / "testset"
+PRECISIONS = ("int16", "int8", "float")
+JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
+WEBP_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
+COMPARISONS = (("int16", "float"), ("int8", "float"), ("int16", "jpeg"), ("int8", "jpeg"), ("float", "jpeg"),
+               ("int16", "webp"), ("float", "webp"))
+
+
+def family_name(precision: str) -> str:
+    return f"bitmatch-{precision}"
+
+
+def load_testset(testset_dir: Path = TESTSET_DIR) -> list[tuple[str, np.ndarray]]:
+    manifest = json.loads((testset_dir / "manifest.json").read_text())
+    return [(entry["file"], load_png(testset_dir / entry["file"])) for entry in manifest["images"]]
+
+
+def _mean_point(rows: list[dict]) -> dict:
+    return {key: float(np.mean([row[key] for row in rows])) for key in ("bpp", "psnr", "ms_ssim")}
+
+
+def pillow_point(images: list[tuple[str, np.ndarray]], fmt: str, quality: int) -> dict:
+    """One anchor point: every image through Pillow JPEG (4:2:0, optimize) or WebP at one quality."""
+    rows = []
+    for _, image in images:
+        buffer = io.BytesIO()
+        if fmt == "jpeg":
+            Image.fromarray(image).save(buffer, "JPEG", quality=quality, subsampling=2, optimize=True)
+        else:
+            Image.fromarray(image).save(buffer, "WEBP", quality=quality, method=6)
+        with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+            recon = np.asarray(decoded.convert("RGB"))
+        rows.append({"bpp": bpp(len(buffer.getvalue()), *image.shape[:2]), "psnr": psnr(image, recon),
+                     "ms_ssim": ms_ssim(image, recon)})
+    return {**_mean_point(rows), "quality": quality}
+
+
+def codec_point(package_dir: Path, images: list[tuple[str, np.ndarray]], runtime: str = "ort-cpu") -> dict:
+    """One package: every image encoded; the reconstruction is the decoder's (the encoder rebuilds y_hat)."""
+    from codec.codec import Codec
+
+    codec = Codec.load(package_dir, runtime)
+    rows = []
+    for _, image in images:
+        result = codec.encode(image)
+        rows.append({"bpp": result.bpp, "psnr": result.psnr, "ms_ssim": ms_ssim(image, result.recon)})
+    return {**_mean_point(rows), "package": str(package_dir), "digest": codec.digest}
+
+
+def shipped_families(packages_dir: Path = PACKAGES_DIR) -> dict[str, list[Path]]:
+    """precision -> its rate-point package directories (OUT/PRECISION/qI), lowest rate first."""
+    families = {}
+    for precision in PRECISIONS:
+        points = sorted((packages_dir / precision).glob("q*/manifest.json"))
+        if points:
+            families[precision] = [path.parent for path in points]
+    return families
+
+
+def evaluate_shipped(packages_dir: Path = PACKAGES_DIR, testset_dir: Path = TESTSET_DIR,
+                     runtime: str = "ort-cpu") -> dict:
+    images = load_testset(testset_dir)
+    curves: dict[str, list[dict]] = {}
+    for precision, dirs in shipped_families(packages_dir).items():
+        curves[precision] = [codec_point(path, images, runtime) for path in dirs]
+    curves["jpeg"] = [pillow_point(images, "jpeg", q) for q in JPEG_QUALITIES]
+    curves["webp"] = [pillow_point(images, "webp", q) for q in WEBP_QUALITIES]
+    bd = {}
+    for test, anchor in COMPARISONS:
+        if test in curves and anchor in curves:
+            bd[f"{test}_vs_{anchor}"] = _bd(curves[anchor], curves[test])
+    names = {key: family_name(key) if key in PRECISIONS else key for key in curves}
+    pixels = int(sum(image.shape[0] * image.shape[1] for _, image in images))
+    return {"packages": {names[key]: {"rd_points": points} for key, points in curves.items()},
+            "bd_rate": bd, "test_set": {"images": len(images), "pixels": pixels}}
+
+
+def _bd(anchor: list[dict], test: list[dict]) -> dict:
+    """bd_summary of PSNR (and MS-SSIM BD-rate), or {"error": why} when the curves do not allow one."""
+    import warnings
+
+    if min(len(anchor), len(test)) < 2:
+        return {"error": "BD-rate needs at least two rate points per curve"}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = _bd_values(anchor, test)
+    except ValueError as exc:
+        return {"error": f"BD-rate not computable: {exc}"}
+    if not all(np.isfinite(value) for value in result.values()):
+        return {"error": "BD-rate not computable: the curves do not overlap"}
+    return result
+
+
+def _bd_values(anchor: list[dict], test: list[dict]) -> dict:
+    summary = bd_summary([(p["bpp"], p["psnr"]) for p in anchor], [(p["bpp"], p["psnr"]) for p in test])
+    ssim = bd_summary([(p["bpp"], p["ms_ssim"]) for p in anchor], [(p["bpp"], p["ms_ssim"]) for p in test])
+    return {**summary, "bd_rate_ms_ssim_pct": ssim["bd_rate_pct"]}
+
+
+def plot_rd(report: dict, out_path: Path) -> None:
+    """PSNR and MS-SSIM against bpp for every family (needs matplotlib, a train/bench extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    styles = {"bitmatch-int16": "o-", "bitmatch-int8": "s--", "bitmatch-float": "^:", "jpeg": "x-",
+              "webp": "d-"}
+    for name, family in report["packages"].items():
+        points = sorted(family["rd_points"], key=lambda p: p["bpp"])
+        rates = [p["bpp"] for p in points]
+        axes[0].plot(rates, [p["psnr"] for p in points], styles.get(name, ".-"), label=name)
+        axes[1].plot(rates, [p["ms_ssim"] for p in points], styles.get(name, ".-"), label=name)
+    for axis, label in zip(axes, ("PSNR (dB, RGB)", "MS-SSIM"), strict=True):
+        axis.set_xlabel("bits per pixel")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.set_xlim(0, 2.0)
+    axes[0].legend()
+    count = report["test_set"]["images"]
+    figure.suptitle(f"bitmatch trained codec vs JPEG (4:2:0, optimised) and WebP, {count} test images")
+    figure.tight_layout()
+    figure.savefig(out_path, dpi=110)
+    plt.close(figure)
+
+
+def format_text(report: dict) -> str:
+    """The report as a Markdown table (one row per rate point) followed by the BD-rates."""
+    lines = ["| codec | point | bpp | PSNR (dB) | MS-SSIM |", "|---|---|---|---|---|"]
+    for name, family in report["packages"].items():
+        for index, point in enumerate(sorted(family["rd_points"], key=lambda p: p["bpp"]), start=1):
+            label = f"q={point['quality']}" if "quality" in point else f"q{index}"
+            lines.append(f"| {name} | {label} | {point['bpp']:.3f} | {point['psnr']:.2f} | "
+                         f"{point['ms_ssim']:.4f} |")
+    lines += ["", "| BD-rate (test vs anchor) | PCHIP | Akima | MS-SSIM BD-rate |", "|---|---|---|---|"]
+    for key, value in report["bd_rate"].items():
+        if "error" in value:
+            lines.append(f"| {key} | {value['error']} | | |")
+        else:
+            lines.append(f"| {key} | {value['bd_rate_pct']:+.2f}% | {value['bd_rate_pct_akima']:+.2f}% | "
+                         f"{value['bd_rate_ms_ssim_pct']:+.2f}% |")
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""Trained weights -> codec packages, through the same builder as `bitmatch codec build-random`.
+
+Training writes one `qI.npz` per rate point (numpy only, no torch needed here): the flat network weights of
+codec/networks.py, the learned factorized z prior (per channel Laplace location and log scale) and a JSON
+`meta` entry (architecture, lambda, seed). `build_rate_point` turns that into three packages that share the
+weights: int16 (paper 003) and int8 (paper 002) hyper-synthesis, integerised by `codec.codec.build_package`
+on its calibration latents, and the float twin. The only differences from a random package are the weights
+and the z tables, which come from the learned prior instead of a fit to calibration latents.
+
+Layout: `OUT/PRECISION/qI/` (I = 1 lowest rate .. 4), so each precision is one family of rate points.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from codec import networks
+from codec.codec import build_package
+from codec.tables import CodeTables, tables_from_pmfs
+
+PRECISIONS = ("int16", "int8", "float")
+Z_LOC, Z_LOG_SCALE, META = "z_prior.loc", "z_prior.log_scale", "meta"
+Z_MIN_SCALE = 0.05   # the training density clamps the Laplace scale to this
+Z_TAIL = 10.0        # the z tables cover +-10 scales around the location, escapes beyond
+
+
+def save_weights(path: Path, weights: dict[str, np.ndarray], z_loc: np.ndarray, z_log_scale: np.ndarray,
+                 meta: dict) -> None:
+    arrays = {name: np.asarray(value, np.float32) for name, value in weights.items()}
+    arrays[Z_LOC] = np.asarray(z_loc, np.float64)
+    arrays[Z_LOG_SCALE] = np.asarray(z_log_scale, np.float64)
+    arrays[META] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def load_weights(path: Path) -> tuple[networks.Architecture, dict[str, np.ndarray], np.ndarray, np.ndarray,
+                                       dict]:
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(bytes(data[META]).decode())
+        weights = {name: data[name] for name in data.files if name not in (Z_LOC, Z_LOG_SCALE, META)}
+        z_loc, z_log_scale = data[Z_LOC], data[Z_LOG_SCALE]
+    arch = networks.Architecture.from_dict(meta["architecture"])
+    networks.check_weights(arch, weights)
+    return arch, weights, z_loc, z_log_scale, meta
+
+
+def laplace_code_vectors(loc: np.ndarray, log_scale: np.ndarray,
+                         tail: float = Z_TAIL) -> tuple[list[np.ndarray], list[int]]:
+    """Per channel: masses of (underflow escape, values offset+1 .. offset+L-2, overflow escape), offset.
+
+    The masses are those of the training density, a discretised Laplace: value v has mass
+    F(v + 1/2) - F(v - 1/2), the escapes the two tails.
+    """
+    pmfs, offsets = [], []
+    scales = np.maximum(np.exp(np.asarray(log_scale, np.float64)), Z_MIN_SCALE)
+    for centre, spread in zip(np.asarray(loc, np.float64), scales, strict=True):
+        radius = max(2, math.ceil(tail * spread))
+        offset = round(centre) - radius
+        edges = offset + 0.5 + np.arange(2 * radius)         # boundaries between the 2R + 1 symbols
+        t = (edges - centre) / spread
+        cdf = np.where(t < 0, 0.5 * np.exp(np.minimum(t, 0)), 1 - 0.5 * np.exp(-np.maximum(t, 0)))
+        pmfs.append(np.diff(np.concatenate([[0.0], cdf, [1.0]])))
+        offsets.append(offset)
+    return pmfs, offsets
+
+
+def z_tables(loc: np.ndarray, log_scale: np.ndarray) -> CodeTables:
+    return tables_from_pmfs(*laplace_code_vectors(loc, log_scale))
+
+
+def build_rate_point(weights_path: Path, out_root: Path, rate: int,
+                     precisions: tuple[str, ...] = PRECISIONS) -> list[dict]:
+    """Build OUT/PRECISION/qRATE for every precision from one weights file; returns name and digest rows."""
+    arch, weights, z_loc, z_log_scale, meta = load_weights(weights_path)
+    tables = z_tables(z_loc, z_log_scale)
+    rows = []
+    for precision in precisions:
+        name = f"{precision}/q{rate}"
+        metadata = {"weights": "trained", "rate_point": rate, "lambda": meta["lambda"], "seed": meta["seed"],
+                    "training": f"python -m codec.train all --seed {meta['seed']}"}
+        digest = build_package(out_root / precision / f"q{rate}", precision, arch, weights,
+                               calibration_seed=meta["seed"], z_tables=tables, metadata=metadata)
+        rows.append({"name": name, "digest": digest, "lambda": meta["lambda"]})
+    return rows
+
+
+def export_all(work_dir: Path, out_root: Path) -> list[dict]:
+    """Every rate point found in work_dir (q1.npz .. q4.npz), in all three precisions."""
+    rows = []
+    for rate in range(1, 5):
+        path = Path(work_dir) / f"q{rate}.npz"
+        if path.exists():
+            rows.extend(build_rate_point(path, Path(out_root), rate))
+    return rows
