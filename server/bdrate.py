@@ -48,34 +48,24 @@ def _rd_points(session: Session, job_id: int) -> list[RdPoint]:
         select(Encode).where(Encode.job_id == job_id, Encode.repeat == 0, Encode.status == "done")
     )
     for encode in encodes:
-        if _finite(encode.bpp) and _finite(encode.psnr):
-            points.append(
-                RdPoint(
-                    job_id=job_id,
-                    codec_id=encode.codec_id,
-                    image_id=encode.image_id,
-                    encoder_target=encode.target,
-                    decoder_target=ENCODER,
-                    bpp=encode.bpp,
-                    psnr=encode.psnr,
-                )
-            )
         decodes = session.scalars(
             select(Decode).where(Decode.encode_id == encode.id, Decode.repeat == 0, Decode.status == "done")
         )
-        for decode in decodes:
-            if _finite(encode.bpp) and _finite(decode.psnr):
-                points.append(
-                    RdPoint(
-                        job_id=job_id,
-                        codec_id=encode.codec_id,
-                        image_id=encode.image_id,
-                        encoder_target=encode.target,
-                        decoder_target=decode.target,
-                        bpp=encode.bpp,
-                        psnr=decode.psnr,
-                    )
-                )
+        # the encoder's own reconstruction, then every decoder's, all at the encoder's rate
+        qualities = [(ENCODER, encode.psnr), *((decode.target, decode.psnr) for decode in decodes)]
+        points.extend(
+            RdPoint(
+                job_id=job_id,
+                codec_id=encode.codec_id,
+                image_id=encode.image_id,
+                encoder_target=encode.target,
+                decoder_target=decoder_target,
+                bpp=encode.bpp,
+                psnr=psnr,
+            )
+            for decoder_target, psnr in qualities
+            if _finite(encode.bpp) and _finite(psnr)
+        )
     return points
 
 
