@@ -279,6 +279,9 @@ def _weights_npz(weights: dict[str, np.ndarray]) -> bytes:
 
 def load_weights(package: CodecPackage) -> dict[str, np.ndarray]:
     """The float weights stored in a package (for re-integerisation)."""
+    if WEIGHTS not in package.manifest["files"]:
+        raise PackageError(f"package {package.digest[:12]} was built without {WEIGHTS}; "
+                           "its float twin of the same rate point carries them")
     with np.load(io.BytesIO(package.read(WEIGHTS)), allow_pickle=False) as data:
         return {name: data[name] for name in data.files}
 
@@ -286,12 +289,14 @@ def load_weights(package: CodecPackage) -> dict[str, np.ndarray]:
 def build_package(out_dir: str | Path, precision: str, arch: networks.Architecture,
                   weights: dict[str, np.ndarray], calibration_seed: int = 0,
                   z_tables: CodeTables | None = None, metadata: dict | None = None,
-                  calibration_images: list[np.ndarray] | None = None) -> str:
+                  calibration_images: list[np.ndarray] | None = None, store_weights: bool = True) -> str:
     """Build a codec package directory from float weights; returns its digest.
 
     `z_tables` are the factorized tables of z (a trained package supplies its learned pmfs); by default they
     are fitted to the calibration latents. int16/int8 h_s are integerised on the same calibration latents
     (synthetic images of `calibration_seed` unless `calibration_images`, all of one size, are given).
+    `store_weights=False` leaves out the float weights file (the graphs do not need it), so packages of
+    several precisions built from one set of weights can keep a single copy.
     """
     from codec.package import PRECISIONS, write_package
 
@@ -310,9 +315,10 @@ def build_package(out_dir: str | Path, precision: str, arch: networks.Architectu
         HYPER_SYNTHESIS: hyper_model,
         LEVEL_TABLES: _tables_npz(level_tables),
         Z_TABLES: _tables_npz(z_tables),
-        WEIGHTS: _weights_npz(weights),
         CERTIFICATE: _canonical_json(certificate),
     }
+    if store_weights:
+        files[WEIGHTS] = _weights_npz(weights)
     manifest = {
         "precision": precision,
         "N": arch.levels,

@@ -40,6 +40,8 @@ _U_SPREAD, _MEAN_SPREAD = 0.05, 0.25
 _NORMALISE_IMAGES, _NORMALISE_SIZE = 3, 128
 _GAIN_STEPS = 16        # gains are rounded to powers of 2^(1/16), biases to 2^-10, so that float noise
 _BIAS_STEP = 2.0**-10   # between machines cannot change the weights
+TRANSFORMS = ("relu", "gdn")
+_GDN_ACTS = ("gdn", "igdn")
 
 @dataclass(frozen=True)
 class Architecture:
@@ -51,8 +53,11 @@ class Architecture:
     mean_bits: int = 8      # the mean and y_hat are integers in units of 2^-mean_bits
     sigma_min: float = 0.11
     sigma_max: float = 256.0
+    transform: str = "relu"  # hidden non-linearity of g_a / g_s: "relu", or "gdn" (simplified GDN / IGDN)
 
     def __post_init__(self) -> None:
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}")
         if self.n < 1 or self.m < 1:
             raise ValueError(f"channel counts must be positive, got N={self.n}, M={self.m}")
         if not 16 <= self.levels <= 256:
@@ -61,7 +66,10 @@ class Architecture:
             raise ValueError(f"mean_bits must lie in [0, 16], got {self.mean_bits}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["transform"] == "relu":   # omitted: packages built before the field keep their digest
+            del data["transform"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "Architecture":
@@ -70,7 +78,13 @@ class Architecture:
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One convolution: `kind` "conv" or "convT", `act` the activation after it ("relu", "leaky" or None)."""
+    """One convolution: `kind` "conv" or "convT", `act` the activation after it ("relu", "leaky", "gdn",
+    "igdn" or None).
+
+    "gdn" and "igdn" are the simplified GDN of Johnston et al. 2019: x / (beta + gamma |x|) and its inverse
+    x * (beta + gamma |x|), gamma a non-negative C x C matrix mixing the channels at each pixel; the layer
+    then has two more arrays, NAME.gdn_beta [C] and NAME.gdn_gamma [C, C].
+    """
 
     kind: str
     c_in: int
@@ -96,16 +110,27 @@ class LayerSpec:
 def network_layers(arch: Architecture) -> dict[str, list[LayerSpec]]:
     """The four networks as layer lists, in the order data flows through them."""
     n, m = arch.n, arch.m
+    down, up = ("gdn", "igdn") if arch.transform == "gdn" else ("relu", "relu")
     return {
         "g_a": [LayerSpec("conv", c_in, c_out, 5, 2, act)
-                for c_in, c_out, act in ((3, n, "relu"), (n, n, "relu"), (n, n, "relu"), (n, m, None))],
+                for c_in, c_out, act in ((3, n, down), (n, n, down), (n, n, down), (n, m, None))],
         "h_a": [LayerSpec("conv", m, n, 3, 1, "leaky"), LayerSpec("conv", n, n, 5, 2, "leaky"),
                 LayerSpec("conv", n, n, 5, 2, None)],
         "h_s": [LayerSpec("convT", n, n, 5, 2, "leaky"), LayerSpec("convT", n, n, 5, 2, "leaky"),
                 LayerSpec("conv", n, 2 * m, 3, 1, None)],
         "g_s": [LayerSpec("convT", c_in, c_out, 5, 2, act)
-                for c_in, c_out, act in ((m, n, "relu"), (n, n, "relu"), (n, n, "relu"), (n, 3, None))],
+                for c_in, c_out, act in ((m, n, up), (n, n, up), (n, n, up), (n, 3, None))],
     }
+
+
+def layer_arrays(net: str, index: int, spec: LayerSpec) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every array one layer owns."""
+    name = f"{net}.{index}"
+    arrays = {f"{name}.weight": spec.weight_shape(), f"{name}.bias": (spec.c_out,)}
+    if spec.act in _GDN_ACTS:
+        arrays[f"{name}.gdn_beta"] = (spec.c_out,)
+        arrays[f"{name}.gdn_gamma"] = (spec.c_out, spec.c_out)
+    return arrays
 
 
 def _fan_in(spec: LayerSpec) -> float:
@@ -126,6 +151,9 @@ def random_weights(arch: Architecture, seed: int) -> dict[str, np.ndarray]:
             weight = rng.standard_normal(spec.weight_shape()) * std
             weights[f"{net}.{index}.weight"] = weight.astype(np.float32)
             weights[f"{net}.{index}.bias"] = (rng.standard_normal(spec.c_out) * 0.01).astype(np.float32)
+            if spec.act in _GDN_ACTS:
+                weights[f"{net}.{index}.gdn_beta"] = np.ones(spec.c_out, np.float32)
+                weights[f"{net}.{index}.gdn_gamma"] = np.eye(spec.c_out, dtype=np.float32) * np.float32(0.1)
     weights["g_s.3.bias"] = np.full(3, 0.5, np.float32)   # reconstructions centred on mid-grey
     _normalise(arch, weights, seed)
     return weights
@@ -184,6 +212,11 @@ def forward(x: np.ndarray, net: str, specs: list[LayerSpec], weights: dict[str, 
             x = np.maximum(x, 0)
         elif spec.act == "leaky":
             x = np.maximum(x, x * 0.125)
+        elif spec.act in _GDN_ACTS:
+            beta = np.asarray(weights[f"{net}.{index}.gdn_beta"], np.float64)
+            gamma = np.asarray(weights[f"{net}.{index}.gdn_gamma"], np.float64)
+            norm = beta[None, :, None, None] + np.einsum("oc,bchw->bohw", gamma, np.abs(x))
+            x = x / norm if spec.act == "gdn" else x * norm
     return x
 
 
@@ -227,8 +260,7 @@ def check_weights(arch: Architecture, weights: dict[str, np.ndarray]) -> None:
     expected: dict[str, tuple[int, ...]] = {}
     for net, layers in network_layers(arch).items():
         for index, spec in enumerate(layers):
-            expected[f"{net}.{index}.weight"] = spec.weight_shape()
-            expected[f"{net}.{index}.bias"] = (spec.c_out,)
+            expected.update(layer_arrays(net, index, spec))
     if set(weights) != set(expected):
         raise ValueError(f"weight names differ from the architecture: {sorted(set(weights) ^ set(expected))}")
     for name, shape in expected.items():
@@ -273,7 +305,22 @@ class _GraphBuilder:
             self.nodes.append(helper.make_node("LeakyRelu", [out], [f"{name}.act"], name=f"{name}.leaky",
                                                alpha=0.125))
             return f"{name}.act"
+        if spec.act in _GDN_ACTS:
+            return self.gdn(name, out, spec, weights)
         return out
+
+    def gdn(self, name: str, tensor: str, spec: LayerSpec, weights: dict[str, np.ndarray]) -> str:
+        """Simplified (I)GDN: the channel mix gamma |x| + beta is a 1x1 convolution."""
+        gamma = np.asarray(weights[f"{name}.gdn_gamma"], np.float32)[:, :, None, None]
+        gamma = self.constant(f"{name}.gdn_gamma", gamma)
+        beta = self.constant(f"{name}.gdn_beta", np.asarray(weights[f"{name}.gdn_beta"], np.float32))
+        self.nodes.append(helper.make_node("Abs", [tensor], [f"{name}.abs"], name=f"{name}.abs"))
+        self.nodes.append(helper.make_node("Conv", [f"{name}.abs", gamma, beta], [f"{name}.norm"],
+                                           name=f"{name}.norm", kernel_shape=[1, 1]))
+        op = "Div" if spec.act == "gdn" else "Mul"
+        self.nodes.append(helper.make_node(op, [tensor, f"{name}.norm"], [f"{name}.act"],
+                                           name=f"{name}.{op.lower()}"))
+        return f"{name}.act"
 
     def rename(self, tensor: str, name: str) -> None:
         self.nodes.append(helper.make_node("Identity", [tensor], [name], name=f"{name}.identity"))

@@ -107,3 +107,64 @@ def test_random_hyper_synthesis_predicts_each_channels_spread():
     u_bias = weights["h_s.2.bias"][: arch.m]
     assert u_bias.min() > 0.2 and u_bias.max() < 0.95      # sigma between ~0.3 and ~100: latents' own scale
     assert np.all(weights["h_s.2.bias"] * 1024 == np.rint(weights["h_s.2.bias"] * 1024))
+
+
+GDN_ARCH = networks.Architecture(n=4, m=6, levels=16, transform="gdn")
+
+
+def _gdn_weights(seed: int) -> dict[str, np.ndarray]:
+    """Random GDN weights with a non-trivial (non-diagonal, uneven) channel mix."""
+    weights = networks.random_weights(GDN_ARCH, seed)
+    rng = np.random.default_rng(seed)
+    for name in weights:
+        if name.endswith(".gdn_gamma"):
+            weights[name] = rng.uniform(0, 0.3, weights[name].shape).astype(np.float32)
+        elif name.endswith(".gdn_beta"):
+            weights[name] = rng.uniform(0.5, 1.5, weights[name].shape).astype(np.float32)
+    return weights
+
+
+def _simplified_gdn(x: np.ndarray, beta: np.ndarray, gamma: np.ndarray, inverse: bool) -> np.ndarray:
+    norm = beta[:, None, None] + np.einsum("oc,chw->ohw", gamma.astype(np.float64), np.abs(x))
+    return x * norm if inverse else x / norm
+
+
+def test_gdn_analysis_graph_matches_a_per_layer_numpy_reference():
+    weights = _gdn_weights(3)
+    x = networks.pad_image(networks.synthetic_images(5, 1, 64)[0])
+    (y,) = _session(networks.analysis_model(GDN_ARCH, weights)).run(["y"], {"x": x})
+    act = x[0].astype(np.float64)
+    for index in range(4):
+        act = _conv_numpy(act, weights[f"g_a.{index}.weight"], weights[f"g_a.{index}.bias"], 2, 2)
+        if index < 3:
+            beta, gamma = weights[f"g_a.{index}.gdn_beta"], weights[f"g_a.{index}.gdn_gamma"]
+            act = _simplified_gdn(act, beta, gamma, False)
+    np.testing.assert_allclose(y[0], act, rtol=1e-4, atol=1e-4)
+
+
+def test_gdn_synthesis_graph_matches_the_numpy_forward_pass():
+    weights = _gdn_weights(4)
+    y = np.random.default_rng(2).normal(0, 3, (1, GDN_ARCH.m, 3, 5)).astype(np.float32)
+    (x_hat,) = _session(networks.synthesis_model(GDN_ARCH, weights)).run(["x_hat"], {"y_hat": y})
+    specs = networks.network_layers(GDN_ARCH)["g_s"]
+    assert [spec.act for spec in specs] == ["igdn", "igdn", "igdn", None]
+    expected = networks.forward(y.astype(np.float64), "g_s", specs, weights)
+    # IGDN is quadratic in its input, so float32 rounding grows with the magnitude: compare relative to it
+    np.testing.assert_allclose(x_hat, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_gdn_layers_need_their_beta_and_gamma():
+    weights = _gdn_weights(1)
+    networks.check_weights(GDN_ARCH, weights)
+    del weights["g_s.1.gdn_gamma"]
+    with pytest.raises(ValueError, match=r"g_s\.1\.gdn_gamma"):
+        networks.check_weights(GDN_ARCH, weights)
+    with pytest.raises(ValueError, match="transform"):
+        networks.Architecture(n=4, m=6, transform="tanh")
+
+
+def test_relu_architecture_serialises_as_before_so_old_digests_hold():
+    assert "transform" not in ARCH.to_dict()
+    assert GDN_ARCH.to_dict()["transform"] == "gdn"
+    assert networks.Architecture.from_dict(GDN_ARCH.to_dict()) == GDN_ARCH
+    assert networks.Architecture.from_dict(ARCH.to_dict()) == ARCH
