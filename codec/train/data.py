@@ -125,7 +125,11 @@ def fetch_sources(work_dir: Path) -> dict[str, Path]:
         if not root.exists():
             subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=work_dir, check=True)
             (deb,) = work_dir.glob(f"{package}_*.deb")
-            subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+            partial = root.with_name(root.name + ".partial")   # a failed unpack must not look finished
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            subprocess.run(["dpkg", "-x", str(deb), str(partial)], check=True)
+            partial.rename(root)
         roots[package] = root
     root = work_dir / "x" / "scikit-image"
     if not root.exists():
@@ -194,9 +198,9 @@ def _sha256(path: Path) -> str:
 
 def write_testset(roots: dict[str, Path], out_dir: Path = TESTSET_DIR) -> dict:
     """Write the test PNGs, the demo PNGs and manifest.json; returns the manifest."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    (out_dir / "demo").mkdir(parents=True)
+    for stale in [*out_dir.glob("*.png"), *out_dir.glob("demo/*.png")]:   # README.md stays
+        stale.unlink()
+    (out_dir / "demo").mkdir(parents=True, exist_ok=True)
     entries, demo_entries = [], []
     for photo in (p for p in PHOTOS if p.test):
         original = load_rgb(roots[photo.package] / photo.path)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from codec.errors import ImageError
 from codec.images import load_png
 from codec.metrics import bd_summary, bpp, ms_ssim, psnr
 
@@ -40,8 +41,16 @@ def family_name(precision: str) -> str:
 
 
 def load_testset(testset_dir: Path = TESTSET_DIR) -> list[tuple[str, np.ndarray]]:
-    manifest = json.loads((testset_dir / "manifest.json").read_text())
-    return [(entry["file"], load_png(testset_dir / entry["file"])) for entry in manifest["images"]]
+    """The images of a manifest.json (the bundled set), or every PNG of a directory without one."""
+    testset_dir = Path(testset_dir)
+    manifest_path = testset_dir / "manifest.json"
+    if manifest_path.exists():
+        files = [entry["file"] for entry in json.loads(manifest_path.read_text())["images"]]
+    else:
+        files = sorted(path.name for path in testset_dir.glob("*.png"))
+    if not files:
+        raise ImageError(f"no PNG images in {testset_dir}")
+    return [(file, load_png(testset_dir / file)) for file in files]
 
 
 def _mean_point(rows: list[dict]) -> dict:
@@ -73,7 +82,13 @@ def codec_point(package_dir: Path, images: list[tuple[str, np.ndarray]], runtime
     for _, image in images:
         result = codec.encode(image)
         rows.append({"bpp": result.bpp, "psnr": result.psnr, "ms_ssim": ms_ssim(image, result.recon)})
-    return {**_mean_point(rows), "package": str(package_dir), "digest": codec.digest}
+    return {**_mean_point(rows), "package": _display_path(package_dir), "digest": codec.digest}
+
+
+def _display_path(path: Path) -> str:
+    """Relative to the repository when inside it, so a committed report names no machine's paths."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def shipped_families(packages_dir: Path = PACKAGES_DIR) -> dict[str, list[Path]]:

@@ -23,6 +23,7 @@ from codec.codec import build_package
 from codec.tables import CodeTables, tables_from_pmfs
 
 PRECISIONS = ("int16", "int8", "float")
+WEIGHTS_PRECISION = "float"   # the one package per rate point that keeps a copy of the float weights
 Z_LOC, Z_LOG_SCALE, META = "z_prior.loc", "z_prior.log_scale", "meta"
 Z_MIN_SCALE = 0.05   # the training density clamps the Laplace scale to this
 Z_TAIL = 10.0        # the z tables cover +-10 scales around the location, escapes beyond
@@ -85,7 +86,8 @@ def build_rate_point(weights_path: Path, out_root: Path, rate: int,
         metadata = {"weights": "trained", "rate_point": rate, "lambda": meta["lambda"], "seed": meta["seed"],
                     "training": f"python -m codec.train all --seed {meta['seed']}"}
         digest = build_package(out_root / precision / f"q{rate}", precision, arch, weights,
-                               calibration_seed=meta["seed"], z_tables=tables, metadata=metadata)
+                               calibration_seed=meta["seed"], z_tables=tables, metadata=metadata,
+                               store_weights=precision == WEIGHTS_PRECISION)
         rows.append({"name": name, "digest": digest, "lambda": meta["lambda"]})
     return rows
 

@@ -36,13 +36,42 @@ def _conv(spec: networks.LayerSpec) -> nn.Module:
                               output_padding=spec.output_padding)
 
 
-def _run(layers: nn.ModuleList, specs: list[networks.LayerSpec], x: torch.Tensor) -> torch.Tensor:
-    for layer, spec in zip(layers, specs, strict=True):
+class SimplifiedGDN(nn.Module):
+    """x / (beta + gamma |x|), or x * (...) inverse; beta and gamma stay non-negative as |raw| (+ floor)."""
+
+    BETA_FLOOR = 1e-4
+
+    def __init__(self, channels: int, inverse: bool) -> None:
+        super().__init__()
+        self.inverse = inverse
+        self.beta_raw = nn.Parameter(torch.ones(channels))
+        self.gamma_raw = nn.Parameter(0.1 * torch.eye(channels) + 1e-3)   # off-diagonals start non-zero
+
+    def beta(self) -> torch.Tensor:
+        return self.beta_raw.abs() + self.BETA_FLOOR
+
+    def gamma(self) -> torch.Tensor:
+        return self.gamma_raw.abs()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = F.conv2d(x.abs(), self.gamma()[:, :, None, None], self.beta())
+        return x * norm if self.inverse else x / norm
+
+
+def _gdn_key(net: str, index: int) -> str:
+    return f"{net}_{index}"
+
+
+def _run(layers: nn.ModuleList, specs: list[networks.LayerSpec], x: torch.Tensor, net: str,
+         gdn: nn.ModuleDict) -> torch.Tensor:
+    for index, (layer, spec) in enumerate(zip(layers, specs, strict=True)):
         x = layer(x)
         if spec.act == "relu":
             x = F.relu(x)
         elif spec.act == "leaky":
             x = F.leaky_relu(x, LEAKY)
+        elif spec.act in ("gdn", "igdn"):
+            x = gdn[_gdn_key(net, index)](x)
     return x
 
 
@@ -103,26 +132,32 @@ class HyperpriorCodec(nn.Module):
         self.specs = networks.network_layers(arch)
         for net, specs in self.specs.items():
             setattr(self, net, nn.ModuleList(_conv(spec) for spec in specs))
+        self.gdn = nn.ModuleDict({_gdn_key(net, index): SimplifiedGDN(spec.c_out, spec.act == "igdn")
+                                  for net, specs in self.specs.items() for index, spec in enumerate(specs)
+                                  if spec.act in ("gdn", "igdn")})
         self.z_prior = LaplacePrior(arch.n)
         self.sigma_of_u = SigmaOfU(arch.sigma_min, arch.sigma_max)
         with torch.no_grad():                           # start u in the middle of [0, 1]
             self.h_s[-1].bias[: arch.m].fill_(0.5)
 
     def forward(self, x: torch.Tensor, noise: bool = True) -> dict[str, torch.Tensor]:
-        y = _run(self.g_a, self.specs["g_a"], x)
-        z = _run(self.h_a, self.specs["h_a"], y)
+        y = self._net("g_a", x)
+        z = self._net("h_a", y)
         z_hat = round_ste(z)
         z_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noise else z_hat
-        hs = _run(self.h_s, self.specs["h_s"], z_hat)
+        hs = self._net("h_s", z_hat)
         m = self.arch.m
         u, mean = hs[:, :m], hs[:, m:]
         sigma = self.sigma_of_u(u)
         residual = y - mean
         y_rate = residual + torch.empty_like(y).uniform_(-0.5, 0.5) if noise else torch.round(residual)
         y_hat = round_ste(residual) + mean
-        x_hat = _run(self.g_s, self.specs["g_s"], y_hat)
+        x_hat = self._net("g_s", y_hat)
         return {"x_hat": x_hat, "y_likelihood": gaussian_likelihood(y_rate, sigma),
                 "z_likelihood": self.z_prior.likelihood(z_rate), "u": u}
+
+    def _net(self, net: str, x: torch.Tensor) -> torch.Tensor:
+        return _run(getattr(self, net), self.specs[net], x, net, self.gdn)
 
     def z_prior_params(self) -> tuple[np.ndarray, np.ndarray]:
         """(location, log scale) of the factorized z prior, float64."""
@@ -130,8 +165,13 @@ class HyperpriorCodec(nn.Module):
 
     def float_weights(self) -> dict[str, np.ndarray]:
         """The flat weight dict of codec/networks.py (float32, torch layout)."""
-        return {name: tensor.detach().cpu().numpy().astype(np.float32)
-                for name, tensor in self.state_dict().items() if name.split(".")[0] in self.specs}
+        weights = {name: tensor.detach().cpu().numpy().astype(np.float32)
+                   for name, tensor in self.state_dict().items() if name.split(".")[0] in self.specs}
+        for key, gdn in self.gdn.items():
+            net, index = key.rsplit("_", 1)
+            weights[f"{net}.{index}.gdn_beta"] = gdn.beta().detach().numpy().astype(np.float32)
+            weights[f"{net}.{index}.gdn_gamma"] = gdn.gamma().detach().numpy().astype(np.float32)
+        return weights
 
 
 def rd_loss(out: dict[str, torch.Tensor], x: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]:

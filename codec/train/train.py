@@ -19,8 +19,10 @@ from codec import networks
 from codec.train import export
 from codec.train.model import HyperpriorCodec, rd_loss
 
-ARCH = networks.Architecture(n=32, m=48)
-LAMBDAS = (0.0035, 0.0067, 0.013, 0.025)   # lambda 255^2 MSE + bpp; one package per value
+# N=32, M=48 keeps the twelve packages (4 rate points x 3 precisions) under 30 MB; simplified GDN in g_a / g_s
+# trained far faster than ReLU at this size (same steps: loss 5.1 vs 7.2 at lambda 0.013 after 1000 steps).
+ARCH = networks.Architecture(n=32, m=48, transform="gdn")
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013)   # lambda 255^2 MSE + bpp; one package per value
 BASE_LAMBDA = 0.0067
 
 
@@ -33,8 +35,8 @@ class Schedule:
     clip: float = 1.0
 
 
-BASE = Schedule(steps=16000, lr=3e-4)
-FINETUNE = Schedule(steps=8000, lr=2e-4)
+BASE = Schedule(steps=24000, lr=1e-3, decay_from=0.85)
+FINETUNE = Schedule(steps=6000, lr=3e-4, decay_from=0.7)
 
 
 def new_model(seed: int, arch: networks.Architecture = ARCH) -> HyperpriorCodec:
