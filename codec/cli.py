@@ -1,5 +1,7 @@
 """`bitmatch codec ...` commands."""
 
+from pathlib import Path
+
 import click
 
 
@@ -132,15 +134,50 @@ def decode_command(bitstream_path: str, out_path: str, codec_path: str, runtime:
 
 
 @codec_group.command("eval")
-@click.argument("image_dir", type=click.Path(exists=True, file_okay=False))
-@_CODEC
+@click.argument("image_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--codec", "codec_path", type=click.Path(exists=True), default=None,
+              help="evaluate this one package; without it: every shipped package plus JPEG and WebP")
+@click.option("--packages", "packages_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="where the shipped packages are (default: the repository's packages/)")
 @_RUNTIME
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also draw the RD curves into this PNG (needs matplotlib)")
 @click.option("--json", "as_json", is_flag=True)
-def eval_command(image_dir: str, codec_path: str, runtime: str, as_json: bool) -> None:
-    """bpp, PSNR and MS-SSIM of every PNG in a directory, and their means."""
-    from codec.codec import Codec, evaluate_directory
+def eval_command(image_dir: Path | None, codec_path: str | None, packages_dir: Path | None, runtime: str,
+                 plot_path: Path | None, as_json: bool) -> None:
+    """Rate-distortion evaluation.
 
-    report = _fail_on_codec_errors(lambda: evaluate_directory(Codec.load(codec_path, runtime), image_dir))
+    With no arguments: every shipped package (int16, int8, float; one family of rate points each) and the
+    JPEG and WebP anchors on the bundled test set, with BD-rates. With --codec: bpp, PSNR and MS-SSIM of one
+    package on every PNG of IMAGE_DIR (default: the bundled test set).
+    """
+    if codec_path is None:
+        _eval_shipped(image_dir, packages_dir, runtime, plot_path, as_json)
+    else:
+        _eval_one(image_dir, codec_path, runtime, as_json)
+
+
+def _eval_shipped(image_dir: Path | None, packages_dir: Path | None, runtime: str, plot_path: Path | None,
+                  as_json: bool) -> None:
+    from codec.train import evaluate
+
+    packages_dir = packages_dir or evaluate.PACKAGES_DIR
+    if not evaluate.shipped_families(packages_dir):
+        raise click.ClickException(f"no packages in {packages_dir} (expected PRECISION/qI/manifest.json); "
+                                   "build them with: python -m codec.train all --seed 0 --out packages/")
+    report = _fail_on_codec_errors(
+        lambda: evaluate.evaluate_shipped(packages_dir, image_dir or evaluate.TESTSET_DIR, runtime))
+    if plot_path is not None:
+        evaluate.plot_rd(report, plot_path)
+    _emit(report, as_json, evaluate.format_text(report))
+
+
+def _eval_one(image_dir: Path | None, codec_path: str, runtime: str, as_json: bool) -> None:
+    from codec.codec import Codec, evaluate_directory
+    from codec.train.evaluate import TESTSET_DIR
+
+    report = _fail_on_codec_errors(
+        lambda: evaluate_directory(Codec.load(codec_path, runtime), image_dir or TESTSET_DIR))
     lines = [f"{row['image']:<32} {row['bpp']:8.4f} bpp {row['psnr']:7.2f} dB  MS-SSIM {row['ms_ssim']:.4f}"
              for row in report["images"]]
     mean = report["mean"]
