@@ -9,7 +9,9 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,23 +38,34 @@ class WorkerSpec:
     fingerprint: dict[str, Any] | None = None
 
 
-def load_workers_config(path: Path) -> list[WorkerSpec]:
-    """Workers from a JSON or TOML file: `{"workers": [{"name", "url", "token", "target"}, ...]}`."""
+def load_workers_config(path: Path, environ: Mapping[str, str] | None = None) -> list[WorkerSpec]:
+    """Workers from a JSON or TOML file: `{"workers": [{"name", "url", "token", "target"}, ...]}`.
+
+    Instead of a literal "token" an entry may name an environment variable, `"token_env": "NAME"`, so the
+    config file can be committed without its secret; an unset variable is an error, not a missing token.
+    """
+    environ = os.environ if environ is None else environ
     text = path.read_text()
     data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     entries = data.get("workers", []) if isinstance(data, dict) else data
     specs = []
     for entry in entries:
         url = str(entry["url"])
-        specs.append(
-            WorkerSpec(
-                name=str(entry.get("name") or url),
-                url=url,
-                token=entry.get("token"),
-                target=entry.get("target"),
-            )
-        )
+        name = str(entry.get("name") or url)
+        specs.append(WorkerSpec(name=name, url=url, token=_entry_token(entry, name, environ),
+                                target=entry.get("target")))
     return specs
+
+
+def _entry_token(entry: dict[str, Any], name: str, environ: Mapping[str, str]) -> str | None:
+    if "token_env" not in entry:
+        return entry.get("token")
+    if "token" in entry:
+        raise ValueError(f"worker {name}: give either token or token_env, not both")
+    variable = str(entry["token_env"])
+    if variable not in environ:
+        raise ValueError(f"worker {name}: environment variable {variable} (its token_env) is not set")
+    return environ[variable]
 
 
 def fingerprint_sha256(info: dict[str, Any]) -> str:

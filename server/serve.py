@@ -30,7 +30,8 @@ from server.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings, default_data_dir
     "--workers-config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help='JSON or TOML file: {"workers": [{"name", "url", "token", "target"}, ...]}.',
+    help='JSON or TOML file: {"workers": [{"name", "url", "token" or "token_env", "target"}, ...]}; '
+    "token_env names the environment variable holding the worker's token.",
 )
 @click.option(
     "--token",
@@ -92,6 +93,8 @@ def serve_command(
         click.echo(
             "warning: no --token given; every write (jobs, uploads, registration) will be refused", err=True
         )
+    if workers_config is not None:
+        _check_workers_config(workers_config)
     settings = Settings(
         data_dir=data_dir or default_data_dir(),
         db_url=db_url,
@@ -104,3 +107,13 @@ def serve_command(
         health_interval=health_interval,
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+def _check_workers_config(path: Path) -> None:
+    """Refuse a workers config that cannot be read before the server starts, with the reason."""
+    from server.devices import load_workers_config
+
+    try:
+        load_workers_config(path)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--workers-config") from None

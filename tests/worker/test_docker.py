@@ -219,9 +219,18 @@ def effective_setting(argv: list[str], env: dict[str, str], option: str) -> str:
     return str(param.default)
 
 
+def names_read_through_workers_configs() -> set[str]:
+    """Variables the coordinator reads because a docker/workers*.json entry names them in token_env."""
+    names = set()
+    for path in (ROOT / "docker").glob("workers*.json"):
+        entries = json.loads(path.read_text())["workers"]
+        names |= {entry["token_env"] for entry in entries if "token_env" in entry}
+    return names
+
+
 def check_environment(argv: list[str], env: dict[str, str], where: str) -> None:
     envvars = option_envvars(argv)
-    code_names = names_read_by_code()
+    code_names = names_read_by_code() | names_read_through_workers_configs()
     for name, value in env.items():
         if not name.startswith("BITMATCH_"):
             continue
@@ -415,7 +424,7 @@ def test_workers_configs_reach_the_compose_workers_with_their_tokens(compose, do
     worker_services = {name for name in compose["services"] if name.startswith("worker-")}
     expectations = {mounts[default_config]: {"worker-cpu", "worker-arm64"}, gpu_config: worker_services}
     for path, expected_services in expectations.items():
-        specs = load_workers_config(path)
+        specs = load_workers_config(path, environ=env)     # token_env resolves in the coordinator's env
         assert {urlparse(spec.url).hostname for spec in specs} == expected_services, path.name
         for spec in specs:
             service = urlparse(spec.url).hostname
