@@ -173,3 +173,22 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, b
 @pytest.fixture(scope="session")
 def png() -> bytes:
     return tiny_png()
+
+
+SHIPPED_RATE_POINT = "q2"
+
+
+@pytest.fixture(scope="session")
+def shipped() -> dict[str, tuple[str, bytes]]:
+    """The repository's trained packages of one rate point: {precision: (digest, archive)}."""
+    from codec.package import CodecPackage, archive_bytes
+
+    loaded = {precision: CodecPackage.load(ROOT / "packages" / precision / SHIPPED_RATE_POINT)
+              for precision in ("int16", "int8", "float")}
+    return {precision: (package.digest, archive_bytes(package)) for precision, package in loaded.items()}
+
+
+@pytest.fixture(scope="session")
+def photo_png() -> bytes:
+    """A 96x64 photograph of the bundled test set (what the demo codes)."""
+    return (ROOT / "data" / "testset" / "demo" / "garden.png").read_bytes()

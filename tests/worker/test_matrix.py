@@ -26,7 +26,7 @@ def provision(name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def workers(harness, packages, tmp_path_factory):
+def workers(harness, packages, shipped, tmp_path_factory):
     for name in TARGETS:
         provision(name)
     root = tmp_path_factory.mktemp("matrix")
@@ -34,7 +34,7 @@ def workers(harness, packages, tmp_path_factory):
     started = harness.start_workers(specs)
     try:
         for worker in started:
-            for digest, archive in packages.values():
+            for digest, archive in [*packages.values(), *shipped.values()]:
                 assert worker.upload(archive, digest).status_code == 201
         yield {worker.target: worker for worker in started}
     finally:
@@ -108,5 +108,28 @@ def test_float_twin_matrix_is_reported(workers, packages, png, capsys):
     differing = {pair for pair, decoded in decodes.items() if differing_stages(encodes[pair[0]], decoded)}
     with capsys.disabled():
         title = f"float twin, encoder -> decoder ({len(differing)} of {len(decodes)} pairs differ):"
+        print("\n" + report(title, encodes, decodes))
+    assert len(decodes) == len(workers) ** 2
+
+
+@pytest.mark.parametrize("precision", ["int16", "int8"])
+def test_shipped_trained_packages_every_decoder_gets_the_encoders_y_hat(workers, shipped, photo_png,
+                                                                        precision, capsys):
+    encodes, decodes = run_matrix(workers, shipped[precision][0], photo_png)
+    with capsys.disabled():
+        title = f"trained {precision} package on a photograph, encoder -> decoder:"
+        print("\n" + report(title, encodes, decodes))
+    for (enc, dec), decoded in decodes.items():
+        assert "error" not in decoded, (enc, dec, decoded)
+        for stage in ENTROPY_STAGES:
+            assert decoded["stage_hashes"][stage] == encodes[enc]["stage_hashes"][stage], (enc, dec, stage)
+
+
+def test_shipped_float_twin_matrix_is_reported(workers, shipped, photo_png, capsys):
+    """The trained float twin on the same photograph: differing pairs are printed (paper 003's effect)."""
+    encodes, decodes = run_matrix(workers, shipped["float"][0], photo_png)
+    differing = {pair for pair, decoded in decodes.items() if differing_stages(encodes[pair[0]], decoded)}
+    with capsys.disabled():
+        title = f"trained float twin, encoder -> decoder ({len(differing)} of {len(decodes)} pairs differ):"
         print("\n" + report(title, encodes, decodes))
     assert len(decodes) == len(workers) ** 2

@@ -1,0 +1,95 @@
+"""The trained packages shipped in packages/: complete, small, exact across runtimes, and the RD evidence that
+`bitmatch codec eval` (no arguments) prints, with the acceptance figures of the trained-codec issue."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from codec.cli import codec_group
+from codec.codec import Codec
+from codec.images import load_png
+from codec.package import CodecPackage
+from codec.train import evaluate
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ROOT / "packages"
+PRECISIONS = ("int16", "int8", "float")
+RATE_POINTS = ("q1", "q2", "q3", "q4")
+SIZE_LIMIT = 30 * 2**20
+
+
+def _size(path: Path) -> int:
+    return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+
+
+def test_every_precision_ships_four_rate_points_in_under_30_mb():
+    assert _size(PACKAGES) <= SIZE_LIMIT
+    lambdas = {}
+    for precision in PRECISIONS:
+        for rate in RATE_POINTS:
+            package = CodecPackage.load(PACKAGES / precision / rate)
+            manifest = package.manifest
+            assert manifest["precision"] == precision and manifest["weights"] == "trained"
+            assert ("weights.npz" in manifest["files"]) == (precision == "float")
+            lambdas.setdefault(rate, set()).add(manifest["lambda"])
+    assert all(len(values) == 1 for values in lambdas.values())     # one set of weights per rate point
+    ordered = [lambdas[rate].pop() for rate in RATE_POINTS]
+    assert ordered == sorted(ordered)
+
+
+@pytest.mark.parametrize("precision", ["int16", "int8"])
+@pytest.mark.parametrize("rate", RATE_POINTS)
+def test_shipped_integer_packages_decode_bit_exactly_on_every_runtime(precision, rate):
+    image = load_png(ROOT / "data" / "testset" / "demo" / "coffee.png")
+    encoded = Codec.load(PACKAGES / precision / rate, "ort-cpu").encode(image)
+    for runtime in ("ort-cpu-1t", "onnx-ref"):
+        decoded = Codec.load(PACKAGES / precision / rate, runtime).decode(encoded.bitstream)
+        assert decoded.stage_hashes == encoded.stage_hashes, runtime
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    result = CliRunner().invoke(codec_group, ["eval", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_eval_without_arguments_reports_every_family_and_the_anchors(report):
+    families = report["packages"]
+    assert set(families) == {"bitmatch-int16", "bitmatch-int8", "bitmatch-float", "jpeg", "webp"}
+    for precision in PRECISIONS:
+        assert len(families[f"bitmatch-{precision}"]["rd_points"]) == len(RATE_POINTS)
+    for family in families.values():
+        for point in family["rd_points"]:
+            assert point["bpp"] > 0 and point["psnr"] > 15 and 0 < point["ms_ssim"] <= 1
+    assert report["test_set"]["images"] >= 12
+    assert {"int16_vs_float", "int8_vs_float", "int16_vs_jpeg"} <= set(report["bd_rate"])
+
+
+def test_int16_stays_within_half_a_percent_of_its_float_twin(report):
+    assert abs(report["bd_rate"]["int16_vs_float"]["bd_rate_pct"]) <= 0.5
+    assert "bd_rate_pct" in report["bd_rate"]["int8_vs_float"]     # reported, not bounded
+
+
+def test_the_trained_codec_beats_jpeg(report):
+    assert report["bd_rate"]["int16_vs_jpeg"]["bd_rate_pct"] < 0
+
+
+def test_the_readme_evidence_is_what_eval_computes_now(report):
+    """packages/rd.json (the README's numbers) matches a fresh run: rates exactly, quality to rounding."""
+    shipped = json.loads((PACKAGES / "rd.json").read_text())
+    for name in ("bitmatch-int16", "bitmatch-int8", "bitmatch-float"):
+        recorded_points = shipped["packages"][name]["rd_points"]
+        for fresh, recorded in zip(report["packages"][name]["rd_points"], recorded_points, strict=True):
+            assert fresh["digest"] == recorded["digest"]
+            assert fresh["bpp"] == pytest.approx(recorded["bpp"], rel=1e-3)
+            assert fresh["psnr"] == pytest.approx(recorded["psnr"], abs=0.01)
+    assert evaluate.format_text(shipped)
+
+
+def test_eval_without_packages_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(codec_group, ["eval", "--packages", str(tmp_path), "--json"])
+    assert result.exit_code != 0
+    assert "no packages in" in result.output and "python -m codec.train all" in result.output
