@@ -41,7 +41,7 @@ _NORMALISE_IMAGES, _NORMALISE_SIZE = 3, 128
 _GAIN_STEPS = 16        # gains are rounded to powers of 2^(1/16), biases to 2^-10, so that float noise
 _BIAS_STEP = 2.0**-10   # between machines cannot change the weights
 TRANSFORMS = ("relu", "gdn")
-_GDN_ACTS = ("gdn", "igdn")
+GDN_ACTS = ("gdn", "igdn")
 
 @dataclass(frozen=True)
 class Architecture:
@@ -127,7 +127,7 @@ def layer_arrays(net: str, index: int, spec: LayerSpec) -> dict[str, tuple[int, 
     """Name -> shape of every array one layer owns."""
     name = f"{net}.{index}"
     arrays = {f"{name}.weight": spec.weight_shape(), f"{name}.bias": (spec.c_out,)}
-    if spec.act in _GDN_ACTS:
+    if spec.act in GDN_ACTS:
         arrays[f"{name}.gdn_beta"] = (spec.c_out,)
         arrays[f"{name}.gdn_gamma"] = (spec.c_out, spec.c_out)
     return arrays
@@ -151,7 +151,7 @@ def random_weights(arch: Architecture, seed: int) -> dict[str, np.ndarray]:
             weight = rng.standard_normal(spec.weight_shape()) * std
             weights[f"{net}.{index}.weight"] = weight.astype(np.float32)
             weights[f"{net}.{index}.bias"] = (rng.standard_normal(spec.c_out) * 0.01).astype(np.float32)
-            if spec.act in _GDN_ACTS:
+            if spec.act in GDN_ACTS:
                 weights[f"{net}.{index}.gdn_beta"] = np.ones(spec.c_out, np.float32)
                 weights[f"{net}.{index}.gdn_gamma"] = np.eye(spec.c_out, dtype=np.float32) * np.float32(0.1)
     weights["g_s.3.bias"] = np.full(3, 0.5, np.float32)   # reconstructions centred on mid-grey
@@ -212,7 +212,7 @@ def forward(x: np.ndarray, net: str, specs: list[LayerSpec], weights: dict[str, 
             x = np.maximum(x, 0)
         elif spec.act == "leaky":
             x = np.maximum(x, x * 0.125)
-        elif spec.act in _GDN_ACTS:
+        elif spec.act in GDN_ACTS:
             beta = np.asarray(weights[f"{net}.{index}.gdn_beta"], np.float64)
             gamma = np.asarray(weights[f"{net}.{index}.gdn_gamma"], np.float64)
             norm = beta[None, :, None, None] + np.einsum("oc,bchw->bohw", gamma, np.abs(x))
@@ -305,7 +305,7 @@ class _GraphBuilder:
             self.nodes.append(helper.make_node("LeakyRelu", [out], [f"{name}.act"], name=f"{name}.leaky",
                                                alpha=0.125))
             return f"{name}.act"
-        if spec.act in _GDN_ACTS:
+        if spec.act in GDN_ACTS:
             return self.gdn(name, out, spec, weights)
         return out
 

@@ -70,7 +70,7 @@ def _run(layers: nn.ModuleList, specs: list[networks.LayerSpec], x: torch.Tensor
             x = F.relu(x)
         elif spec.act == "leaky":
             x = F.leaky_relu(x, LEAKY)
-        elif spec.act in ("gdn", "igdn"):
+        elif spec.act in networks.GDN_ACTS:
             x = gdn[_gdn_key(net, index)](x)
     return x
 
@@ -134,7 +134,7 @@ class HyperpriorCodec(nn.Module):
             setattr(self, net, nn.ModuleList(_conv(spec) for spec in specs))
         self.gdn = nn.ModuleDict({_gdn_key(net, index): SimplifiedGDN(spec.c_out, spec.act == "igdn")
                                   for net, specs in self.specs.items() for index, spec in enumerate(specs)
-                                  if spec.act in ("gdn", "igdn")})
+                                  if spec.act in networks.GDN_ACTS})
         self.z_prior = LaplacePrior(arch.n)
         self.sigma_of_u = SigmaOfU(arch.sigma_min, arch.sigma_max)
         with torch.no_grad():                           # start u in the middle of [0, 1]
