@@ -131,7 +131,8 @@ def bench_image() -> np.ndarray:
 
 
 def run_bitmatch(image: np.ndarray, repeats: int, workdir: Path) -> dict[str, object]:
-    from codec.codec import Codec, build_random
+    from codec.build import build_random
+    from codec.codec import Codec
 
     build_start = time.perf_counter()
     for precision in ("int16", "float"):

@@ -55,7 +55,7 @@ def _emit(payload: dict, as_json: bool, text: str) -> None:
 def build_random_command(precision: str, channels: str, seed: int, out_dir: str, levels: int,
                          as_json: bool) -> None:
     """Build a codec package with deterministic random weights (shared by all precisions of one seed)."""
-    from codec.codec import build_random
+    from codec.build import build_random
 
     try:
         n, m = (int(part) for part in channels.split(","))

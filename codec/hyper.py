@@ -1,12 +1,12 @@
-"""The hyper-synthesis h_s: layer description, random weights and ONNX graphs in three precisions.
+"""The hyper-synthesis h_s as ONNX, in three precisions, with its head (codec/heads.py) inside the graph.
 
-h_s mirrors h_a: convT 5x5 s2 (N -> N), LeakyReLU(1/8), convT 5x5 s2 (N -> mid, default 3N/2), LeakyReLU,
-conv 3x3 s1 (mid -> 2M). Output channels 0..M-1 are u (sigma = T(u), paper 000), M..2M-1 the mean of y.
+Graph contract: input "z_hat" [1, C_z, h, w], int32 (integer z_hat, or fixed point in units of
+2^-input_bits) or float32 (the float packages of imported codecs, whose z_hat = symbols + medians);
+outputs "scale_index" int32 [1, M, 4h, 4w] and, when the head has a mean, "mean" [1, M, 4h, 4w]: int32 in
+units of 2^-mean_bits for every package with a fixed-point latent, float32 for the float package of a
+scale-table (CompressAI) codec.
 
-Every graph has input "z_hat" (int32 [1, C_z, h, w]) and int32 outputs "scale_index" (k = clip(floor(u N),
-0, N-1)) and "mean" (units of 2^-m), both [1, M, 4h, 4w].
-
-- `float`: Conv / ConvTranspose / LeakyRelu in float32; k and round(mean 2^m) from the float outputs.
+- `float`: Conv / ConvTranspose / activations in float32, then the head's float rule.
 - `int16`: integers carried in float64 (NHWC) through Pad/Slice/Concat im2col + MatMul; a transposed conv
   is lowered to its s*s polyphase correlations (one MatMul) followed by a depth-to-space interleave.
 - `int8`: the same lowering with int8 tensors and MatMulInteger (int32 accumulators).
@@ -20,46 +20,49 @@ import json
 import math
 
 import numpy as np
+from onnx import TensorProto
 
-from codec.intnet import IntHyperSynthesis, IntLayer, certify, validate_float_layers
+from codec.heads import MEAN_LIMIT, Head, LevelHead, ScaleTableHead
+from codec.intnet import IntHyperSynthesis, IntLayer, certify, validate_hs_layers
+from codec.layers import Layer, LayerSpec
+from codec.onnxgraph import INT64_MAX, GraphBuilder, tensor_info
 
 INPUT_NAME = "z_hat"
-OUTPUT_NAMES = ("scale_index", "mean")
-OPSET = 17
-IR_VERSION = 8
+INDEX_NAME, MEAN_NAME = "scale_index", "mean"
+OUTPUT_NAMES = (INDEX_NAME, MEAN_NAME)
 LEAKY_SLOPE = 0.125
-INT64_MAX = 2**63 - 1
 
 
-def hs_layer_specs(n_channels: int, m_channels: int, mid_channels: int | None = None) -> list[dict]:
-    """Shapes and geometry of h_s (no weights)."""
+def hs_layer_specs(n_channels: int, m_channels: int, mid_channels: int | None = None) -> list[LayerSpec]:
+    """Shapes and geometry of our h_s (no weights)."""
     mid = mid_channels if mid_channels is not None else n_channels * 3 // 2
-    up = {"kind": "convT", "stride": 2, "padding": 2, "output_padding": 1, "act": "leaky"}
     return [
-        {**up, "weight_shape": (n_channels, n_channels, 5, 5), "out_channels": n_channels},
-        {**up, "weight_shape": (n_channels, mid, 5, 5), "out_channels": mid},
-        {"kind": "conv", "stride": 1, "padding": 1, "output_padding": 0, "act": None,
-         "weight_shape": (2 * m_channels, mid, 3, 3), "out_channels": 2 * m_channels},
+        LayerSpec("convT", n_channels, n_channels, 5, 2, "leaky", LEAKY_SLOPE),
+        LayerSpec("convT", n_channels, mid, 5, 2, "leaky", LEAKY_SLOPE),
+        LayerSpec("conv", mid, 2 * m_channels, 3, 1),
     ]
 
 
-def random_hs_layers(n_channels: int, m_channels: int, seed: int,
-                     mid_channels: int | None = None) -> list[dict]:
+def random_hs_layers(
+    n_channels: int, m_channels: int, seed: int, mid_channels: int | None = None
+) -> list[Layer]:
     """Deterministic random float32 weights (He-uniform), u biased towards the middle of [0, 1]."""
     rng = np.random.default_rng(seed)
     layers = []
     for spec in hs_layer_specs(n_channels, m_channels, mid_channels):
-        shape = spec.pop("weight_shape")
-        out_channels = spec.pop("out_channels")
-        fan_in = shape[0] * shape[2] * shape[3] / (spec["stride"] ** 2) if spec["kind"] == "convT" else (
-            shape[1] * shape[2] * shape[3])
+        shape = spec.weight_shape()
+        fan_in = (
+            shape[0] * shape[2] * shape[3] / spec.stride**2
+            if spec.kind == "convT"
+            else (shape[1] * shape[2] * shape[3])
+        )
         limit = math.sqrt(3.0 / fan_in)
         weight = rng.uniform(-limit, limit, size=shape).astype(np.float32)
-        bias = rng.uniform(-0.1, 0.1, size=out_channels).astype(np.float32)
-        layers.append({**spec, "weight": weight, "bias": bias})
+        bias = rng.uniform(-0.1, 0.1, size=spec.c_out).astype(np.float32)
+        layers.append(Layer(spec, weight, bias))
     last = layers[-1]
-    last["weight"][:m_channels] *= np.float32(0.05)  # keep u mostly inside [0, 1]
-    last["bias"][:m_channels] += np.float32(0.5)
+    last.weight[:m_channels] *= np.float32(0.05)  # keep u mostly inside [0, 1]
+    last.bias[:m_channels] += np.float32(0.5)
     return layers
 
 
@@ -67,117 +70,145 @@ def hs_output_size(height: int, width: int) -> tuple[int, int]:
     return 4 * height, 4 * width
 
 
-class _GraphBuilder:
-    """Collects nodes and initializers with unique names."""
-
-    def __init__(self) -> None:
-        from onnx import helper, numpy_helper
-
-        self.helper, self.numpy_helper = helper, numpy_helper
-        self.nodes: list = []
-        self.initializers: list = []
-        self.count = 0
-
-    def _name(self, prefix: str) -> str:
-        self.count += 1
-        return f"{prefix}_{self.count}"
-
-    def const(self, value: np.ndarray, prefix: str = "c") -> str:
-        name = self._name(prefix)
-        self.initializers.append(self.numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], prefix: str | None = None, **attrs) -> str:
-        output = self._name(prefix or op_type.lower())
-        self.nodes.append(self.helper.make_node(op_type, inputs, [output], name=f"n_{output}", **attrs))
-        return output
-
-    def output(self, op_type: str, inputs: list[str], name: str, **attrs) -> None:
-        self.nodes.append(self.helper.make_node(op_type, inputs, [name], name=f"n_{name}", **attrs))
-
-    def model(self, c_in: int, m_channels: int, metadata: dict[str, str]) -> bytes:
-        from onnx import TensorProto
-
-        helper = self.helper
-        inputs = [helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT32, [1, c_in, "h", "w"])]
-        outputs = [helper.make_tensor_value_info(name, TensorProto.INT32, [1, m_channels, "H", "W"])
-                   for name in OUTPUT_NAMES]
-        graph = helper.make_graph(self.nodes, "bitmatch_hs", inputs, outputs, self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  producer_name="bitmatch")
-        model.ir_version = IR_VERSION
-        helper.set_model_props(model, metadata)
-        return model.SerializeToString()
-
-
-def build_hs_onnx(precision: str, *, int_hs: IntHyperSynthesis | None = None,
-                  layers: list[dict] | None = None, levels: int | None = None,
-                  mean_bits: int | None = None) -> bytes:
-    """Serialized ONNX ModelProto of h_s. `float` needs `layers` (levels default 64, mean_bits 8);
-    `int16`/`int8` need `int_hs`, whose levels and mean_bits `levels`/`mean_bits` must match if given."""
+def build_hs_onnx(
+    precision: str,
+    *,
+    int_hs: IntHyperSynthesis | None = None,
+    h_s: list[Layer] | None = None,
+    head: Head | None = None,
+    float_input: bool = False,
+    input_bits: int = 0,
+) -> bytes:
+    """Serialized ONNX ModelProto of h_s. `float` needs the float layers `h_s` and its `head` (default: 64
+    levels, mean in 2^-8) and takes float32 z_hat when `float_input`, else int32 z_hat in units of
+    2^-input_bits; `int16` / `int8` need `int_hs`."""
     if precision == "float":
-        if layers is None:
+        if h_s is None:
             raise ValueError("the float h_s needs the float layers")
-        validate_float_layers(layers)
-        return _build_float(layers, levels or 64, 8 if mean_bits is None else mean_bits)
+        head = head or LevelHead(64, 8)
+        validate_hs_layers(h_s, head)
+        return _build_float(h_s, head, float_input, input_bits)
     if precision not in ("int16", "int8"):
         raise ValueError(f"unknown h_s precision {precision!r}")
     if int_hs is None or int_hs.precision != precision:
         raise ValueError(f"the {precision} h_s needs an IntHyperSynthesis of that precision")
-    requested = (levels or int_hs.levels, int_hs.mean_bits if mean_bits is None else mean_bits)
-    if requested != (int_hs.levels, int_hs.mean_bits):
-        raise ValueError("levels / mean_bits differ from the integerised network's")
+    if head is not None and head != int_hs.head:
+        raise ValueError("the head differs from the integerised network's")
     certificate = certify(int_hs)  # raises OverflowRisk
     return _build_integer(int_hs, certificate)
 
 
-def _scale_and_mean_outputs(g: _GraphBuilder, u: str, mean: str, levels: int, mean_limit: float,
-                            u_factor: str, mean_factor: str, mean_round: str) -> None:
-    """k = clip(floor(u * factor), 0, N-1); mean = clip(round_op(mean * factor), +-limit); both int32."""
-    from onnx import TensorProto
-
-    dtype = np.float32 if mean_round == "Round" else np.float64
-    level = g.op("Floor", [g.op("Mul", [u, u_factor])])
-    level = g.op("Clip", [level, g.const(dtype(0)), g.const(dtype(levels - 1))])
-    g.output("Cast", [level], OUTPUT_NAMES[0], to=TensorProto.INT32)
-    scaled = g.op(mean_round, [g.op("Mul", [mean, mean_factor])])
-    scaled = g.op("Clip", [scaled, g.const(dtype(-mean_limit)), g.const(dtype(mean_limit))])
-    g.output("Cast", [scaled], OUTPUT_NAMES[1], to=TensorProto.INT32)
+def _model(
+    g: GraphBuilder, c_in: int, m: int, head: Head, input_type: int, mean_type: int, metadata: dict[str, str]
+) -> bytes:
+    inputs = [tensor_info(INPUT_NAME, input_type, [1, c_in, "h", "w"])]
+    outputs = [tensor_info(INDEX_NAME, TensorProto.INT32, [1, m, "H", "W"])]
+    if head.has_mean:
+        outputs.append(tensor_info(MEAN_NAME, mean_type, [1, m, "H", "W"]))
+    meta = {"bitmatch.hs.head": json.dumps(head.to_json(), sort_keys=True), **metadata}
+    return g.model("bitmatch_hs", inputs, outputs, meta)
 
 
-def _build_float(layers: list[dict], levels: int, mean_bits: int) -> bytes:
-    from onnx import TensorProto
-
-    from codec.intnet import MEAN_LIMIT
-
-    g = _GraphBuilder()
-    x = g.op("Cast", [INPUT_NAME], to=TensorProto.FLOAT)
-    for layer in layers:
-        weight = g.const(np.asarray(layer["weight"], np.float32), "w")
-        bias = g.const(np.asarray(layer["bias"], np.float32), "b")
-        pads = [layer["padding"]] * 4
-        strides = [layer["stride"]] * 2
-        if layer["kind"] == "conv":
-            x = g.op("Conv", [x, weight, bias], pads=pads, strides=strides)
-        else:
-            x = g.op("ConvTranspose", [x, weight, bias], pads=pads, strides=strides,
-                     output_padding=[layer["output_padding"]] * 2)
-        if layer["act"] == "leaky":
-            x = g.op("LeakyRelu", [x], alpha=LEAKY_SLOPE)
-    m = np.asarray(layers[-1]["bias"]).shape[0] // 2
-    u = _slice_channels(g, x, 0, m, axis=1)
-    mean = _slice_channels(g, x, m, 2 * m, axis=1)
-    _scale_and_mean_outputs(g, u, mean, levels, MEAN_LIMIT, g.const(np.float32(levels)),
-                            g.const(np.float32(2.0**mean_bits)), "Round")
-    c_in = np.asarray(layers[0]["weight"]).shape[1 if layers[0]["kind"] == "conv" else 0]
-    meta = {"bitmatch.hs.precision": "float", "bitmatch.hs.levels": str(levels),
-            "bitmatch.hs.mean_bits": str(mean_bits)}
-    return g.model(int(c_in), m, meta)
+# --- float ---
 
 
-def _slice_channels(g: _GraphBuilder, x: str, start: int, end: int, axis: int) -> str:
-    return g.op("Slice", [x, g.const(np.array([start], np.int64)), g.const(np.array([end], np.int64)),
-                          g.const(np.array([axis], np.int64))])
+def _build_float(h_s: list[Layer], head: Head, float_input: bool, input_bits: int) -> bytes:
+    g = GraphBuilder()
+    x = INPUT_NAME if float_input else _float_z_hat(g, INPUT_NAME, input_bits)
+    for index, layer in enumerate(h_s):
+        x = g.layer(f"h_s.{index}", x, layer)
+    m = head.latent_channels(h_s[-1].spec.c_out)
+    mean_type = _float_head(g, x, head, m)
+    input_type = TensorProto.FLOAT if float_input else TensorProto.INT32
+    return _model(g, h_s[0].spec.c_in, m, head, input_type, mean_type, {"bitmatch.hs.precision": "float"})
+
+
+def _float_z_hat(g: GraphBuilder, z_hat: str, input_bits: int) -> str:
+    """int32 z_hat in units of 2^-input_bits as float32 latent values."""
+    x = g.op("Cast", [z_hat], to=TensorProto.FLOAT)
+    return g.op("Mul", [x, g.const(np.float32(2.0**-input_bits))]) if input_bits else x
+
+
+def _float_head(g: GraphBuilder, x: str, head: Head, m: int) -> int:
+    """The head's float rule on the raw h_s output `x`; returns the element type of the mean output."""
+    scale = g.slice_axis(x, 0, m, axis=1)
+    if isinstance(head, LevelHead):
+        level = g.op("Floor", [g.op("Mul", [scale, g.const(np.float32(head.levels))])])
+        level = g.op("Clip", [level, g.const(np.float32(0)), g.const(np.float32(head.levels - 1))])
+        g.op("Cast", [level], out=INDEX_NAME, to=TensorProto.INT32)
+        scaled = g.op(
+            "Round",
+            [g.op("Mul", [g.slice_axis(x, m, 2 * m, axis=1), g.const(np.float32(2.0**head.mean_bits))])],
+        )
+        scaled = g.op("Clip", [scaled, g.const(np.float32(-MEAN_LIMIT)), g.const(np.float32(MEAN_LIMIT))])
+        g.op("Cast", [scaled], out=MEAN_NAME, to=TensorProto.INT32)
+        return TensorProto.INT32
+    bounded = g.op("Max", [scale, g.const(np.float32(head.scale_bound))])
+    _count_thresholds(g, bounded, [g.const(np.float32(t)) for t in head.thresholds()], head)
+    if not head.has_mean:
+        return TensorProto.INT32
+    g.op("Identity", [g.slice_axis(x, m, 2 * m, axis=1)], out=MEAN_NAME)
+    return TensorProto.FLOAT
+
+
+def float_head_graph(h_s_model, head: Head, float_input: bool, input_bits: int, channels: int) -> bytes:
+    """An h_s graph as the user exported it, with bitmatch's z_hat input and the head's float rule appended.
+
+    For imported codecs whose h_s cannot be integerised: the float package still runs their exact graph.
+    """
+    import onnx
+    from onnx import compose, version_converter
+
+    version = next(op.version for op in h_s_model.opset_import if op.domain in ("", "ai.onnx"))
+    initializers = {t.name for t in h_s_model.graph.initializer}
+    user_in = next(i.name for i in h_s_model.graph.input if i.name not in initializers)
+    user_out = h_s_model.graph.output[0].name
+    before = GraphBuilder()
+    x = INPUT_NAME if float_input else _float_z_hat(before, INPUT_NAME, input_bits)
+    before.op("Identity", [x], out="bitmatch_hs_in")
+    input_type = TensorProto.FLOAT if float_input else TensorProto.INT32
+    c_in = h_s_model.graph.input[0].type.tensor_type.shape.dim[1].dim_value or 1
+    pre = onnx.load_from_string(
+        before.model(
+            "bitmatch_hs_input",
+            [tensor_info(INPUT_NAME, input_type, [1, c_in, "h", "w"])],
+            [tensor_info("bitmatch_hs_in", TensorProto.FLOAT, [1, c_in, "h", "w"])],
+        )
+    )
+    after = GraphBuilder()
+    m = head.latent_channels(channels)
+    mean_type = _float_head(after, "bitmatch_hs_out", head, m)
+    post = onnx.load_from_string(
+        _model(after, channels, m, head, TensorProto.FLOAT, mean_type, {"bitmatch.hs.precision": "float"})
+    )
+    post.graph.input[0].name = "bitmatch_hs_out"
+    parts = [version_converter.convert_version(p, version) if version != 17 else p for p in (pre, post)]
+    user = compose.add_prefix(h_s_model, "h_s/")
+    ir = max(user.ir_version, parts[0].ir_version)
+    for model in (user, *parts):
+        model.ir_version = ir
+    joined = compose.merge_models(parts[0], user, io_map=[("bitmatch_hs_in", "h_s/" + user_in)])
+    joined = compose.merge_models(joined, parts[1], io_map=[("h_s/" + user_out, "bitmatch_hs_out")])
+    onnx.checker.check_model(joined)
+    return joined.SerializeToString()
+
+
+def _count_thresholds(
+    g: GraphBuilder, value: str, thresholds: list[str], head: ScaleTableHead, perm: list[int] | None = None
+) -> None:
+    """scale_index = (L - 1) - sum_t [value <= t], one comparison per entry as CompressAI's loop does."""
+    count = None
+    for threshold in thresholds:
+        hit = g.op("Cast", [g.op("LessOrEqual", [value, threshold])], to=TensorProto.INT32)
+        count = hit if count is None else g.op("Add", [count, hit])
+    index = g.op("Sub", [g.const(np.int32(head.table_count - 1)), count])
+    if perm is None:
+        g.op("Identity", [index], out=INDEX_NAME)
+    else:
+        g.op("Transpose", [index], out=INDEX_NAME, perm=perm)
+
+
+# --- integer ---
 
 
 def lowered_kernel(layer: IntLayer) -> tuple[np.ndarray, dict]:
@@ -188,10 +219,10 @@ def lowered_kernel(layer: IntLayer) -> tuple[np.ndarray, dict]:
     (phase_y, phase_x, c); interleaving the phases and cropping [c0, c0 + H_out) gives the convT output.
     """
     weight = layer.weight.astype(np.int64)
-    if layer.kind == "conv":
-        k = weight.shape[2]
-        return weight, {"D": k, "pads": (layer.padding, layer.padding), "stride": layer.stride}
-    s, pad, out_pad = layer.stride, layer.padding, layer.output_padding
+    spec = layer.spec
+    if spec.kind == "conv":
+        return weight, {"D": spec.kernel, "pads": (spec.padding, spec.padding), "stride": spec.stride}
+    s, pad, out_pad = spec.stride, spec.padding, spec.output_padding
     c_in, c_out, k = weight.shape[0], weight.shape[1], weight.shape[2]
     d = -(-k // s)
     q0 = pad // s
@@ -209,12 +240,18 @@ def lowered_kernel(layer: IntLayer) -> tuple[np.ndarray, dict]:
                         kernel[ry, rx, :, :, ey, ex] = weight[:, :, ty, tx].T
     crop_start = pad - s * q0
     tail = s * extra - k - out_pad + pad + s
-    geometry = {"D": d, "pads": (left, right), "stride": 1, "phases": s, "c_out": c_out,
-                "crop": (crop_start, tail)}
+    geometry = {
+        "D": d,
+        "pads": (left, right),
+        "stride": 1,
+        "phases": s,
+        "c_out": c_out,
+        "crop": (crop_start, tail),
+    }
     return kernel.reshape(s * s * c_out, c_in, d, d), geometry
 
 
-def _im2col_nhwc(g: _GraphBuilder, x: str, d: int, pads: tuple[int, int], stride: int) -> str:
+def _im2col_nhwc(g: GraphBuilder, x: str, d: int, pads: tuple[int, int], stride: int) -> str:
     """[1, H, W, C] -> [1, Ho, Wo, D*D*C] with column order (ky, kx, c)."""
     before, after = pads
     if before or after:
@@ -227,12 +264,22 @@ def _im2col_nhwc(g: _GraphBuilder, x: str, d: int, pads: tuple[int, int], stride
     for ky in range(d):
         for kx in range(d):
             ends = [-(d - 1 - ky) if ky < d - 1 else INT64_MAX, -(d - 1 - kx) if kx < d - 1 else INT64_MAX]
-            columns.append(g.op("Slice", [x, g.const(np.array([ky, kx], np.int64)),
-                                          g.const(np.array(ends, np.int64)), axes, steps]))
+            columns.append(
+                g.op(
+                    "Slice",
+                    [
+                        x,
+                        g.const(np.array([ky, kx], np.int64)),
+                        g.const(np.array(ends, np.int64)),
+                        axes,
+                        steps,
+                    ],
+                )
+            )
     return g.op("Concat", columns, axis=3)
 
 
-def _interleave_phases(g: _GraphBuilder, acc: str, geometry: dict) -> str:
+def _interleave_phases(g: GraphBuilder, acc: str, geometry: dict) -> str:
     """Depth-to-space for NHWC [1, h, w, s*s*C] with channels (ry, rx, c), then crop.
 
     Only static shapes and copy-dims (0 / -1) are used, no Shape arithmetic, so no node of the graph is a
@@ -248,18 +295,23 @@ def _interleave_phases(g: _GraphBuilder, acc: str, geometry: dict) -> str:
     if start == 0 and tail == 0:
         return merged
     end = -tail if tail else INT64_MAX
-    return g.op("Slice", [merged, g.const(np.array([start, start], np.int64)),
-                          g.const(np.array([end, end], np.int64)), g.const(np.array([1, 2], np.int64))])
+    return g.op(
+        "Slice",
+        [
+            merged,
+            g.const(np.array([start, start], np.int64)),
+            g.const(np.array([end, end], np.int64)),
+            g.const(np.array([1, 2], np.int64)),
+        ],
+    )
 
 
-def _integer_layer(g: _GraphBuilder, x: str, layer: IntLayer, precision: str) -> str:
+def _integer_layer(g: GraphBuilder, x: str, layer: IntLayer, precision: str) -> str:
     """Clamped input (float64 NHWC) -> accumulator (float64 NHWC holding exact integers)."""
-    from onnx import TensorProto
-
     kernel, geometry = lowered_kernel(layer)
     phases = geometry.get("phases", 1)
     matrix = kernel.transpose(2, 3, 1, 0).reshape(-1, kernel.shape[0])
-    bias = np.tile(layer.bias.astype(np.float64), phases ** 2)
+    bias = np.tile(layer.bias.astype(np.float64), phases**2)
     if precision == "int8":
         x = g.op("Cast", [x], to=TensorProto.INT8)
         columns = _im2col_nhwc(g, x, geometry["D"], geometry["pads"], geometry["stride"])
@@ -272,45 +324,51 @@ def _integer_layer(g: _GraphBuilder, x: str, layer: IntLayer, precision: str) ->
     return _interleave_phases(g, acc, geometry) if phases > 1 else acc
 
 
-def _floor_scale(g: _GraphBuilder, x: str, shifts: np.ndarray, factor: float = 1.0) -> str:
+def _floor_scale(g: GraphBuilder, x: str, shifts: np.ndarray, factor: float = 1.0) -> str:
     """floor(x * factor * 2^-shift_j) on the channel (last) axis; exact for the certified ranges."""
     scale = factor * np.exp2(-shifts.astype(np.float64))
     return g.op("Floor", [g.op("Mul", [x, g.const(scale)])])
 
 
-def _build_integer(int_hs: IntHyperSynthesis, certificate: dict) -> bytes:
-    from onnx import TensorProto
+def _activation(g: GraphBuilder, x: str, layer: IntLayer) -> str:
+    if layer.act == "relu":
+        return g.op("Max", [x, g.const(np.float64(0))])
+    if layer.act == "leaky":
+        multiplier, shift = layer.leaky
+        scaled = g.op("Floor", [g.op("Mul", [x, g.const(np.float64(multiplier * 2.0**-shift))])])
+        return g.op("Max", [x, scaled])
+    return x
 
-    g = _GraphBuilder()
+
+def _build_integer(int_hs: IntHyperSynthesis, certificate: dict) -> bytes:
+    g = GraphBuilder()
     layers = int_hs.layers
     z = g.op("Transpose", [g.op("Cast", [INPUT_NAME], to=TensorProto.DOUBLE)], perm=[0, 2, 3, 1])
-    activation = _floor_scale(g, z, np.array([-layers[0].p_in]))
+    activation = _floor_scale(g, z, np.array([-int_hs.input_shift()]))
     acc = activation
     for index, layer in enumerate(layers):
         clamp = float(layer.clamp)
         x = g.op("Clip", [activation, g.const(np.float64(-clamp)), g.const(np.float64(clamp))])
         acc = _integer_layer(g, x, layer, int_hs.precision)
         if index + 1 < len(layers):
-            activation = _floor_scale(g, acc, int_hs.requant_shifts(index))
-            if layer.act == "leaky":
-                eighth = g.op("Floor", [g.op("Mul", [activation, g.const(np.float64(LEAKY_SLOPE))])])
-                activation = g.op("Max", [activation, eighth])
-    m = int_hs.m_channels
-    shifts = int_hs.output_shifts()
-    u = _slice_channels(g, acc, 0, m, axis=3)
-    mean = _slice_channels(g, acc, m, 2 * m, axis=3)
-    level = _floor_scale(g, u, shifts[:m], float(int_hs.levels))
-    level = g.op("Clip", [level, g.const(np.float64(0)), g.const(np.float64(int_hs.levels - 1))])
-    level = g.op("Cast", [level], to=TensorProto.INT32)
-    g.output("Transpose", [level], OUTPUT_NAMES[0], perm=[0, 3, 1, 2])
-    mean_value = _floor_scale(g, mean, shifts[m:] - int_hs.mean_bits)
-    limit = float(int_hs.mean_limit)
-    mean_value = g.op("Clip", [mean_value, g.const(np.float64(-limit)), g.const(np.float64(limit))])
-    mean_value = g.op("Cast", [mean_value], to=TensorProto.INT32)
-    g.output("Transpose", [mean_value], OUTPUT_NAMES[1], perm=[0, 3, 1, 2])
-    first = layers[0]
-    c_in = first.weight.shape[1 if first.kind == "conv" else 0]
-    meta = {"bitmatch.hs.precision": int_hs.precision, "bitmatch.hs.levels": str(int_hs.levels),
-            "bitmatch.hs.mean_bits": str(int_hs.mean_bits),
-            "bitmatch.hs.certificate": json.dumps(certificate, sort_keys=True)}
-    return g.model(int(c_in), m, meta)
+            activation = _activation(g, _floor_scale(g, acc, int_hs.requant_shifts(index)), layer)
+    acc = _activation(g, acc, layers[-1])
+    head, m, shifts = int_hs.head, int_hs.m_channels, int_hs.output_shifts()
+    scale = g.slice_axis(acc, 0, m, axis=3)
+    if isinstance(head, LevelHead):
+        level = _floor_scale(g, scale, shifts[:m], float(head.levels))
+        level = g.op("Clip", [level, g.const(np.float64(0)), g.const(np.float64(head.levels - 1))])
+        g.op("Transpose", [g.op("Cast", [level], to=TensorProto.INT32)], out=INDEX_NAME, perm=[0, 3, 1, 2])
+    else:
+        rows = head.integer_thresholds(shifts[:m]).astype(np.float64)
+        _count_thresholds(g, scale, [g.const(row) for row in rows], head, perm=[0, 3, 1, 2])
+    if head.has_mean:
+        mean = _floor_scale(g, g.slice_axis(acc, m, 2 * m, axis=3), shifts[m:] - head.mean_bits)
+        mean = g.op("Clip", [mean, g.const(np.float64(-MEAN_LIMIT)), g.const(np.float64(MEAN_LIMIT))])
+        g.op("Transpose", [g.op("Cast", [mean], to=TensorProto.INT32)], out=MEAN_NAME, perm=[0, 3, 1, 2])
+    meta = {
+        "bitmatch.hs.precision": int_hs.precision,
+        "bitmatch.hs.input_bits": str(int_hs.input_bits),
+        "bitmatch.hs.certificate": json.dumps(certificate, sort_keys=True),
+    }
+    return _model(g, layers[0].spec.c_in, m, head, TensorProto.INT32, TensorProto.INT32, meta)

@@ -1,22 +1,33 @@
-"""Integerisation of the hyper-synthesis h_s (paper 003, eq. 2-17; int8 variant after paper 002).
+"""Integerisation of the hyper-synthesis h_s after training, with its no-overflow certificate.
 
-Integer semantics of one layer l (input shift p_l, input bit depth N_I, clamp L = 2^(N_I-1) - 1):
+The method is that of Koyuncu, Solovyev, Alshina and Kaup, "Device interoperability for learned image
+compression with weights and activations quantization" (16-bit weights and activations, 32-bit
+accumulators, eq. 2-17); the 8-bit variant follows Sun, Yu and Katto, "End-to-end learned image compression
+with quantized weights and activations" (channel-wise power-of-two scales, 8-bit weights and activations).
 
-    x'   = clip(a, -L, L)                      a: the layer input in units of 2^-p_l
-    acc  = b_q + W_q * x'                      W_q = round(W * 2^k_j), b_q = round(b * 2^(k_j + p_l))
-    a'   = floor(acc * 2^-(k_j + p_l - p_l+1))   power-of-two requantisation to the next layer's units
-    a''  = max(a', floor(a' / 8))              LeakyReLU(1/8)
+Integer semantics of layer l (input shift p_l, input bit depth N_I, clamp L = 2^(N_I-1) - 1):
 
-The last layer's accumulator is in units of 2^-(k_j + p): the scale level is clip(floor(acc * levels *
-2^-(k_j+p)), 0, levels - 1) and the mean floor(acc * 2^-(k_j+p-m)) in units of 2^-m, with the rounding
-half 2^(k_j+p-m-1) folded into b_q so the mean rounds to nearest. The per-output-channel shift k_j follows
-eq. 16-17, with the sum of |W| taken over the taps that meet in one output (per phase for a transposed
-conv), capped by the weight width, then lowered until the certificate below holds after rounding.
+    x'   = clip(a, -L, L)                        a: the layer input in units of 2^-p_l
+    acc  = b_q + W_q * x'                        W_q = round(W 2^k_j), b_q = round(b 2^(k_j + p_l))
+    a'   = floor(acc 2^-(k_j + p_l - p_l+1))     power-of-two requantisation to the next layer's units
+    a''  = act(a')                               relu: max(a', 0); leaky: max(a', floor(a' c 2^-s))
 
-Clamps are symmetric, +-(2^(N_I-1) - 1) as in eq. 3 (eq. 5/12 print -2^(N_I-1) - 1, read as a typo).
-`integerize_hs` picks (p, N_I) per layer greedily on calibration z: for each candidate the integer layers
-so far plus the candidate run, the rest of h_s runs in float, and the smallest output error wins (scale in
-level units plus mean in latent units; the paper minimises bitrate, which needs the whole codec).
+with the leaky slope carried as c 2^-s (1/8 = 1 2^-3 exactly; CompressAI's 0.01 as 655 2^-16). The input of
+the first layer is z_hat in units of 2^-input_bits (0 for integer z_hat; CompressAI's medians make z_hat a
+fixed-point number). The last accumulator, in units of 2^-(k_j + p) per channel, goes through the last
+layer's activation and then the head (codec/heads.py) that turns it into scale indexes and means.
+
+The per-output-channel shift k_j follows eq. 16-17, with the sum of |W| taken over the taps that meet in one
+output (per phase for a transposed conv), capped by the weight width, then lowered until the certificate
+holds after rounding. Clamps are symmetric, +-(2^(N_I-1) - 1) as in eq. 3 (eq. 5/12 print -2^(N_I-1) - 1,
+read as a typo).
+
+`integerize_hs` chooses (p, N_I) per layer greedily on calibration z_hat, scoring by rate as the paper does:
+the integer layers chosen so far plus the candidate run, the rest of h_s runs in float, and the calibration
+latents y are coded (in expectation, with the package's own code tables) under the resulting scale indexes and
+means. The candidates keep headroom over the calibration range (one to two bits for 16-bit activations), so
+images brighter or busier than the calibration set are not clipped; among equal rates the one with more
+headroom wins.
 
 Exactness argument (enforced by `certify`, run when a graph is built; `build_hs_onnx` refuses a network
 that fails it). For every output channel j the certificate checks
@@ -29,30 +40,38 @@ The graphs carry these integers either in int8 tensors with MatMulInteger (int32
 bound) or in float64 through im2col + MatMul: every product |w x| <= 2^15 * 2^15 and every partial sum
 <= 2^31 are integers below 2^53, so each float64 operation is exact whatever order or fusion (FMA) a
 kernel uses, on the CPU and on CUDA. The post-ops are exact too: multiplying by a power of two is exact,
-Floor/Max/Clip of exact values are exact, and the certificate checks that the few products that grow
-(acc * levels, acc * 2^-r for a negative shift r) stay below 2^53. For int8 the weights are limited to
-|w| <= 63, so that two u8 x s8 products summed in a 16-bit lane (x86 kernels without VNNI) never
+Floor/Max/Clip of exact values are exact, and the certificate checks that the few products that grow (the
+input scaling, acc N, acc 2^-r for a negative shift r, a' c) stay below 2^53. For int8 the weights are
+limited to |w| <= 63, so that two u8 x s8 products summed in a 16-bit lane (x86 kernels without VNNI) never
 saturate: 2 * 255 * 63 = 32130 <= 32767.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from codec import reference
+from codec import layers as nn
 from codec.errors import PackageError
+from codec.heads import Head, LevelHead, float_outputs, head_from_json, integer_mean
+from codec.layers import Layer, LayerSpec, channel_l1
 
 ACC_BITS = 32
 ACC_LIMIT = 2**31 - 1
+INPUT_LIMIT = 2**31
 F64_EXACT_LIMIT = 2**53
-MEAN_LIMIT = 2**30
 MAX_SHIFT = 30
 P_RANGE = (-16, 24)
 INT16_PAIR_LIMIT = 2**15 - 1
+LEAKY_SHIFT = 16
+HS_ACTIVATIONS = ("relu", "leaky")
+
+# rate(scale_index, mean in latent units or None) -> bits of the calibration latents under those parameters
+RateFn = Callable[[np.ndarray, np.ndarray | None], float]
 
 
 class OverflowRisk(PackageError):
@@ -66,26 +85,42 @@ class PrecisionSpec:
     name: str
     weight_max: int
     act_bits_choices: tuple[int, ...]
+    headroom_bits: tuple[
+        int, ...
+    ]  # candidate shifts p = natural - h: h bits of room over the calibration max
 
 
 PRECISIONS = {
-    "int16": PrecisionSpec("int16", 2**15 - 1, (12, 14, 16)),
-    "int8": PrecisionSpec("int8", 63, (8,)),
+    "int16": PrecisionSpec("int16", 2**15 - 1, (12, 14, 16), (1, 2)),
+    "int8": PrecisionSpec("int8", 63, (8,), (-2, -1, 0, 1)),
 }
+
+
+def leaky_multiplier(slope: float) -> tuple[int, int]:
+    """(c, s) with c 2^-s the integer leaky slope: exact for a dyadic slope, else c = round(slope 2^16)."""
+    for shift in range(LEAKY_SHIFT + 1):
+        scaled = slope * 2**shift
+        if scaled == int(scaled):
+            return int(scaled), shift
+    return round(slope * 2**LEAKY_SHIFT), LEAKY_SHIFT
 
 
 @dataclass
 class IntLayer:
-    kind: str
-    stride: int
-    padding: int
-    output_padding: int
-    act: str | None
+    spec: LayerSpec
     weight: np.ndarray  # int64, torch layout (conv [out, in, k, k]; convT [in, out, k, k])
     bias: np.ndarray  # int64 [out], in units of 2^-(shift + p_in)
     shift: np.ndarray  # int64 [out]: k_j, weight scale 2^-k_j
     p_in: int
     in_bits: int
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def act(self) -> str | None:
+        return self.spec.act
 
     @property
     def clamp(self) -> int:
@@ -95,20 +130,50 @@ class IntLayer:
     def out_channels(self) -> int:
         return int(self.bias.shape[0])
 
+    @property
+    def leaky(self) -> tuple[int, int]:
+        return leaky_multiplier(self.spec.slope)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.to_json(),
+            "p_in": self.p_in,
+            "in_bits": self.in_bits,
+            "weight": self.weight.astype(np.int64).ravel().tolist(),
+            "bias": self.bias.astype(np.int64).tolist(),
+            "shift": self.shift.astype(np.int64).tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, item: dict[str, Any]) -> IntLayer:
+        spec = LayerSpec.from_json(item["spec"])
+        weight = np.asarray(item["weight"], dtype=np.int64).reshape(spec.weight_shape())
+        return cls(
+            spec,
+            weight,
+            np.asarray(item["bias"], np.int64),
+            np.asarray(item["shift"], np.int64),
+            int(item["p_in"]),
+            int(item["in_bits"]),
+        )
+
 
 @dataclass
 class IntHyperSynthesis:
     precision: str
-    levels: int
-    mean_bits: int
+    head: Head
     layers: list[IntLayer]
-    mean_limit: int = MEAN_LIMIT
+    input_bits: int = 0  # z_hat arrives in units of 2^-input_bits
     certificate: dict[str, Any] = field(default_factory=dict)
     search: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def m_channels(self) -> int:
-        return self.layers[-1].out_channels // 2
+        return self.head.latent_channels(self.layers[-1].out_channels)
+
+    def input_shift(self) -> int:
+        """z_hat is multiplied by 2^input_shift (then floored) to enter the first layer's units."""
+        return self.layers[0].p_in - self.input_bits
 
     def requant_shifts(self, index: int) -> np.ndarray:
         """Right shift from layer `index`'s accumulator to layer index+1's input units."""
@@ -122,51 +187,26 @@ class IntHyperSynthesis:
     def to_json(self) -> dict[str, Any]:
         return {
             "precision": self.precision,
-            "levels": self.levels,
-            "mean_bits": self.mean_bits,
-            "mean_limit": self.mean_limit,
+            "head": self.head.to_json(),
+            "input_bits": self.input_bits,
             "certificate": self.certificate,
             "search": self.search,
-            "layers": [_layer_to_json(layer) for layer in self.layers],
+            "layers": [layer.to_json() for layer in self.layers],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IntHyperSynthesis:
-        layers = [_layer_from_json(item) for item in data["layers"]]
-        return cls(data["precision"], int(data["levels"]), int(data["mean_bits"]), layers,
-                   int(data["mean_limit"]), data.get("certificate", {}), data.get("search", []))
+        return cls(
+            data["precision"],
+            head_from_json(data["head"]),
+            [IntLayer.from_json(item) for item in data["layers"]],
+            int(data.get("input_bits", 0)),
+            data.get("certificate", {}),
+            data.get("search", []),
+        )
 
 
-def _layer_to_json(layer: IntLayer) -> dict[str, Any]:
-    return {
-        "kind": layer.kind, "stride": layer.stride, "padding": layer.padding,
-        "output_padding": layer.output_padding, "act": layer.act, "p_in": layer.p_in,
-        "in_bits": layer.in_bits, "weight_shape": list(layer.weight.shape),
-        "weight": layer.weight.astype(np.int64).ravel().tolist(),
-        "bias": layer.bias.astype(np.int64).tolist(), "shift": layer.shift.astype(np.int64).tolist(),
-    }
-
-
-def _layer_from_json(item: dict[str, Any]) -> IntLayer:
-    weight = np.asarray(item["weight"], dtype=np.int64).reshape(item["weight_shape"])
-    return IntLayer(item["kind"], int(item["stride"]), int(item["padding"]), int(item["output_padding"]),
-                    item["act"], weight, np.asarray(item["bias"], np.int64),
-                    np.asarray(item["shift"], np.int64), int(item["p_in"]), int(item["in_bits"]))
-
-
-def channel_l1(weight: np.ndarray, kind: str, stride: int) -> np.ndarray:
-    """Per output channel, the largest sum of |w| over the taps that meet in one output element.
-
-    For a conv that is every tap; for a transposed conv with stride s only the taps of one phase
-    (ty mod s, tx mod s) ever land on the same output, so the bound is the maximum over phases.
-    """
-    magnitude = np.abs(weight)
-    if kind == "conv":
-        return magnitude.sum(axis=(1, 2, 3))
-    per_out = magnitude.transpose(1, 0, 2, 3)
-    phases = [per_out[:, :, a::stride, b::stride].sum(axis=(1, 2, 3))
-              for a in range(stride) for b in range(stride)]
-    return np.max(np.stack(phases), axis=0)
+# --- quantising one layer (eq. 9-17) ---
 
 
 def _ceil_log2(value: float) -> int:
@@ -183,66 +223,79 @@ def _initial_shift(l1: float, bias: float, max_abs: float, p_in: int, in_bits: i
     return min(shift, MAX_SHIFT)
 
 
-def _quantize_channel(weight_j: np.ndarray, bias_j: float, shift: int, p_in: int,
-                      round_half: int) -> tuple[np.ndarray, int]:
+def _quantize_channel(
+    weight_j: np.ndarray, bias_j: float, shift: int, p_in: int, round_half: int
+) -> tuple[np.ndarray, int]:
     w_q = np.round(weight_j.astype(np.float64) * 2.0**shift).astype(np.int64)
     b_q = int(np.round(float(bias_j) * 2.0 ** (shift + p_in))) + round_half
     return w_q, b_q
 
 
-def quantize_layer(layer: dict, p_in: int, in_bits: int, spec: PrecisionSpec,
-                   mean_rounding: tuple[int, int] | None = None) -> IntLayer:
+def _channel_bound(weight_j: np.ndarray, spec: LayerSpec) -> int:
+    """channel_l1 for one output channel's slice ([in, k, k] in both layouts)."""
+    expanded = weight_j[None] if spec.kind == "conv" else weight_j[:, None]
+    return int(channel_l1(np.abs(expanded.astype(np.int64)), spec)[0])
+
+
+def quantize_layer(
+    layer: Layer, p_in: int, in_bits: int, spec: PrecisionSpec, mean_rounding: tuple[int, int] | None = None
+) -> IntLayer:
     """Integer weights, bias and per-channel shifts k_j for one layer at input shift p_in, bit depth in_bits.
 
     `mean_rounding` = (first mean channel, mean_bits) for the last layer: those channels get the rounding
     half folded into their bias.
     """
-    weight = np.asarray(layer["weight"], np.float64)
-    bias = np.asarray(layer["bias"], np.float64)
-    kind, stride = layer["kind"], int(layer["stride"])
-    out_axis = 0 if kind == "conv" else 1
-    l1 = channel_l1(weight, kind, stride)
+    weight = np.asarray(layer.weight, np.float64)
+    bias = np.asarray(layer.bias, np.float64)
+    out_axis = 0 if layer.kind == "conv" else 1
+    l1 = channel_l1(weight, layer.spec)
     clamp = 2 ** (in_bits - 1) - 1
     w_q = np.zeros(weight.shape, np.int64)
     b_q = np.zeros(bias.shape, np.int64)
     shifts = np.zeros(bias.shape, np.int64)
     for j in range(bias.shape[0]):
         weight_j = np.take(weight, j, axis=out_axis)
-        shift = _initial_shift(float(l1[j]), float(bias[j]), float(np.abs(weight_j).max(initial=0.0)),
-                               p_in, in_bits, spec.weight_max)
+        shift = _initial_shift(
+            float(l1[j]),
+            float(bias[j]),
+            float(np.abs(weight_j).max(initial=0.0)),
+            p_in,
+            in_bits,
+            spec.weight_max,
+        )
         while True:
             half = 0
             if mean_rounding is not None and j >= mean_rounding[0]:
                 r = shift + p_in - mean_rounding[1]
                 half = 2 ** (r - 1) if r >= 1 else 0
             wq_j, bq_j = _quantize_channel(weight_j, bias[j], shift, p_in, half)
-            bound = _channel_bound(wq_j, kind, stride) * clamp + abs(bq_j)
+            bound = _channel_bound(wq_j, layer.spec) * clamp + abs(bq_j)
             if bound <= ACC_LIMIT and np.abs(wq_j).max(initial=0) <= spec.weight_max:
                 break
             shift -= 1
         index = (j,) if out_axis == 0 else (slice(None), j)
         w_q[index] = wq_j
         b_q[j], shifts[j] = bq_j, shift
-    return IntLayer(kind, stride, int(layer["padding"]), int(layer["output_padding"]), layer["act"],
-                    w_q, b_q, shifts, p_in, in_bits)
+    return IntLayer(layer.spec, w_q, b_q, shifts, p_in, in_bits)
 
 
-def _channel_bound(weight_j: np.ndarray, kind: str, stride: int) -> int:
-    """channel_l1 for one output channel's slice ([in, k, k] in both layouts)."""
-    expanded = weight_j[None] if kind == "conv" else weight_j[:, None]
-    return int(channel_l1(np.abs(expanded.astype(np.int64)), kind, stride)[0])
+# --- the certificate ---
 
 
 def certify(int_hs: IntHyperSynthesis) -> dict[str, Any]:
     """The overflow certificate: raises OverflowRisk unless every partial sum is provably exact."""
     spec = PRECISIONS[int_hs.precision]
     problems: list[str] = []
+    if INPUT_LIMIT * 2 ** max(int_hs.input_shift(), 0) >= F64_EXACT_LIMIT:
+        problems.append(f"input scaling 2^{int_hs.input_shift()} leaves the exact range")
     layer_reports = []
     for index, layer in enumerate(int_hs.layers):
-        bounds = channel_l1(np.abs(layer.weight.astype(np.int64)), layer.kind, layer.stride) * layer.clamp
+        bounds = channel_l1(np.abs(layer.weight.astype(np.int64)), layer.spec) * layer.clamp
         bounds = bounds + np.abs(layer.bias.astype(np.int64))
         worst = int(np.argmax(bounds))
         weight_max_abs = int(np.abs(layer.weight).max(initial=0))
+        if layer.act is not None and layer.act not in HS_ACTIVATIONS:
+            problems.append(f"layer {index}: activation {layer.act!r} has no integer form")
         if bounds[worst] > ACC_LIMIT:
             problems.append(f"layer {index} channel {worst}: bound {int(bounds[worst])} > {ACC_LIMIT}")
         if weight_max_abs > spec.weight_max:
@@ -252,12 +305,22 @@ def certify(int_hs: IntHyperSynthesis) -> dict[str, Any]:
         growth = _post_op_growth(int_hs, index)
         if ACC_LIMIT * growth >= F64_EXACT_LIMIT:
             problems.append(f"layer {index}: post-op growth 2^{math.log2(growth):.0f} leaves the exact range")
-        layer_reports.append({
-            "layer": index, "kind": layer.kind, "input_clamp": layer.clamp, "input_bits": layer.in_bits,
-            "p_in": layer.p_in, "weight_max_abs": weight_max_abs, "max_bound": int(bounds[worst]),
-            "worst_channel": worst, "headroom": ACC_LIMIT - int(bounds[worst]),
-            "shift_min": int(layer.shift.min()), "shift_max": int(layer.shift.max()),
-        })
+        layer_reports.append(
+            {
+                "layer": index,
+                "kind": layer.kind,
+                "act": layer.act,
+                "input_clamp": layer.clamp,
+                "input_bits": layer.in_bits,
+                "p_in": layer.p_in,
+                "weight_max_abs": weight_max_abs,
+                "max_bound": int(bounds[worst]),
+                "worst_channel": worst,
+                "headroom": ACC_LIMIT - int(bounds[worst]),
+                "shift_min": int(layer.shift.min()),
+                "shift_max": int(layer.shift.max()),
+            }
+        )
     if int_hs.precision == "int8":
         pair = 2 * 255 * spec.weight_max
         if pair > INT16_PAIR_LIMIT:
@@ -265,106 +328,189 @@ def certify(int_hs: IntHyperSynthesis) -> dict[str, Any]:
     if problems:
         raise OverflowRisk("; ".join(problems))
     return {
-        "ok": True, "precision": int_hs.precision, "accumulator_bits": ACC_BITS, "limit": ACC_LIMIT,
+        "ok": True,
+        "precision": int_hs.precision,
+        "accumulator_bits": ACC_BITS,
+        "limit": ACC_LIMIT,
         "rule": "sum|W_q| * clamp + |b_q| <= limit per output channel (per phase for convT)",
-        "float64_exact_limit": F64_EXACT_LIMIT, "weight_max": spec.weight_max, "layers": layer_reports,
+        "float64_exact_limit": F64_EXACT_LIMIT,
+        "weight_max": spec.weight_max,
+        "head": int_hs.head.kind,
+        "input_shift": int_hs.input_shift(),
+        "layers": layer_reports,
     }
 
 
 def _post_op_growth(int_hs: IntHyperSynthesis, index: int) -> int:
     """The largest factor by which an accumulator is multiplied before its Floor."""
+    layer = int_hs.layers[index]
+    leaky = layer.leaky[0] if layer.act == "leaky" else 1
     if index + 1 < len(int_hs.layers):
-        shifts = int_hs.requant_shifts(index)
-        return 2 ** max(int(-shifts.min()), 0)
+        return 2 ** max(int(-int_hs.requant_shifts(index).min()), 0) * max(leaky, 1)
     shifts = int_hs.output_shifts()
-    return max(int_hs.levels * 2 ** max(int(-shifts.min()), 0),
-               2 ** max(int(-(shifts - int_hs.mean_bits).min()), 0))
+    growth = max(leaky, int_hs.head.index_growth(shifts))
+    if int_hs.head.has_mean:
+        growth = max(growth, 2 ** max(int(-(shifts - int_hs.head.mean_bits).min()), 0))
+    return growth
 
 
-def validate_float_layers(layers: list[dict]) -> None:
-    if not layers:
-        raise ValueError("h_s needs at least one layer")
-    for index, layer in enumerate(layers):
-        if layer["kind"] not in ("conv", "convT"):
-            raise ValueError(f"layer {index}: unknown kind {layer['kind']!r}")
-        if layer["act"] not in ("leaky", None):
-            raise ValueError(f"layer {index}: unknown activation {layer['act']!r}")
-    if layers[-1]["act"] is not None:
-        raise ValueError("the last h_s layer must have no activation")
-    out_axis = 0 if layers[-1]["kind"] == "conv" else 1
-    if np.asarray(layers[-1]["weight"]).shape[out_axis] % 2:
-        raise ValueError("the last h_s layer must output 2M channels")
+# --- integer simulation (float64 holding exact integers, within the certified bounds) ---
 
 
-def _candidate_shifts(amax: float, in_bits: int) -> list[int]:
-    """Shifts around the largest one keeping the calibration maximum inside the clamp."""
-    natural = in_bits - 1 - _ceil_log2(max(amax, 2.0**-16))
-    return sorted({min(max(p, P_RANGE[0]), P_RANGE[1]) for p in range(natural - 1, natural + 3)})
+def integer_activation(values: np.ndarray, layer: IntLayer) -> np.ndarray:
+    if layer.act == "relu":
+        return np.maximum(values, 0)
+    if layer.act == "leaky":
+        multiplier, shift = layer.leaky
+        return np.maximum(values, np.floor(values * (multiplier * 2.0**-shift)))
+    return values
 
 
-def _layer_input(prev: IntLayer | None, prev_acc: np.ndarray | None, z: np.ndarray, p_in: int) -> np.ndarray:
-    """The integer input of a layer at shift p_in, computed from z or from the previous accumulator."""
+def integer_accumulator(layer: IntLayer, x: np.ndarray) -> np.ndarray:
+    """bias + W x' for a clamped input (float64)."""
+    acc = nn.convolve(x, layer.weight.astype(np.float64), layer.spec)
+    return acc + layer.bias.astype(np.float64).reshape(1, -1, 1, 1)
+
+
+def integer_outputs(int_hs: IntHyperSynthesis, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(scale index, mean in units of 2^-mean_bits) from the last accumulator."""
+    acc = integer_activation(acc, int_hs.layers[-1])
+    m, e = int_hs.m_channels, int_hs.output_shifts()
+    index = int_hs.head.integer_index(acc[:, :m], e[:m])
+    if not int_hs.head.has_mean:
+        return index, None
+    return index, integer_mean(acc[:, m:], e[m:], int_hs.head.mean_bits)
+
+
+def _layer_input(
+    prev: IntLayer | None, prev_acc: np.ndarray | None, z: np.ndarray, p_in: int, input_bits: int
+) -> np.ndarray:
+    """The integer input of a layer at shift p_in, computed from z_hat or from the previous accumulator."""
     if prev is None:
-        return np.floor(z * 2.0**p_in)
+        return np.floor(np.floor(z * 2.0**input_bits) * 2.0 ** (p_in - input_bits))
     shift = (prev.shift + prev.p_in - p_in).reshape(1, -1, 1, 1)
-    values = np.floor(prev_acc * 2.0 ** (-shift))
-    return np.maximum(values, np.floor(values / 8)) if prev.act == "leaky" else values
+    return integer_activation(np.floor(prev_acc * 2.0 ** (-shift)), prev)
 
 
-def _output_error(out: np.ndarray, target: np.ndarray, m: int, levels: int) -> float:
-    u_err = np.abs(np.clip(out[:, :m], 0, 1) - np.clip(target[:, :m], 0, 1)).mean() * levels
-    return float(u_err + np.abs(out[:, m:] - target[:, m:]).mean())
+# --- the calibration search ---
 
 
-def _float_tail(layers: list[dict], start: int, x: np.ndarray) -> np.ndarray:
-    _, out = reference.float_hs(layers[start:], x) if start < len(layers) else ([], x)
-    return out
+def validate_hs_layers(h_s: list[Layer], head: Head) -> None:
+    """h_s must be convolutions with ReLU / LeakyReLU (or none) whose last layer feeds the head."""
+    if not h_s:
+        raise ValueError("h_s needs at least one layer")
+    for index, layer in enumerate(h_s):
+        if layer.act is not None and layer.act not in HS_ACTIVATIONS:
+            raise ValueError(f"h_s layer {index}: activation {layer.act!r} has no integer form")
+    c_out = h_s[-1].spec.c_out
+    if head.has_mean and c_out % 2:
+        raise ValueError(f"the last h_s layer must output 2M channels (scale and mean), not {c_out}")
 
 
-def integerize_hs(layers: list[dict], calib_z: np.ndarray, precision: str = "int16", levels: int = 64,
-                  mean_bits: int = 8) -> IntHyperSynthesis:
-    """Search p and N_I per layer on calibration data (greedy, layer by layer) and integerise h_s.
+def _candidate_shifts(amax: float, in_bits: int, spec: PrecisionSpec) -> list[int]:
+    """Shifts that leave `headroom_bits` over the calibration maximum inside the clamp."""
+    natural = in_bits - 1 - _ceil_log2(max(amax, 2.0**-16))
+    return sorted({min(max(natural - room, P_RANGE[0]), P_RANGE[1]) for room in spec.headroom_bits})
 
-    Each candidate runs the integer layers chosen so far plus the candidate layer, then the float tail;
-    the candidate with the smallest output error (scale in level units + mean in latent units) wins.
-    Integer simulation uses float64 holding integers, exact by the same bound the certificate proves.
+
+def _output_error(
+    head: Head, out: tuple[np.ndarray, np.ndarray | None], target: tuple[np.ndarray, np.ndarray | None]
+) -> float:
+    """Scale in index units plus mean in latent units (the score when no rate function is given)."""
+    error = float(np.abs(out[0] - target[0]).mean())
+    if out[1] is not None and target[1] is not None:
+        error += float(np.abs(out[1] - target[1]).mean())
+    return error
+
+
+def integerize_hs(
+    h_s: list[Layer],
+    calib_z: np.ndarray,
+    head: Head | None = None,
+    precision: str = "int16",
+    rate: RateFn | None = None,
+    input_bits: int = 0,
+) -> IntHyperSynthesis:
+    """Search p and N_I per layer on calibration z_hat (real values, [B, C, h, w]) and integerise h_s.
+
+    With `rate`, each candidate is scored by the bits of the calibration latents under its scale indexes and
+    means (the paper's criterion); without, by its output error against the float h_s.
     """
-    validate_float_layers(layers)
+    head = head or LevelHead(64, 8)
+    validate_hs_layers(h_s, head)
     spec = PRECISIONS[precision]
     z = np.asarray(calib_z, np.float64)
     z = z[None] if z.ndim == 3 else z
-    inputs, target = reference.float_hs(layers, z)
-    m = target.shape[1] // 2
+    inputs = _float_inputs(h_s, z)
+    target = float_outputs(head, nn.forward(h_s, z))
+    m = head.latent_channels(h_s[-1].spec.c_out)
     chosen: list[IntLayer] = []
     search_log: list[dict[str, Any]] = []
     prev_acc = None
-    for index, layer in enumerate(layers):
-        rounding = (m, mean_bits) if index == len(layers) - 1 else None
+    for index, layer in enumerate(h_s):
+        last = index == len(h_s) - 1
+        rounding = (m, head.mean_bits) if last and head.has_mean else None
         amax = float(np.abs(inputs[index]).max())
-        best: tuple[float, IntLayer, np.ndarray] | None = None
+        best: tuple[float, int, IntLayer, np.ndarray] | None = None
         for in_bits in spec.act_bits_choices:
-            for p_in in _candidate_shifts(amax, in_bits):
+            for p_in in _candidate_shifts(amax, in_bits, spec):
                 candidate = quantize_layer(layer, p_in, in_bits, spec, rounding)
-                x = _layer_input(chosen[-1] if chosen else None, prev_acc, z, p_in)
-                x = np.clip(x, -candidate.clamp, candidate.clamp)
-                acc = _float_accumulator(candidate, x)
-                real = acc * 2.0 ** -(candidate.shift + p_in).reshape(1, -1, 1, 1)
-                if layer["act"] == "leaky":
-                    real = np.maximum(real, real / 8)
-                error = _output_error(_float_tail(layers, index + 1, real), target, m, levels)
-                if best is None or error < best[0]:
-                    best = (error, candidate, acc)
+                x = _layer_input(chosen[-1] if chosen else None, prev_acc, z, p_in, input_bits)
+                acc = integer_accumulator(candidate, np.clip(x, -candidate.clamp, candidate.clamp))
+                out = _candidate_outputs(h_s, index, candidate, acc, head, precision, chosen, input_bits)
+                score = rate(*out) if rate is not None else _output_error(head, out, target)
+                headroom = in_bits - 1 - p_in
+                if best is None or _better(score, headroom, best[0], best[1]):
+                    best = (score, headroom, candidate, acc)
         assert best is not None
-        error, picked, prev_acc = best
+        score, _, picked, prev_acc = best
         chosen.append(picked)
-        search_log.append({"layer": index, "p_in": picked.p_in, "in_bits": picked.in_bits,
-                           "input_absmax": amax, "output_error": error})
-    int_hs = IntHyperSynthesis(precision, levels, mean_bits, chosen, search=search_log)
+        search_log.append(
+            {
+                "layer": index,
+                "p_in": picked.p_in,
+                "in_bits": picked.in_bits,
+                "input_absmax": amax,
+                "score": score,
+                "scored_by": "rate" if rate else "error",
+            }
+        )
+    int_hs = IntHyperSynthesis(precision, head, chosen, input_bits, search=search_log)
     int_hs.certificate = certify(int_hs)
     return int_hs
 
 
-def _float_accumulator(layer: IntLayer, x: np.ndarray) -> np.ndarray:
-    acc = reference.apply_layer(x, layer.kind, layer.weight.astype(np.float64), layer.stride, layer.padding,
-                                layer.output_padding)
-    return acc + layer.bias.astype(np.float64).reshape(1, -1, 1, 1)
+def _better(score: float, headroom: int, best_score: float, best_headroom: int) -> bool:
+    """Lower score wins; scores within 0.01 % of each other are equal, and then more headroom wins."""
+    tolerance = 1e-4 * abs(best_score)
+    if abs(score - best_score) <= tolerance:
+        return headroom > best_headroom
+    return score < best_score
+
+
+def _float_inputs(h_s: list[Layer], z: np.ndarray) -> list[np.ndarray]:
+    inputs, x = [], z
+    for layer in h_s:
+        inputs.append(x)
+        x = nn.forward_layer(layer, x)
+    return inputs
+
+
+def _candidate_outputs(
+    h_s: list[Layer],
+    index: int,
+    candidate: IntLayer,
+    acc: np.ndarray,
+    head: Head,
+    precision: str,
+    chosen: list[IntLayer],
+    input_bits: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(index, mean in latent units) with the integer layers so far, the candidate, and the float tail."""
+    if index == len(h_s) - 1:
+        trial = IntHyperSynthesis(precision, head, [*chosen, candidate], input_bits)
+        scale_index, mean = integer_outputs(trial, acc)
+        return scale_index, None if mean is None else mean * 2.0**-head.mean_bits
+    real = acc * 2.0 ** -(candidate.shift + candidate.p_in).reshape(1, -1, 1, 1)
+    real = nn.activate(real, h_s[index])
+    return float_outputs(head, nn.forward(h_s[index + 1 :], real))

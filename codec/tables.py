@@ -269,6 +269,13 @@ def _value_cost(tables: CodeTables, freq: np.ndarray, table: np.ndarray, value: 
     return bits + np.where(escaped, exp_golomb_bits(payload), 0)
 
 
+def code_bits(tables: CodeTables, indexes: np.ndarray, values: np.ndarray) -> float:
+    """Total bits rANS spends on `values` coded with the tables `indexes` (within a few bytes of flushing)."""
+    table = np.asarray(indexes, np.int64).reshape(-1)
+    value = np.asarray(values, np.int64).reshape(-1)
+    return float(_value_cost(tables, tables.frequencies(), table, value).sum())
+
+
 def expected_code_bits(
     samples: scale.SigmaSamples, tables: CodeTables, table_of_sample: np.ndarray
 ) -> np.ndarray:

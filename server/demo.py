@@ -267,7 +267,7 @@ def trained_packages() -> dict[str, Path] | None:
 
 def random_packages(channels: tuple[int, int], console: Console) -> dict[str, Path]:
     """Seeded random packages (`bitmatch codec build-random`), built once and cached."""
-    from codec.codec import build_random
+    from codec.build import build_random
     from codec.package import CodecPackage
 
     n, m = channels

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from codec import networks
-from codec.codec import build_package
+from codec.build import build_package
 from codec.tables import CodeTables, tables_from_pmfs
 
 PRECISIONS = ("int16", "int8", "float")

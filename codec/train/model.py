@@ -23,7 +23,6 @@ from torch import nn
 
 from codec import networks, scale
 
-LEAKY = 0.125
 LIKELIHOOD_FLOOR = 1e-9
 _U_GRID = 2048
 U_MARGIN = 0.5
@@ -69,7 +68,7 @@ def _run(layers: nn.ModuleList, specs: list[networks.LayerSpec], x: torch.Tensor
         if spec.act == "relu":
             x = F.relu(x)
         elif spec.act == "leaky":
-            x = F.leaky_relu(x, LEAKY)
+            x = F.leaky_relu(x, spec.slope)
         elif spec.act in networks.GDN_ACTS:
             x = gdn[_gdn_key(net, index)](x)
     return x
@@ -132,7 +131,7 @@ class HyperpriorCodec(nn.Module):
         self.specs = networks.network_layers(arch)
         for net, specs in self.specs.items():
             setattr(self, net, nn.ModuleList(_conv(spec) for spec in specs))
-        self.gdn = nn.ModuleDict({_gdn_key(net, index): SimplifiedGDN(spec.c_out, spec.act == "igdn")
+        self.gdn = nn.ModuleDict({_gdn_key(net, index): SimplifiedGDN(spec.c_out, spec.act == "igdn1")
                                   for net, specs in self.specs.items() for index, spec in enumerate(specs)
                                   if spec.act in networks.GDN_ACTS})
         self.z_prior = LaplacePrior(arch.n)

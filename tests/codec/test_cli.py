@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from codec import networks
+from codec import networks, stages
 from codec.images import load_png, save_png
 from server.cli import cli
 
-STAGES = {"z_hat", "scale_index", "mean", "y_hat", "recon"}
+STAGES = set(stages.STAGES)
 
 
 def _invoke(*args: str):

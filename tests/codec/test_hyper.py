@@ -5,15 +5,18 @@ import json
 import numpy as np
 import onnx
 import pytest
+from int_reference import float_hs, reference_hs
 
+from codec.heads import LevelHead
 from codec.hyper import build_hs_onnx, hs_output_size, lowered_kernel, random_hs_layers
 from codec.intnet import IntHyperSynthesis, IntLayer, OverflowRisk, integerize_hs
-from codec.reference import float_hs, reference_hs
+from codec.layers import LayerSpec
 from codec.runtime import get_runtime
 
 LEVELS, MEAN_BITS = 64, 8
 EXACT_RUNTIMES = ("ort-cpu", "ort-cpu-1t", "onnx-ref")
 N, M = 6, 4
+HEAD = LevelHead(LEVELS, MEAN_BITS)
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +27,7 @@ def float_layers():
 @pytest.fixture(scope="module")
 def networks(float_layers):
     calib = np.round(np.random.default_rng(3).normal(0, 3, size=(2, N, 3, 4)))
-    return {precision: integerize_hs(float_layers, calib, precision, LEVELS, MEAN_BITS)
-            for precision in ("int16", "int8")}
+    return {precision: integerize_hs(float_layers, calib, HEAD, precision) for precision in ("int16", "int8")}
 
 
 def _assert_identical_everywhere(int_hs: IntHyperSynthesis, inputs: list[np.ndarray]) -> None:
@@ -61,9 +63,8 @@ def test_integer_hs_is_bit_identical_on_random_inputs(networks, precision):
 def test_integer_hs_is_bit_identical_with_every_input_at_a_clamp(networks, precision, first_layer):
     """The network from `first_layer` on, fed so that layer's inputs all sit at a clamp limit."""
     full = networks[precision]
-    suffix = IntHyperSynthesis(full.precision, full.levels, full.mean_bits, full.layers[first_layer:])
-    first = suffix.layers[0]
-    c_in = first.weight.shape[1 if first.kind == "conv" else 0]
+    suffix = IntHyperSynthesis(full.precision, full.head, full.layers[first_layer:])
+    c_in = suffix.layers[0].spec.c_in
     _assert_identical_everywhere(suffix, _adversarial((1, c_in, 3, 4), seed=first_layer))
 
 
@@ -72,16 +73,17 @@ def test_integer_hs_is_bit_identical_with_every_input_at_a_clamp(networks, preci
 def test_transposed_conv_lowering_matches_the_definition(kernel, stride, padding, output_padding):
     rng = np.random.default_rng(kernel * 10 + stride)
     weight = rng.integers(-500, 501, size=(3, 4, kernel, kernel))
-    layer = IntLayer("convT", stride, padding, output_padding, None, weight,
-                     rng.integers(-50, 51, size=4), np.full(4, 6), p_in=0, in_bits=12)
-    int_hs = IntHyperSynthesis("int16", LEVELS, MEAN_BITS, [layer])
+    spec = LayerSpec("convT", 3, 4, kernel, stride, padding=padding, output_padding=output_padding)
+    layer = IntLayer(spec, weight, rng.integers(-50, 51, size=4), np.full(4, 6), p_in=0, in_bits=12)
+    int_hs = IntHyperSynthesis("int16", HEAD, [layer])
     inputs = [rng.integers(-2047, 2048, size=(1, 3, 3, 4)).astype(np.int32)]
     _assert_identical_everywhere(int_hs, inputs + _adversarial((1, 3, 2, 3), seed=kernel))
 
 
 def test_lowered_kernel_keeps_every_tap_once():
     weight = np.arange(2 * 3 * 5 * 5).reshape(2, 3, 5, 5) + 1
-    layer = IntLayer("convT", 2, 2, 1, None, weight, np.zeros(3, np.int64), np.zeros(3, np.int64), 0, 16)
+    zeros = np.zeros(3, np.int64)
+    layer = IntLayer(LayerSpec("convT", 2, 3, 5, 2), weight, zeros, zeros, 0, 16)
     kernel, geometry = lowered_kernel(layer)
     assert kernel.shape == (4 * 3, 2, 3, 3)
     assert geometry["crop"] == (0, 0)
@@ -91,7 +93,7 @@ def test_lowered_kernel_keeps_every_tap_once():
 @pytest.mark.parametrize("precision", ["int16", "int8", "float"])
 def test_graph_contract(float_layers, networks, precision):
     if precision == "float":
-        model = build_hs_onnx("float", layers=float_layers, levels=LEVELS, mean_bits=MEAN_BITS)
+        model = build_hs_onnx("float", h_s=float_layers, head=HEAD)
     else:
         model = build_hs_onnx(precision, int_hs=networks[precision])
     proto = onnx.load_from_string(model)
@@ -125,7 +127,7 @@ def test_integer_ops_are_integer_kernels(networks):
 
 def test_float_twin_follows_the_float_definition(float_layers):
     z = np.random.default_rng(4).integers(-6, 7, size=(1, N, 3, 4)).astype(np.int32)
-    model = build_hs_onnx("float", layers=float_layers, levels=LEVELS, mean_bits=MEAN_BITS)
+    model = build_hs_onnx("float", h_s=float_layers, head=HEAD)
     out = get_runtime("ort-cpu-1t").session(model).run({"z_hat": z})
     _, raw = float_hs(float_layers, z)
     index = np.clip(np.floor(raw[:, :M] * LEVELS), 0, LEVELS - 1)
@@ -143,8 +145,8 @@ def test_builder_refuses_mismatched_or_unsafe_networks(networks, float_layers):
         build_hs_onnx("float")
     with pytest.raises(ValueError):
         build_hs_onnx("int4", int_hs=networks["int16"])
-    with pytest.raises(ValueError, match="levels"):
-        build_hs_onnx("int16", int_hs=networks["int16"], levels=LEVELS * 2)
+    with pytest.raises(ValueError, match="head"):
+        build_hs_onnx("int16", int_hs=networks["int16"], head=LevelHead(LEVELS * 2, MEAN_BITS))
     data = networks["int8"].to_json()
     data["layers"][0]["in_bits"] = 9
     with pytest.raises(OverflowRisk):

@@ -5,7 +5,9 @@ import math
 
 import numpy as np
 import pytest
+from int_reference import reference_hs
 
+from codec.heads import LevelHead
 from codec.hyper import build_hs_onnx, random_hs_layers
 from codec.intnet import (
     ACC_LIMIT,
@@ -14,14 +16,14 @@ from codec.intnet import (
     IntLayer,
     OverflowRisk,
     certify,
-    channel_l1,
     integerize_hs,
     quantize_layer,
 )
-from codec.reference import reference_hs
+from codec.layers import LayerSpec, channel_l1
 from codec.runtime import get_runtime
 
 LEVELS, MEAN_BITS = 64, 8
+HEAD = LevelHead(LEVELS, MEAN_BITS)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def calib():
 
 @pytest.mark.parametrize("precision", ["int16", "int8"])
 def test_integerized_network_is_certified_and_within_widths(float_layers, calib, precision):
-    int_hs = integerize_hs(float_layers, calib, precision, LEVELS, MEAN_BITS)
+    int_hs = integerize_hs(float_layers, calib, HEAD, precision)
     spec = PRECISIONS[precision]
     assert int_hs.certificate["ok"] is True
     assert len(int_hs.search) == len(float_layers)
@@ -44,7 +46,7 @@ def test_integerized_network_is_certified_and_within_widths(float_layers, calib,
         assert np.abs(layer.weight).max() <= spec.weight_max
         assert layer.in_bits in spec.act_bits_choices
         assert report["max_bound"] <= ACC_LIMIT
-        bounds = channel_l1(np.abs(layer.weight), layer.kind, layer.stride) * layer.clamp + np.abs(layer.bias)
+        bounds = channel_l1(np.abs(layer.weight), layer.spec) * layer.clamp + np.abs(layer.bias)
         assert bounds.max() == report["max_bound"]
 
 
@@ -52,7 +54,7 @@ def test_shifts_follow_eq16_and_eq17(float_layers):
     layer = float_layers[2]
     p_in, in_bits = 9, 14
     int_layer = quantize_layer(layer, p_in, in_bits, PRECISIONS["int16"])
-    weight, bias = layer["weight"].astype(np.float64), layer["bias"].astype(np.float64)
+    weight, bias = layer.weight.astype(np.float64), layer.bias.astype(np.float64)
     for j in range(bias.shape[0]):
         l1 = np.abs(weight[j]).sum()
         k16 = 32 - in_bits - math.ceil(math.log2(l1))
@@ -66,12 +68,12 @@ def test_convt_bound_counts_one_phase_only():
     weight = np.zeros((1, 1, 5, 5))
     weight[0, 0, 0::2, 0::2] = 1.0  # phase (0, 0): 9 taps
     weight[0, 0, 1, 1] = 1.0  # phase (1, 1): 1 tap
-    assert channel_l1(weight, "convT", 2).tolist() == [9.0]
-    assert channel_l1(weight, "conv", 1).tolist() == [10.0]
+    assert channel_l1(weight, LayerSpec("convT", 1, 1, 5, 2)).tolist() == [9.0]
+    assert channel_l1(weight, LayerSpec("conv", 1, 1, 5, 1)).tolist() == [10.0]
 
 
 def test_json_round_trip(float_layers, calib):
-    int_hs = integerize_hs(float_layers, calib, "int16", LEVELS, MEAN_BITS)
+    int_hs = integerize_hs(float_layers, calib, HEAD, "int16")
     again = IntHyperSynthesis.from_json(json.loads(json.dumps(int_hs.to_json())))
     z = np.random.default_rng(1).integers(-9, 9, size=(1, 6, 2, 3))
     for a, b in zip(reference_hs(int_hs, z), reference_hs(again, z), strict=True):
@@ -89,8 +91,9 @@ def _layer_at_bound() -> IntHyperSynthesis:
     weight[:, 1, 1, 1] = -32767
     weight[:, 0, 0, 0] = 4
     bias = np.array([1, 1], np.int64)
-    layer = IntLayer("conv", 1, 1, 0, None, weight, bias, np.array([16, 16], np.int64), p_in=0, in_bits=16)
-    return IntHyperSynthesis("int16", LEVELS, MEAN_BITS, [layer])
+    spec = LayerSpec("conv", 2, 2, 3, 1)
+    layer = IntLayer(spec, weight, bias, np.array([16, 16], np.int64), p_in=0, in_bits=16)
+    return IntHyperSynthesis("int16", HEAD, [layer])
 
 
 def _adversarial_input(sign: int) -> np.ndarray:
@@ -145,9 +148,9 @@ def test_wider_weights_or_inputs_are_refused():
 
 
 def test_integerized_int16_tracks_the_float_network(float_layers, calib):
-    from codec.reference import float_hs
+    from int_reference import float_hs
 
-    int_hs = integerize_hs(float_layers, calib, "int16", LEVELS, MEAN_BITS)
+    int_hs = integerize_hs(float_layers, calib, HEAD, "int16")
     scale_index, mean = reference_hs(int_hs, calib.astype(np.int64))
     _, out = float_hs(float_layers, calib)
     m = int_hs.m_channels

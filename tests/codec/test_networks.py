@@ -6,6 +6,7 @@ import onnxruntime as ort
 import pytest
 
 from codec import networks
+from codec.layers import forward
 
 ARCH = networks.Architecture(n=4, m=6, levels=16)
 
@@ -67,12 +68,12 @@ def test_synthesis_graph_upsamples_by_sixteen_and_models_are_valid_onnx():
 
 
 def test_hyper_synthesis_layers_follow_the_runtime_contract():
-    layers = networks.hyper_synthesis_layers(ARCH, networks.random_weights(ARCH, 3))
-    assert [layer["kind"] for layer in layers] == ["convT", "convT", "conv"]
-    assert [layer["act"] for layer in layers] == ["leaky", "leaky", None]
-    assert layers[0]["weight"].shape == (ARCH.n, ARCH.n, 5, 5)
-    assert layers[2]["weight"].shape == (2 * ARCH.m, ARCH.n, 3, 3)
-    assert [layer["output_padding"] for layer in layers] == [1, 1, 0]
+    layers = networks.hyper_synthesis(ARCH, networks.random_weights(ARCH, 3))
+    assert [layer.kind for layer in layers] == ["convT", "convT", "conv"]
+    assert [layer.act for layer in layers] == ["leaky", "leaky", None]
+    assert layers[0].weight.shape == (ARCH.n, ARCH.n, 5, 5)
+    assert layers[2].weight.shape == (2 * ARCH.m, ARCH.n, 3, 3)
+    assert [layer.spec.output_padding for layer in layers] == [1, 1, 0]
 
 
 @pytest.mark.parametrize("size", [(1, 1), (17, 31), (64, 64), (65, 129)])
@@ -97,7 +98,7 @@ def test_numpy_forward_pass_matches_the_synthesis_graph():
     weights = networks.random_weights(ARCH, 4)
     y = np.random.default_rng(2).normal(0, 3, (1, ARCH.m, 3, 5)).astype(np.float32)
     (x_hat,) = _session(networks.synthesis_model(ARCH, weights)).run(["x_hat"], {"y_hat": y})
-    expected = networks.forward(y.astype(np.float64), "g_s", networks.network_layers(ARCH)["g_s"], weights)
+    expected = forward(networks.bind(ARCH, weights)["g_s"], y)
     np.testing.assert_allclose(x_hat, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -147,8 +148,8 @@ def test_gdn_synthesis_graph_matches_the_numpy_forward_pass():
     y = np.random.default_rng(2).normal(0, 3, (1, GDN_ARCH.m, 3, 5)).astype(np.float32)
     (x_hat,) = _session(networks.synthesis_model(GDN_ARCH, weights)).run(["x_hat"], {"y_hat": y})
     specs = networks.network_layers(GDN_ARCH)["g_s"]
-    assert [spec.act for spec in specs] == ["igdn", "igdn", "igdn", None]
-    expected = networks.forward(y.astype(np.float64), "g_s", specs, weights)
+    assert [spec.act for spec in specs] == ["igdn1", "igdn1", "igdn1", None]
+    expected = forward(networks.bind(GDN_ARCH, weights)["g_s"], y)
     # IGDN is quadratic in its input, so float32 rounding grows with the magnitude: compare relative to it
     np.testing.assert_allclose(x_hat, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 

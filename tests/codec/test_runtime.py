@@ -23,7 +23,7 @@ from codec.runtime import (
 def int16_model():
     layers = random_hs_layers(4, 2, seed=2)
     calib = np.round(np.random.default_rng(0).normal(0, 3, size=(1, 4, 2, 3)))
-    return build_hs_onnx("int16", int_hs=integerize_hs(layers, calib, "int16"))
+    return build_hs_onnx("int16", int_hs=integerize_hs(layers, calib, precision="int16"))
 
 
 def test_every_runtime_is_listed_with_a_reason_when_unavailable():

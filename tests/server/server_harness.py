@@ -153,7 +153,7 @@ def start_coordinator(workdir: Path, *extra: str, port: int | None = None) -> Pr
 
 
 def build_package(out_dir: Path, precision: str, seed: int = 11) -> SimpleNamespace:
-    from codec.codec import build_random
+    from codec.build import build_random
     from codec.package import CodecPackage, archive_bytes
 
     digest = build_random(out_dir, precision, 8, 8, seed, 64)

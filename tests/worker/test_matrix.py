@@ -7,10 +7,11 @@ import concurrent.futures
 
 import pytest
 
+from codec.stages import LATENT_STAGES, PARSE_STAGES
 from worker.targets import get_target
 
 TARGETS = ("cpu", "cpu-1t-noopt", "onnx-ref", "qemu-aarch64", "qemu-x86-sse")
-ENTROPY_STAGES = ("z_hat", "scale_index", "mean", "y_hat")
+ENTROPY_STAGES = PARSE_STAGES + LATENT_STAGES
 WORKER_TIMEOUT_S = "900"
 
 pytestmark = [pytest.mark.slow, pytest.mark.qemu]
