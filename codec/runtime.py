@@ -2,7 +2,9 @@
 
     ort-cpu       ONNX Runtime, CPU provider, default threads and graph optimisations
     ort-cpu-1t    ONNX Runtime, CPU provider, one intra/inter-op thread, graph optimisations off
-    onnx-ref      onnx.reference.ReferenceEvaluator (pure Python/numpy)
+    onnx-ref      onnx.reference.ReferenceEvaluator (pure Python/numpy), its ConvTranspose vectorised
+                  (codec/onnxref.py: the same arithmetic in the same order, bit for bit)
+    onnx-ref-naive  the evaluator exactly as onnx ships it (the specification's literal loops)
     ort-cuda      CUDA provider, use_tf32=0, cudnn_conv_algo_search=DEFAULT, no CPU fallback
     ort-openvino  OpenVINO provider (when the onnxruntime build has it)
 
@@ -23,7 +25,8 @@ from codec.errors import CodecError
 
 Feeds = dict[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
-RUNTIME_NAMES = ("ort-cpu", "ort-cpu-1t", "onnx-ref", "ort-cuda", "ort-openvino")
+RUNTIME_NAMES = ("ort-cpu", "ort-cpu-1t", "onnx-ref", "onnx-ref-naive", "ort-cuda", "ort-openvino")
+REFERENCE_RUNTIMES = ("onnx-ref", "onnx-ref-naive")
 _PROVIDER_OF = {
     "ort-cpu": "CPUExecutionProvider",
     "ort-cpu-1t": "CPUExecutionProvider",
@@ -72,7 +75,7 @@ def available_runtimes() -> dict[str, str | None]:
     except ImportError as exc:
         providers, ort_error = set(), f"onnxruntime not importable: {exc}"
     for name in RUNTIME_NAMES:
-        if name == "onnx-ref":
+        if name in REFERENCE_RUNTIMES:
             result[name] = _onnx_reference_problem()
         elif ort_error is not None:
             result[name] = ort_error
@@ -97,8 +100,8 @@ class Runtime:
 
     def session(self, model: bytes) -> Session:
         """A session for a serialized ModelProto."""
-        if self.name == "onnx-ref":
-            return ReferenceSession(model)
+        if self.name in REFERENCE_RUNTIMES:
+            return ReferenceSession(model, naive=self.name == "onnx-ref-naive")
         return OrtSession(model, self.name)
 
 
@@ -123,13 +126,15 @@ class Session:
 
 
 class ReferenceSession(Session):
-    def __init__(self, model: bytes) -> None:
+    def __init__(self, model: bytes, naive: bool = False) -> None:
         import onnx
         from onnx.reference import ReferenceEvaluator
 
-        self.runtime = "onnx-ref"
+        from codec.onnxref import ConvTranspose
+
+        self.runtime = "onnx-ref-naive" if naive else "onnx-ref"
         self._proto = onnx.load_from_string(model)
-        self._evaluator = ReferenceEvaluator(self._proto)
+        self._evaluator = ReferenceEvaluator(self._proto, new_ops=None if naive else [ConvTranspose])
         self._outputs = [output.name for output in self._proto.graph.output]
 
     def run(self, feeds: Feeds) -> Outputs:
@@ -137,7 +142,7 @@ class ReferenceSession(Session):
         return dict(zip(self._outputs, (np.asarray(v) for v in values), strict=True))
 
     def run_with_providers(self, feeds: Feeds) -> tuple[Outputs, dict[str, str]]:
-        return self.run(feeds), {node.name: "onnx-ref" for node in self._proto.graph.node}
+        return self.run(feeds), {node.name: self.runtime for node in self._proto.graph.node}
 
 
 class OrtSession(Session):

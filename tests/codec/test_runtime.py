@@ -88,6 +88,51 @@ def test_profile_parsing_strips_event_suffixes():
 
 def test_importing_the_registry_does_not_load_onnx_or_onnxruntime():
     code = "import sys, codec.runtime; print('onnxruntime' in sys.modules or 'onnx' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]),
+    )
     assert result.stdout.strip() == "False"
+
+
+def _conv_transpose_model(weight: np.ndarray, bias: np.ndarray, stride: int, pad: int, out_pad: int) -> bytes:
+    from onnx import TensorProto, helper, numpy_helper
+
+    kernel = weight.shape[2]
+    node = helper.make_node(
+        "ConvTranspose",
+        ["x", "w", "b"],
+        ["y"],
+        kernel_shape=[kernel, kernel],
+        strides=[stride, stride],
+        pads=[pad] * 4,
+        output_padding=[out_pad, out_pad],
+    )
+    graph = helper.make_graph(
+        [node],
+        "convT",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "pad", "out_pad"),
+    [(5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (5, 3, 2, 2), (3, 1, 1, 0), (5, 2, 0, 0), (5, 2, 4, 1)],
+)
+def test_vectorised_conv_transpose_equals_the_reference_loops_bit_for_bit(kernel, stride, pad, out_pad):
+    """onnx-ref's ConvTranspose (codec/onnxref.py) against onnx's own, in float32, byte for byte."""
+    rng = np.random.default_rng(kernel * 7 + stride + pad)
+    weight = rng.standard_normal((3, 4, kernel, kernel)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    model = _conv_transpose_model(weight, bias, stride, pad, out_pad)
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    fast = get_runtime("onnx-ref").session(model).run({"x": x})["y"]
+    naive = get_runtime("onnx-ref-naive").session(model).run({"x": x})["y"]
+    assert fast.dtype == naive.dtype == np.float32
+    assert fast.tobytes() == naive.tobytes()
