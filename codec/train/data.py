@@ -12,6 +12,16 @@ averages the 8x8 block artefacts away. Test images are shrunk to `TEST_LONG_SIDE
 written as PNG to data/testset/ with manifest.json (source package and version, original path, licence,
 copyright); a demo subset of `DEMO_SIZE` images is derived from four of them. Training images are cut into
 `CROP` x `CROP` crops cached as one uint8 array.
+
+Three more sets, each with its manifest:
+
+- data/calibration/: eight training photographs (never test ones), 256 x 160, half of them the whole scene
+  and half a close-up at Kodak scale; the integer h_s of every package is calibrated on these.
+- data/heldout/: photographs from a source used neither for training nor for calibration, KDE's Plasma
+  wallpapers (`plasma-workspace-wallpapers`), prepared like the test set; the calibration is judged here.
+- data/kodak/: eight Kodak-size (768 x 512) photographs from the held-out sources (the test photographs'
+  originals where they are large enough, and KDE's), for the cross-device runs at the size where float
+  drift shows.
 """
 
 from __future__ import annotations
@@ -44,16 +54,23 @@ WEIGHTS_FILE = "crop_weights.npy"  # sampling probability of each crop
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TESTSET_DIR = REPO_ROOT / "data" / "testset"
 
-DEBIAN = {  # package -> version (Debian trixie)
+DEBIAN = {  # package -> version (Debian bookworm)
     "mate-backgrounds": "1.26.0-1",
     "lomiri-wallpapers-16.04": "20.04.0-2",
     "lomiri-wallpapers-20.04": "20.04.0-2",
+    "plasma-workspace-wallpapers": "4:5.27.5-2",
 }
 SKIMAGE_VERSION = "0.26.0"
 _MATE = "usr/share/backgrounds/mate/nature/"
 _LOMIRI = "usr/share/backgrounds/"
 _SKIMAGE = "skimage/data/"
+_KDE = "usr/share/wallpapers/"
 _GPL = "GPL-2+"
+CALIBRATION_DIR = REPO_ROOT / "data" / "calibration"
+HELDOUT_DIR = REPO_ROOT / "data" / "heldout"
+KODAK_DIR = REPO_ROOT / "data" / "kodak"
+CALIBRATION_SIZE = (256, 160)   # width, height
+KODAK_SIZE = (768, 512)
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,17 @@ PHOTOS: tuple[Photo, ...] = (
                             ("sunset_by_Aitzol_Berasategi", "CC-BY-4.0"))),
 )
 DEMO = ("astronaut", "coffee", "garden", "picos")
+
+# KDE Plasma's photographic wallpapers (the rest of the package is renders), 2560 x 1600 camera JPEGs.
+HELDOUT: tuple[Photo, ...] = tuple(
+    Photo(stem.lower(), "plasma-workspace-wallpapers", f"{_KDE}{stem}/contents/images/2560x1600.jpg", _GPL,
+          "2014 KDE Visual Design Group", True)
+    for stem in ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf",
+                 "Grey", "Kite", "OneStandsOut", "Path", "summer_1am"))
+# (photograph, close-up): whole scenes at test-set density, and 256 x 160 windows at Kodak scale.
+CALIBRATION = (("aqua", False), ("bridge", False), ("wine", False), ("seeding", False),
+               ("twowings", True), ("dragonfly", True), ("free", True), ("sunset", True))
+KODAK = ("garden", "ladybird", "life", "picos", "kleiber", "eveningglow", "path", "fallenleaf")
 
 
 def package_version(package: str) -> str:
@@ -232,6 +260,77 @@ def _entry(photo: Photo, file: str, original: Image.Image, small: Image.Image, o
             "copyright": photo.copyright}
 
 
+def centre_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Shrink (Lanczos) until `size` just fits, then cut it from the centre."""
+    width, height = size
+    scale = min(image.width / width, image.height / height)
+    if scale < 1:
+        raise ValueError(f"image of {image.size} is smaller than {size}")
+    shrunk = downscale(image, scale)
+    left, top = (shrunk.width - width) // 2, (shrunk.height - height) // 2
+    return shrunk.crop((left, top, left + width, top + height))
+
+
+def kodak_image(image: Image.Image, path: str) -> Image.Image:
+    """768 x 512 from the centre, shrunk by at least the JPEG factor."""
+    factor = max(_min_factor(path), min(image.width / KODAK_SIZE[0], image.height / KODAK_SIZE[1]))
+    return centre_crop(downscale(image, factor), KODAK_SIZE)
+
+
+def calibration_image(image: Image.Image, path: str, close_up: bool) -> Image.Image:
+    """The whole scene shrunk to just cover 256 x 160, or a 256 x 160 window of its Kodak-size version."""
+    base = kodak_image(image, path) if close_up else downscale(image, _min_factor(path))
+    return centre_crop(base, CALIBRATION_SIZE)
+
+
+def _photo(name: str) -> Photo:
+    return next(photo for photo in (*PHOTOS, *HELDOUT) if photo.name == name)
+
+
+def _write_set(out_dir: Path, description: str, items: list[tuple[Photo, Image.Image, Image.Image]]) -> dict:
+    """PNGs and manifest.json of one image set (README.md stays)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.png"):
+        stale.unlink()
+    entries = []
+    for photo, original, image in items:
+        image.save(out_dir / f"{photo.name}.png", optimize=True)
+        entries.append(_entry(photo, f"{photo.name}.png", original, image, out_dir))
+    manifest = {"description": description, "reproduce": "python -m codec.train data", "images": entries}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def write_extra_sets(roots: dict[str, Path]) -> None:
+    """data/calibration/, data/heldout/ and data/kodak/ (see the module docstring)."""
+    def original(photo: Photo) -> Image.Image:
+        return load_rgb(roots[photo.package] / photo.path)
+
+    calibration = [(p, o, calibration_image(o, p.path, close_up))
+                   for name, close_up in CALIBRATION for p in [_photo(name)] for o in [original(p)]]
+    _write_set(CALIBRATION_DIR, "calibration images of the integer h_s: training photographs (never test "
+               "ones), whole scenes and Kodak-scale close-ups, 256 x 160", calibration)
+    heldout = [(p, o, test_image(o, p.path)) for p in HELDOUT for o in [original(p)]]
+    _write_set(HELDOUT_DIR, "held-out photographs from a source used neither for training nor for "
+               "calibration (KDE Plasma wallpapers), prepared like data/testset", heldout)
+    kodak = [(p, o, kodak_image(o, p.path)) for name in KODAK for p in [_photo(name)] for o in [original(p)]]
+    _write_set(KODAK_DIR, "Kodak-size (768 x 512) photographs from the held-out sources, never used in "
+               "training or calibration", kodak)
+
+
+def load_image_set(directory: Path) -> list[np.ndarray]:
+    """The images of a set's manifest.json, in its order (or every PNG of a directory without one)."""
+    from codec.images import load_png
+
+    directory = Path(directory)
+    manifest = directory / "manifest.json"
+    if manifest.exists():
+        files = [entry["file"] for entry in json.loads(manifest.read_text())["images"]]
+    else:
+        files = sorted(path.name for path in directory.glob("*.png"))
+    return [load_png(directory / file) for file in files]
+
+
 def write_crops(roots: dict[str, Path], cache_dir: Path) -> Path:
     """Cut every training photograph into crops; stored as uint8 [K, CROP, CROP, 3] in cache_dir."""
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -254,6 +353,7 @@ def prepare(work_dir: Path | None, cache_dir: Path, testset_dir: Path = TESTSET_
     with tempfile.TemporaryDirectory() as tmp:
         roots = fetch_sources(Path(work_dir) if work_dir else Path(tmp))
         manifest = write_testset(roots, testset_dir)
+        write_extra_sets(roots)
         return manifest, write_crops(roots, cache_dir)
 
 

@@ -12,6 +12,7 @@ Layout: `OUT/PRECISION/qI/` (I = 1 lowest rate .. 4), so each precision is one f
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -79,16 +80,43 @@ def build_rate_point(weights_path: Path, out_root: Path, rate: int,
                      precisions: tuple[str, ...] = PRECISIONS) -> list[dict]:
     """Build OUT/PRECISION/qRATE for every precision from one weights file; returns name and digest rows."""
     arch, weights, z_loc, z_log_scale, meta = load_weights(weights_path)
-    tables = z_tables(z_loc, z_log_scale)
+    metadata = {"weights": "trained", "rate_point": rate, "lambda": meta["lambda"], "seed": meta["seed"],
+                "training": f"python -m codec.train all --seed {meta['seed']}"}
+    return _build(out_root, rate, arch, weights, z_tables(z_loc, z_log_scale), metadata, precisions)
+
+
+def _build(out_root: Path, rate: int, arch: networks.Architecture, weights: dict[str, np.ndarray],
+           tables: CodeTables, metadata: dict, precisions: tuple[str, ...]) -> list[dict]:
+    """The packages of one rate point, their integer h_s calibrated on the bundled calibration set."""
+    from codec.importers import calibration
+
+    images, calibration_name = calibration.images(None)
     rows = []
     for precision in precisions:
-        name = f"{precision}/q{rate}"
-        metadata = {"weights": "trained", "rate_point": rate, "lambda": meta["lambda"], "seed": meta["seed"],
-                    "training": f"python -m codec.train all --seed {meta['seed']}"}
         digest = build_package(out_root / precision / f"q{rate}", precision, arch, weights,
-                               calibration_seed=meta["seed"], z_tables=tables, metadata=metadata,
+                               z_tables=tables, metadata=metadata, calibration_images=images,
+                               calibration_name=calibration_name,
                                store_weights=precision == WEIGHTS_PRECISION)
-        rows.append({"name": name, "digest": digest, "lambda": meta["lambda"]})
+        rows.append({"name": f"{precision}/q{rate}", "digest": digest, "lambda": metadata["lambda"]})
+    return rows
+
+
+def rebuild_integer(packages_dir: Path, precisions: tuple[str, ...] = ("int16", "int8")) -> list[dict]:
+    """Re-integerise the shipped families from the weights their float twins carry (no training needed)."""
+    from codec.build import load_weights as package_weights
+    from codec.codec import Z_TABLES
+    from codec.package import CodecPackage
+
+    rows = []
+    for twin in sorted((Path(packages_dir) / WEIGHTS_PRECISION).glob("q*/manifest.json")):
+        package = CodecPackage.load(twin.parent)
+        manifest = package.manifest
+        arch = networks.Architecture.from_dict(manifest["architecture"])
+        tables = CodeTables.load_npz(io.BytesIO(package.read(Z_TABLES)))
+        metadata = {key: manifest[key] for key in ("weights", "rate_point", "lambda", "seed", "training")}
+        weights = package_weights(package)
+        rows += _build(Path(packages_dir), int(manifest["rate_point"]), arch, weights, tables, metadata,
+                       precisions)
     return rows
 
 

@@ -1,0 +1,1 @@
+"""Importers: codecs brought in from elsewhere (CompressAI checkpoints, ONNX exports) as bitmatch packages."""
