@@ -170,21 +170,11 @@ class Codec:
     def decode(self, data: bytes) -> DecodeResult:
         """Decode a `.bmc` bitstream made by this package (typed BitstreamError subclasses otherwise)."""
         clock = _Clock()
-        parsed = bitstream.unpack(data, expected_digest=self.digest)
-        if tuple(parsed.sections) != SECTIONS:
-            raise LengthFieldError(f"bitstream sections are {list(parsed.sections)}, not {list(SECTIONS)}")
-        height, width = parsed.height, parsed.width
-        lat_h, lat_w = networks.latent_shape(height, width)
-        z_shape = (1, self.z_channels, lat_h // 4, lat_w // 4)
-        z_symbols = rans.decode(parsed.sections["z"], self.z_model.indexes(z_shape), self.z_model.tables)
-        z_hat = self.z_model.dequantize(z_symbols)
-        clock.lap("z_coding")
-        scale_index, mean = self._hyper_synthesis(z_hat, (1, self.y_channels, lat_h, lat_w))
-        clock.lap("hyper_synthesis")
+        parsed, z_hat, scale_index, mean = self._parse_hyper(data, clock)
         symbols = rans.decode(parsed.sections["y"], scale_index, self.y_model.tables)
         latents = Latents(z_hat, scale_index, symbols, mean, self.y_model.dequantize(symbols, mean))
         clock.lap("y_coding")
-        recon = self._synthesise(latents.y_hat, height, width)
+        recon = self._synthesise(latents.y_hat, parsed.height, parsed.width)
         clock.lap("synthesis")
         return DecodeResult(
             recon=recon,
@@ -194,6 +184,26 @@ class Codec:
             latents=latents,
             y_hat_real=self.y_model.real(latents.y_hat),
         )
+
+    def decode_hyper(self, data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(z_hat, scale_index, mean) of a bitstream, without reading its y section (forensics: a desynced
+        decoder's scale indexes, even when its y section then fails)."""
+        _, z_hat, scale_index, mean = self._parse_hyper(data, _Clock())
+        return z_hat, scale_index, mean
+
+    def _parse_hyper(self, data: bytes, clock: _Clock) -> tuple[bitstream.Bitstream, np.ndarray, np.ndarray,
+                                                               np.ndarray]:
+        parsed = bitstream.unpack(data, expected_digest=self.digest)
+        if tuple(parsed.sections) != SECTIONS:
+            raise LengthFieldError(f"bitstream sections are {list(parsed.sections)}, not {list(SECTIONS)}")
+        lat_h, lat_w = networks.latent_shape(parsed.height, parsed.width)
+        z_shape = (1, self.z_channels, lat_h // 4, lat_w // 4)
+        z_symbols = rans.decode(parsed.sections["z"], self.z_model.indexes(z_shape), self.z_model.tables)
+        z_hat = self.z_model.dequantize(z_symbols)
+        clock.lap("z_coding")
+        scale_index, mean = self._hyper_synthesis(z_hat, (1, self.y_channels, lat_h, lat_w))
+        clock.lap("hyper_synthesis")
+        return parsed, z_hat, scale_index, mean
 
     # --- shared steps -----------------------------------------------------------------------------------
 

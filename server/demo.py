@@ -45,10 +45,12 @@ WORKER_START_S = 900.0  # emulated targets start Python, numpy and onnxruntime u
 HEALTH_CHECK_S = 600.0
 STOP_GRACE_S = 20.0
 CANCEL_WAIT_S = 15.0
-VERDICT_ORDER = ("bit-exact", "latent-exact", "desync", "error", "timeout", "worker-lost", "not-run")
+VERDICT_ORDER = ("bit-exact", "latent-exact", "symbol-exact", "desync", "error", "timeout", "worker-lost",
+                 "not-run")
 VERDICT_MARKS = {
     "bit-exact": "=",
     "latent-exact": "~",
+    "symbol-exact": "s",
     "desync": "X",
     "error": "E",
     "timeout": "T",

@@ -1,6 +1,7 @@
 """Per-job exports: JSON (everything), CSV (one row per cell) and JUnit XML (one testcase per cell).
 
-In JUnit only bit-exact and latent-exact cells without nondeterminism pass. desync and nondeterminism are
+In JUnit only the passing verdicts (bit-exact, latent-exact, symbol-exact) without nondeterminism pass; a
+symbol-exact case carries its y_hat drift as a property. desync and nondeterminism are
 failures; error, timeout and worker-lost are errors; not-run is a failure too, since a test that did not run
 must never read as passed (a CI would count <skipped> as green).
 """
@@ -32,6 +33,7 @@ CSV_COLUMNS = (
     "first_stage",
     "max_abs_diff",
     "recon_psnr",
+    "y_hat_max_abs_diff",
     "mismatch_channel",
     "mismatch_y",
     "mismatch_x",
@@ -103,6 +105,11 @@ def _add_testcase(suite: ET.Element, cell: dict[str, Any]) -> str:
     )
     verdict = cell["verdict"]
     message = f"{verdict}: {cell['detail']}".strip(": ")
+    properties = ET.SubElement(case, "properties")
+    ET.SubElement(properties, "property", name="verdict", value=verdict)
+    if cell.get("y_hat_max_abs_diff") is not None:
+        drift = repr(cell["y_hat_max_abs_diff"])
+        ET.SubElement(properties, "property", name="y_hat_max_abs_diff", value=drift)
     if verdict in JUNIT_ERRORS:
         ET.SubElement(case, "error", type=verdict, message=message)
         return "errors"

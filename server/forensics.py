@@ -51,10 +51,20 @@ def _decode_dict(obj: dict[str, Any]) -> np.ndarray:
         flat = np.asarray(obj["values"], dtype=np.int64)
     elif "data" in obj:
         dtype = np.dtype(str(obj.get("dtype", "int32"))).newbyteorder("<")
-        flat = np.frombuffer(base64.b64decode(obj["data"], validate=True), dtype=dtype).astype(np.int64)
+        if dtype.kind not in "iuf":
+            raise IndexMapError(f"map dtype {dtype} is not a number")
+        raw = np.frombuffer(base64.b64decode(obj["data"], validate=True), dtype=dtype)
+        flat = raw.astype(np.float64 if dtype.kind == "f" else np.int64)
     else:
         raise IndexMapError("index map object has neither 'values' nor 'data'")
     return flat.reshape(shape) if shape else flat
+
+
+def max_abs_difference(encoder: np.ndarray, decoder: np.ndarray) -> float:
+    """The largest |encoder - decoder| of two maps of one shape (y_hat of a symbol-exact cell)."""
+    if encoder.shape != decoder.shape:
+        raise IndexMapError(f"maps differ in shape: {encoder.shape} vs {decoder.shape}")
+    return float(np.abs(encoder - decoder).max()) if encoder.size else 0.0
 
 
 def first_mismatch(

@@ -12,8 +12,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from codec.stages import LATENT_STAGES, PARSE_STAGES
 from server.imagesets import known_answer_image
-from server.workerclient import ENTROPY_STAGES
+
+ENTROPY_STAGES = PARSE_STAGES + LATENT_STAGES
 
 
 @dataclass(frozen=True)

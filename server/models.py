@@ -157,6 +157,7 @@ class Cell(Base):
     first_stage: Mapped[str | None] = mapped_column(String(32))  # first differing stage
     max_abs_diff: Mapped[int | None] = mapped_column(Integer)
     recon_psnr: Mapped[float | None] = mapped_column(Float)  # between the two reconstructions
+    y_hat_max_abs_diff: Mapped[float | None] = mapped_column(Float)  # symbol-exact: the drift of y_hat
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

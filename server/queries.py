@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from codec.stages import STAGES
 from server import verdicts
 from server.catalog import codec_label
 from server.models import (
@@ -32,6 +33,7 @@ VERDICT_SEVERITY = (
     verdicts.TIMEOUT,
     verdicts.WORKER_LOST,
     verdicts.NOT_RUN,
+    verdicts.SYMBOL_EXACT,
     verdicts.LATENT_EXACT,
     verdicts.BIT_EXACT,
 )
@@ -126,6 +128,7 @@ def _cell_dict(cell: Cell, codec: Codec, image: Image, mismatch: Mismatch | None
         "detail": cell.detail,
         "max_abs_diff": cell.max_abs_diff,
         "recon_psnr": cell.recon_psnr,
+        "y_hat_max_abs_diff": cell.y_hat_max_abs_diff,
         "nondeterministic": cell.nondeterministic,
         "nondeterminism_detail": cell.nondeterminism_detail,
         "emulated": cell.emulated,
@@ -276,7 +279,7 @@ def _stage_comparison(encode: Encode | None, decode: Decode | None) -> list[dict
             "decoder": decoder.get(stage),
             "equal": encoder.get(stage) is not None and encoder.get(stage) == decoder.get(stage),
         }
-        for stage in ("z_hat", "scale_index", "mean", "y_hat", "recon")
+        for stage in STAGES
     ]
 
 

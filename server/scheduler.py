@@ -27,7 +27,7 @@ from codec.images import decode_png
 from server import bdrate, verdicts
 from server.db import Database
 from server.devices import OFFLINE, DevicePool, LiveDevice
-from server.forensics import IndexMapError, decode_array, first_mismatch
+from server.forensics import IndexMapError, decode_array, first_mismatch, max_abs_difference
 from server.models import Cell, Codec, Decode, Encode, Image, Job, Mismatch, utcnow
 from server.settings import Settings
 from server.storage import BlobStore
@@ -394,6 +394,8 @@ class Scheduler:
         mismatch = None
         if cell.verdict == verdicts.DESYNC:
             mismatch = await self._locate(unit, encode, decode, cell.first_stage)
+        elif cell.verdict == verdicts.SYMBOL_EXACT:
+            await self._measure_latent_drift(cell, unit, encode, decode)
         self._insert_cell(cell, mismatch)
 
     def _record_cell_without_forensics(self, job_id: int, unit: Unit, decoder_target: str) -> None:
@@ -476,7 +478,7 @@ class Scheduler:
                 (first_encode and first_encode.emulated) or (first_decode and first_decode.emulated)
             ),
         )
-        if verdict.verdict == verdicts.LATENT_EXACT:
+        if verdict.verdict in (verdicts.LATENT_EXACT, verdicts.SYMBOL_EXACT):
             self._measure_recon_difference(cell, first_encode, first_decode)
         return cell
 
@@ -501,49 +503,67 @@ class Scheduler:
                 "cell already recorded: job %s %s->%s", cell.job_id, cell.encoder_target, cell.decoder_target
             )
 
-    async def _locate(self, unit: Unit, encode: Encode, decode: Decode, stage: str | None) -> Mismatch:
-        """Ask both sides for their scale-level maps and find the first element where they differ."""
-        mismatch = Mismatch(stage=stage or "")
-        if decode.status == verdicts.FAILED:
-            mismatch.detail = f"decoder refused the stream: {decode.error_code}: {decode.error_detail}"
-            return mismatch
+    async def _forensic_maps(
+        self, unit: Unit, encode: Encode, decode: Decode
+    ) -> tuple[CodecResult, CodecResult]:
+        """Both sides again, asking for the per-element maps (scale index, symbols, y_hat)."""
         with self.db.session() as session:
             codec, image = session.get(Codec, unit.codec_id), session.get(Image, unit.image_id)
             digest, archive_sha, image_sha = codec.digest, codec.archive_sha256, image.digest
         archive = self.store.get(archive_sha)
         png, bitstream = self.store.get(image_sha), self.store.get(encode.bitstream_sha256)
+        encoder_side = await self._forensic_call(
+            unit.target,
+            digest,
+            archive,
+            lambda live: live.client.encode(digest, png, recon=False, index_map=True),
+        )
+        decoder_side = await self._forensic_call(
+            decode.target,
+            digest,
+            archive,
+            lambda live: live.client.decode(digest, bitstream, recon=False, index_map=True),
+        )
+        return encoder_side, decoder_side
+
+    async def _locate(self, unit: Unit, encode: Encode, decode: Decode, stage: str | None) -> Mismatch:
+        """The first latent element (coding order) whose scale index or symbol differs between the sides."""
+        mismatch = Mismatch(stage=stage or "", detail="")
+        notes = []
+        if decode.status == verdicts.FAILED:
+            notes.append(f"the decoder refused the stream: {decode.error_code}: {decode.error_detail}")
         try:
-            encoder_side = await self._forensic_call(
-                unit.target,
-                digest,
-                archive,
-                lambda live: live.client.encode(digest, png, recon=False, index_map=True),
+            encoder_side, decoder_side = await self._forensic_maps(unit, encode, decode)
+            found = first_mismatch(
+                decode_array(encoder_side.index_map()),
+                decode_array(decoder_side.index_map()),
+                *_symbol_maps(encoder_side, decoder_side),
             )
-            decoder_side = await self._forensic_call(
-                decode.target,
-                digest,
-                archive,
-                lambda live: live.client.decode(digest, bitstream, recon=False, index_map=True),
-            )
-            levels_encoder = decode_array(encoder_side.index_map())
-            levels_decoder = decode_array(decoder_side.index_map())
-            found = first_mismatch(levels_encoder, levels_decoder)
         except (WorkerCallError, IndexMapError) as exc:
-            mismatch.detail = f"index maps unavailable: {getattr(exc, 'detail', exc)}"
+            notes.append(f"index maps unavailable: {getattr(exc, 'detail', exc)}")
+            mismatch.detail = "; ".join(notes)
             return mismatch
         if encoder_side.raw.get("bitstream_sha256") not in (None, encode.bitstream_sha256):
-            mismatch.detail = (
-                "re-encoding for the index map gave another bitstream (nondeterministic encoder); "
-            )
+            notes.append("re-encoding for the maps gave another bitstream (nondeterministic encoder)")
         if found is None:
-            mismatch.detail += (
-                "scale levels agree everywhere; the latent values differ (not in the index map)"
-            )
-            return mismatch
-        for name in ("flat_index", "channel", "y", "x", "encoder_level", "decoder_level"):
-            setattr(mismatch, name, getattr(found, name))
-        mismatch.detail += "first element whose scale level differs (C order, the coding order)"
+            notes.append("scale indexes and symbols agree everywhere the decoder got to")
+        else:
+            for name in ("flat_index", "channel", "y", "x", "encoder_level", "decoder_level", "encoder_value",
+                         "decoder_value"):
+                setattr(mismatch, name, getattr(found, name))
+            notes.append("first element whose scale index or symbol differs (C order, the coding order)")
+        mismatch.detail = "; ".join(notes)
         return mismatch
+
+    async def _measure_latent_drift(self, cell: Cell, unit: Unit, encode: Encode, decode: Decode) -> None:
+        """A symbol-exact cell's largest |y_hat encoder - y_hat decoder|, in latent units."""
+        try:
+            encoder_side, decoder_side = await self._forensic_maps(unit, encode, decode)
+            cell.y_hat_max_abs_diff = max_abs_difference(
+                decode_array(encoder_side.y_hat_map()), decode_array(decoder_side.y_hat_map())
+            )
+        except (WorkerCallError, IndexMapError) as exc:
+            cell.detail += f"; y_hat maps unavailable, drift not measured: {getattr(exc, 'detail', exc)}"
 
     async def _forensic_call(self, target: str, digest: str, archive: bytes, call: WorkerCall) -> CodecResult:
         device_id = self.pool.pick(target, set())
@@ -583,6 +603,13 @@ class Scheduler:
             detail = f"{detail}; {problem}" if detail else problem
         self._mark_job(job_id, status, detail)
         self._cancel_requested.discard(job_id)
+
+
+def _symbol_maps(encoder: CodecResult, decoder: CodecResult) -> tuple:
+    """Both sides' symbol maps when both returned one (a decoder that failed mid-stream has none)."""
+    if encoder.symbol_map() is None or decoder.symbol_map() is None:
+        return None, None
+    return decode_array(encoder.symbol_map()), decode_array(decoder.symbol_map())
 
 
 def _outcome(row: Encode | Decode) -> verdicts.Outcome:

@@ -1,8 +1,14 @@
 """Cell verdicts: pure functions from what the encoder and decoder reported to one verdict with its evidence.
 
 Order of comparison: an outcome that is not a result (error, timeout, worker-lost, not-run) is the verdict;
-a decode the codec refused in the entropy path is a desync; then the entropy-path stage hashes in coding order
-(the first that differs is a desync); then the reconstruction (bit-exact or latent-exact).
+a decode the codec refused in the entropy path is a desync; then the parse stages in coding order (z_hat,
+scale_index, symbols: the first that differs is a desync); then the rebuilt latents (mean, y_hat: a difference
+with the parse intact is symbol-exact, the drift of a float mean); then the reconstruction (bit-exact or
+latent-exact).
+
+Passing verdicts: bit-exact, latent-exact and symbol-exact. The last two mean the decoder read exactly the
+symbols the encoder wrote, and then rebuilt y_hat (symbol-exact) or only the image (latent-exact) a little
+differently: "drift changes the reconstruction, never the parse". A desync is a broken parse.
 """
 
 from collections.abc import Sequence
@@ -11,17 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from server.workerclient import ENTROPY_STAGES
+from codec.stages import LATENT_STAGES, PARSE_STAGES, RECON, STAGES
 
 BIT_EXACT = "bit-exact"
 LATENT_EXACT = "latent-exact"
+SYMBOL_EXACT = "symbol-exact"
 DESYNC = "desync"
 ERROR = "error"
 TIMEOUT = "timeout"
 WORKER_LOST = "worker-lost"
 NOT_RUN = "not-run"
-VERDICTS = (BIT_EXACT, LATENT_EXACT, DESYNC, ERROR, TIMEOUT, WORKER_LOST, NOT_RUN)
-PASSING = frozenset({BIT_EXACT, LATENT_EXACT})
+VERDICTS = (BIT_EXACT, LATENT_EXACT, SYMBOL_EXACT, DESYNC, ERROR, TIMEOUT, WORKER_LOST, NOT_RUN)
+PASSING = frozenset({BIT_EXACT, LATENT_EXACT, SYMBOL_EXACT})
 
 # Task statuses. "failed" is a decode the codec refused with a typed bitstream error: a result, not an outage.
 DONE, FAILED = "done", "failed"
@@ -68,20 +75,23 @@ def decide(encode: Outcome, decode: Outcome | None) -> Verdict:
 
 
 def compare_hashes(encoder: dict[str, Any], decoder: dict[str, Any]) -> Verdict:
-    for stage in (*ENTROPY_STAGES, "recon"):
+    for stage in STAGES:
         if not encoder.get(stage) or not decoder.get(stage):
             side = "encoder" if not encoder.get(stage) else "decoder"
             return Verdict(ERROR, stage, f"{side} reported no {stage} hash")
-    for stage in ENTROPY_STAGES:
+    for stage in PARSE_STAGES:
         if encoder[stage] != decoder[stage]:
             return Verdict(
                 DESYNC,
                 stage,
                 f"{stage} differs: encoder {encoder[stage][:12]}…, decoder {decoder[stage][:12]}…",
             )
-    if encoder["recon"] == decoder["recon"]:
+    if encoder["y_hat"] != decoder["y_hat"]:
+        stage = next(s for s in LATENT_STAGES if encoder[s] != decoder[s])
+        return Verdict(SYMBOL_EXACT, stage, "symbols identical, y_hat differs by the drift of the mean")
+    if encoder[RECON] == decoder[RECON]:
         return Verdict(BIT_EXACT)
-    return Verdict(LATENT_EXACT, "recon", "y_hat identical, reconstruction differs")
+    return Verdict(LATENT_EXACT, RECON, "y_hat identical, reconstruction differs")
 
 
 def _why(outcome: Outcome) -> str:
@@ -111,7 +121,7 @@ def nondeterminism(repeats: Sequence[Outcome], extra: Sequence[str | None] = ())
         return ""
     _, first = finished[0]
     differing: list[str] = []
-    for stage in (*ENTROPY_STAGES, "recon"):
+    for stage in STAGES:
         if any(
             (r.stage_hashes or {}).get(stage) != (first.stage_hashes or {}).get(stage) for _, r in finished
         ):

@@ -12,9 +12,6 @@ from typing import Any
 
 import httpx
 
-ENTROPY_STAGES = ("z_hat", "scale_index", "mean", "y_hat")
-STAGES = (*ENTROPY_STAGES, "recon")
-
 
 class WorkerCallError(Exception):
     kind = "error"
@@ -78,6 +75,12 @@ class CodecResult:
 
     def index_map(self) -> Any:
         return _first(self.raw, "index_map", "scale_index_map", "scale_levels")
+
+    def symbol_map(self) -> Any:
+        return self.raw.get("symbol_map")
+
+    def y_hat_map(self) -> Any:
+        return self.raw.get("y_hat_map")
 
 
 def _first(body: dict[str, Any], *keys: str) -> Any:

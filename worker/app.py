@@ -11,14 +11,19 @@ Endpoints (every /v1 call needs `Authorization: Bearer TOKEN`):
 - `POST /v1/encode?codec=D` (body: PNG) and `POST /v1/decode?codec=D` (body: .bmc bitstream) -> JSON:
 
       {"codec": D, "target": T, "height": H, "width": W,
-       "stage_hashes": {"z_hat", "scale_index", "mean", "y_hat", "recon"},
+       "stage_hashes": {"z_hat", "scale_index", "symbols", "mean", "y_hat", "recon"},
        "metrics": {"bpp", "psnr" (encode only; null when infinite)},
        "timings": {stage: ms, ..., "compute_total": ms, "request_total": ms},
        "bitstream": base64, "bitstream_sha256": hex          (encode only)
        "recon_png": base64                                   (with return_recon=true)
-       "index_map": {"shape": [...], "dtype": "int32", "byteorder": "little", "data": base64}
-                                                             (with return_index_map=true: the scale level k
-                                                              of every latent element, C order)}
+       "index_map": {"shape": [...], "dtype": "int32", "byteorder": "little", "data": base64},
+       "symbol_map": {... "int32" ...}, "y_hat_map": {... "float32" ...}
+       "partial": true, "decode_error": {"error", "detail"}  (a forensic decode, return_index_map=true,
+                                                             whose y section failed: only the scale index
+                                                             map it decoded with)
+                                                             (with return_index_map=true: the scale index,
+                                                              the coded symbol and y_hat in latent units of
+                                                              every latent element, C order)}
 
 Errors are JSON `{"error": code, "detail": text}`: 400 bad request/digest/image body, 401 missing or wrong
 token, 404 unknown codec, 413 body over the cap, 422 a typed codec error (a decode failing in the entropy path
@@ -67,6 +72,7 @@ DIGEST_PATTERN = re.compile(r"[0-9a-f]{64}")
 DRAIN_LIMIT_BYTES = 64 * 2**20
 CATEGORY_STATUS = {"bitstream": 422, "image": 422, "package": 422, "codec": 422, "request": 400}
 COMPUTE_ERROR_STATUS = {QueueFull: 503, ComputeUnavailable: 503, ComputeTimeout: 504, ComputeDied: 502}
+FORENSIC_MAPS = {"index_map": "int32", "symbol_map": "int32", "y_hat_map": "float32"}
 
 
 @dataclass(frozen=True)
@@ -306,14 +312,17 @@ async def _result(settings: WorkerSettings, digest: str, reply: Any, started: fl
         "metrics": header["metrics"],
         "timings": header["timings"],
     }
+    if header.get("partial"):   # a forensic decode that stopped in the y section: its maps so far
+        body.update(partial=True, decode_error=header["decode_error"])
     if "bitstream" in blobs:
         body["bitstream"] = base64.b64encode(blobs["bitstream"]).decode("ascii")
         body["bitstream_sha256"] = hashlib.sha256(blobs["bitstream"]).hexdigest()
     if "recon" in blobs:
         recon = np.frombuffer(blobs["recon"], dtype=np.uint8).reshape(header["recon_shape"])
         body["recon_png"] = base64.b64encode(await asyncio.to_thread(encode_png, recon)).decode("ascii")
-    if "index_map" in blobs:
-        body["index_map"] = {"shape": header["index_map_shape"], "dtype": "int32", "byteorder": "little",
-                             "data": base64.b64encode(blobs["index_map"]).decode("ascii")}
+    for name, dtype in FORENSIC_MAPS.items():
+        if name in blobs:
+            body[name] = {"shape": header[f"{name}_shape"], "dtype": dtype, "byteorder": "little",
+                          "data": base64.b64encode(blobs[name]).decode("ascii")}
     body["timings"]["request_total"] = (time.perf_counter() - started) * 1e3
     return body

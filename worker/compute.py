@@ -10,9 +10,10 @@ decodes and encodes PNG), so Pillow is not needed here.
 Ops (request header fields besides `id` and `op`):
 - `ping`, `info`: no fields; `info` returns the fingerprint again.
 - `encode`: `codec` (digest), `codec_path`, `shape` [H, W, 3], `return_recon`, `return_index_map`;
-  payload = the image bytes. Blobs: `bitstream`, optionally `recon` and `index_map` (int32 little-endian).
+  payload = the image bytes. Blobs: `bitstream`, optionally `recon`, and with `return_index_map` the
+  forensic maps `index_map` and `symbol_map` (int32 little-endian) and `y_hat_map` (float32, latent units).
 - `decode`: `codec`, `codec_path`, `return_recon`, `return_index_map`; payload = the bitstream.
-  Blobs: optionally `recon` and `index_map`.
+  Blobs: optionally `recon` and the forensic maps.
 
 The protocol owns the real stdout: fd 1 is pointed at stderr at start-up, so a library that prints cannot
 corrupt a frame.
@@ -103,12 +104,17 @@ class ComputeServer:
             "timings": {**_timings(result.timings), "compute_total": elapsed_ms},
         }
         blobs = {"bitstream": bytes(result.bitstream)}
-        return _with_extras(header, body, blobs, result.recon, result.scale_index)
+        return _with_extras(header, body, blobs, result)
 
     def _decode(self, header: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
         codec = self._codec(header)
         start = time.perf_counter()
-        result = codec.decode(bytes(payload))
+        try:
+            result = codec.decode(bytes(payload))
+        except BitstreamError as exc:
+            if not header.get("return_index_map"):
+                raise
+            return _partial_decode(codec, bytes(payload), exc)
         elapsed_ms = (time.perf_counter() - start) * 1e3
         height, width = int(result.recon.shape[0]), int(result.recon.shape[1])
         body = {
@@ -118,7 +124,24 @@ class ComputeServer:
             "metrics": {"bpp": 8.0 * len(payload) / (height * width)},
             "timings": {**_timings(result.timings), "compute_total": elapsed_ms},
         }
-        return _with_extras(header, body, {}, result.recon, result.scale_index)
+        return _with_extras(header, body, {}, result)
+
+
+def _partial_decode(codec: Any, payload: bytes, error: BitstreamError) -> tuple[dict[str, Any], bytes]:
+    """A forensic decode whose y section failed: the scale indexes it decoded with, and why it stopped."""
+    import numpy as np
+
+    from codec.hashing import stage_hash
+
+    z_hat, scale_index, mean = codec.decode_hyper(payload)  # a failure here is the answer itself
+    levels = np.ascontiguousarray(scale_index, dtype="<i4")
+    body = {"height": 0, "width": 0, "partial": True,
+            "decode_error": {"error": error.code, "detail": str(error)},
+            "stage_hashes": {"z_hat": stage_hash(z_hat), "scale_index": stage_hash(scale_index),
+                             "mean": stage_hash(mean)},
+            "metrics": {}, "timings": {}, "index_map_shape": list(levels.shape)}
+    index, out = pack_blobs({"index_map": levels.tobytes()})
+    return {"ok": True, **body, "blobs": index}, out
 
 
 def _image_shape(header: dict[str, Any], size: int) -> tuple[int, int, int]:
@@ -133,18 +156,22 @@ def _image_shape(header: dict[str, Any], size: int) -> tuple[int, int, int]:
     return height, width, channels
 
 
-def _with_extras(header: dict[str, Any], body: dict[str, Any], blobs: dict[str, bytes], recon: Any,
-                 scale_index: Any) -> tuple[dict[str, Any], bytes]:
+def _with_extras(header: dict[str, Any], body: dict[str, Any], blobs: dict[str, bytes],
+                 result: Any) -> tuple[dict[str, Any], bytes]:
+    """The reconstruction and, for forensics, the per-element maps: scale index, symbols, y_hat."""
     import numpy as np
 
     if header.get("return_recon"):
-        recon = np.ascontiguousarray(recon, dtype=np.uint8)
+        recon = np.ascontiguousarray(result.recon, dtype=np.uint8)
         body["recon_shape"] = list(recon.shape)
         blobs["recon"] = recon.tobytes()
     if header.get("return_index_map"):
-        levels = np.ascontiguousarray(scale_index, dtype="<i4")
-        body["index_map_shape"] = list(levels.shape)
-        blobs["index_map"] = levels.tobytes()
+        maps = {"index_map": np.ascontiguousarray(result.scale_index, dtype="<i4"),
+                "symbol_map": np.ascontiguousarray(result.latents.symbols, dtype="<i4"),
+                "y_hat_map": np.ascontiguousarray(result.y_hat_real, dtype="<f4")}
+        for name, values in maps.items():
+            body[f"{name}_shape"] = list(values.shape)
+            blobs[name] = values.tobytes()
     index, out = pack_blobs(blobs)
     return {"ok": True, **body, "blobs": index}, out
 

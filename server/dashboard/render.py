@@ -22,7 +22,8 @@ RUNNING_STATUSES = ("queued", "running", "cancelling")
 LEGEND = (
     ("bit-exact", "reconstruction identical to the encoder's"),
     ("latent-exact", "y_hat identical, reconstruction differs"),
-    ("desync", "y_hat differs or the entropy decode failed"),
+    ("symbol-exact", "parse identical, y_hat drifts with a float mean"),
+    ("desync", "scale indexes or symbols differ, or the entropy decode failed"),
     ("error", "a side failed"),
     ("timeout", "a side ran out of time"),
     ("worker-lost", "the worker died, no other could take it"),

@@ -199,7 +199,7 @@ def test_matrix_renders_every_cell_and_a_cell_page_opens(browser, finished_job):
     assert "/cells/" in browser.current_url
     rows = browser.find_elements(By.CSS_SELECTOR, "table.hashes tr[data-stage]")
     stages = [row.get_attribute("data-stage") for row in rows]
-    assert stages == ["z_hat", "scale_index", "mean", "y_hat", "recon"]
+    assert stages == ["z_hat", "scale_index", "symbols", "mean", "y_hat", "recon"]
     assert "bitmatch codec decode bits.bmc" in browser.find_element(By.CSS_SELECTOR, "pre.cli").text
     for image in browser.find_elements(By.CSS_SELECTOR, ".images img"):
         assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 0

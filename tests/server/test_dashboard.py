@@ -31,10 +31,10 @@ from server.settings import Settings
 
 ENCODERS = ["cpu", "qemu-aarch64"]
 DECODERS = ["cpu", "qemu-aarch64"]
-STAGES = ("z_hat", "scale_index", "mean", "y_hat", "recon")
-DIFFERING_STAGES = {"latent-exact": ("recon",), "desync": ("y_hat", "recon")}
-FIRST_STAGE = {"desync": "y_hat", "latent-exact": "recon"}
-DETAIL = {"desync": "y_hat differs", "error": "decoder error: compute-crashed"}
+STAGES = ("z_hat", "scale_index", "symbols", "mean", "y_hat", "recon")
+DIFFERING_STAGES = {"latent-exact": ("recon",), "desync": STAGES[1:]}
+FIRST_STAGE = {"desync": "scale_index", "latent-exact": "recon"}
+DETAIL = {"desync": "scale_index differs", "error": "decoder error: compute-crashed"}
 
 
 def planned_verdict(precision: str, encoder: str, decoder: str, image_index: int) -> str:
@@ -364,7 +364,7 @@ def test_cell_page_highlights_differing_stages_and_the_first_mismatch(site):
     cell_id = site.cells["float:desync"]
     html = site.client.get(f"/cells/{cell_id}").text
     differing = re.findall(r'<tr class="differs" data-stage="([a-z_]+)"', html)
-    assert differing == ["y_hat", "recon"]
+    assert differing == list(DIFFERING_STAGES["desync"])
     mismatch = html[html.index('class="panel alert first-mismatch"') :]
     for label, value in (
         ("channel", 5),
@@ -391,7 +391,7 @@ def test_cell_page_without_encode_or_decode_still_renders(site):
 
 def test_cell_page_of_a_bit_exact_cell_has_no_mismatch(site):
     html = site.client.get(f"/cells/{site.cells['int16:bit-exact']}").text
-    assert 'class="differs"' not in html and "None: the entropy path agrees" in html
+    assert 'class="differs"' not in html and "None: the parse agrees" in html
     assert "identical" in html
 
 

@@ -260,7 +260,7 @@ def test_a_worker_failing_the_known_answer_test_is_quarantined(tmp_path, fleet, 
 
     package = packages["int16"]
     bitstream = Codec.load(package.path).encode(known_answer_image()).bitstream
-    wrong = dict.fromkeys(("z_hat", "scale_index", "mean", "y_hat"), "0" * 64)
+    wrong = dict.fromkeys(("z_hat", "scale_index", "symbols", "mean", "y_hat"), "0" * 64)
     write_cache(tmp_path / "data" / "known-answers", package.digest, bitstream, wrong)
     config = tmp_path / "workers.json"
     config.write_text(

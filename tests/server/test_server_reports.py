@@ -175,15 +175,19 @@ def test_junit_passes_only_exact_deterministic_cells(db, job_id):
     cases = ET.fromstring(xml).iter("testcase")
     outcome = {}
     for case in cases:
-        children = [child.tag for child in case if child.tag != "system-out"]
+        children = [child.tag for child in case if child.tag not in ("system-out", "properties")]
         outcome[case.get("name").split(" -> ")[0]] = children[0] if children else "pass"
     index = {v: f"enc{i}" for i, v in enumerate(verdicts.VERDICTS)}
-    assert outcome[index["bit-exact"]] == outcome[index["latent-exact"]] == "pass"
+    passing = ("bit-exact", "latent-exact", "symbol-exact")
+    assert [outcome[index[verdict]] for verdict in passing] == ["pass"] * 3
     assert outcome[index["desync"]] == outcome[index["not-run"]] == "failure"
     assert outcome[index["error"]] == outcome[index["timeout"]] == outcome[index["worker-lost"]] == "error"
     assert outcome["flaky"] == "failure"
     root = ET.fromstring(xml)
-    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("8", "3", "3")
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("9", "3", "3")
+    verdict_of = {case.get("name"): case.find("properties/property[@name='verdict']").get("value")
+                  for case in root.iter("testcase")}
+    assert sorted(set(verdict_of.values())) == sorted(verdicts.VERDICTS)
 
 
 def test_csv_and_json_hold_every_cell_with_its_evidence(db, job_id):
@@ -191,7 +195,7 @@ def test_csv_and_json_hold_every_cell_with_its_evidence(db, job_id):
         job = session.get(Job, job_id)
         rows = list(csv.DictReader(io.StringIO(exports.to_csv(session, job))))
         document = json.loads(exports.to_json(session, job))
-    assert len(rows) == len(document["cells"]) == 8
+    assert len(rows) == len(document["cells"]) == len(verdicts.VERDICTS) + 1
     desync = next(r for r in rows if r["verdict"] == "desync")
     assert (desync["mismatch_channel"], desync["mismatch_y"], desync["mismatch_x"]) == ("1", "0", "2")
     assert desync["passed"] == "False"
@@ -201,7 +205,7 @@ def test_csv_and_json_hold_every_cell_with_its_evidence(db, job_id):
 def test_matrix_shows_the_worst_verdict_per_position(db, job_id):
     with db.session() as session:
         job = session.get(Job, job_id)
-        job.encoder_targets = ["enc2", "flaky"]
+        job.encoder_targets = [f"enc{verdicts.VERDICTS.index(verdicts.DESYNC)}", "flaky"]
         job.decoder_targets = ["dec", "nowhere"]
         matrices = queries.job_matrix(session, job)
         session.rollback()

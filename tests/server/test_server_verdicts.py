@@ -9,7 +9,8 @@ from server import verdicts
 from server.forensics import IndexMapError, decode_array, first_mismatch
 from server.verdicts import Outcome, decide
 
-HASHES = {"z_hat": "a" * 64, "scale_index": "b" * 64, "mean": "c" * 64, "y_hat": "d" * 64, "recon": "e" * 64}
+HASHES = dict(zip(("z_hat", "scale_index", "symbols", "mean", "y_hat", "recon"), ("abc9de"), strict=True))
+HASHES = {stage: letter * 64 for stage, letter in HASHES.items()}
 
 
 def done(**changes) -> Outcome:
@@ -25,15 +26,26 @@ def test_same_latents_different_reconstruction_is_latent_exact():
     assert (result.verdict, result.first_stage) == (verdicts.LATENT_EXACT, "recon")
 
 
-@pytest.mark.parametrize("stage", ["z_hat", "scale_index", "mean", "y_hat"])
-def test_the_first_differing_entropy_stage_is_reported(stage):
-    result = decide(done(), done(**{stage: "0" * 64, "recon": "1" * 64}))
+@pytest.mark.parametrize("stage", ["z_hat", "scale_index", "symbols"])
+def test_the_first_differing_parse_stage_is_a_desync(stage):
+    result = decide(done(), done(**{stage: "0" * 64, "y_hat": "2" * 64, "recon": "1" * 64}))
     assert (result.verdict, result.first_stage) == (verdicts.DESYNC, stage)
 
 
 def test_stages_are_compared_in_coding_order():
-    result = decide(done(), done(mean="0" * 64, y_hat="0" * 64))
-    assert result.first_stage == "mean"
+    result = decide(done(), done(scale_index="0" * 64, symbols="0" * 64, mean="0" * 64, y_hat="0" * 64))
+    assert result.first_stage == "scale_index"
+
+
+@pytest.mark.parametrize(("differing", "first"), [(("mean", "y_hat"), "mean"), (("y_hat",), "y_hat")])
+def test_a_drifting_y_hat_over_an_intact_parse_is_symbol_exact(differing, first):
+    result = decide(done(), done(**dict.fromkeys((*differing, "recon"), "0" * 64)))
+    assert (result.verdict, result.first_stage) == (verdicts.SYMBOL_EXACT, first)
+    assert verdicts.SYMBOL_EXACT in verdicts.PASSING
+
+
+def test_a_drifting_mean_that_leaves_y_hat_alone_is_not_symbol_exact():
+    assert decide(done(), done(mean="0" * 64)).verdict == verdicts.BIT_EXACT
 
 
 def test_a_decode_refused_in_the_entropy_path_is_a_desync():
