@@ -111,10 +111,11 @@ class GraphBuilder:
         norm = self.op(
             "Conv", [magnitude, gamma, beta], out=f"{name}.norm", node=f"{name}.norm", kernel_shape=[1, 1]
         )
+        # node names as the shipped packages have them, so that their graphs stay byte-identical
         if act == "gdn1":
-            return self.op("Div", [x, norm], out=f"{name}.act", node=f"{name}.div")
+            return self.op("Div", [x, norm], out=f"{name}.act", node=f"{name}.Div")
         if act == "igdn1":
-            return self.op("Mul", [x, norm], out=f"{name}.act", node=f"{name}.mul")
+            return self.op("Mul", [x, norm], out=f"{name}.act", node=f"{name}.Mul")
         root = self.op("Sqrt", [norm], out=f"{name}.sqrt", node=f"{name}.sqrt")
         if act == "gdn":  # x * rsqrt(norm), as torch computes it
             root = self.op("Reciprocal", [root], out=f"{name}.rsqrt", node=f"{name}.rsqrt")

@@ -5,6 +5,7 @@
     python -m codec.train base --seed 0                     # base model at the middle lambda
     python -m codec.train finetune --seed 0 --rate 1        # one rate point (1..4) from the base
     python -m codec.train export --out packages/            # int16, int8 and float packages per rate point
+    python -m codec.train integerise --out packages/        # int16 and int8 again, from the float twins
     python -m codec.train report --out packages/            # RD evaluation: packages/rd.json, packages/rd.png
 """
 
@@ -78,6 +79,16 @@ def export_command(work_dir: Path, out_dir: Path) -> None:
     from codec.train import export
 
     for row in export.export_all(work_dir, out_dir):
+        click.echo(f"{row['name']}: {row['digest']}")
+
+
+@main.command("integerise")
+@_OUT
+def integerise_command(out_dir: Path) -> None:
+    """Re-integerise the int16 and int8 packages in OUT from the weights of their float twins (no torch)."""
+    from codec.train import export
+
+    for row in export.rebuild_integer(out_dir):
         click.echo(f"{row['name']}: {row['digest']}")
 
 
