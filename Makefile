@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bitmatch-installed
 
+COMPRESSAI := $(VENV)/compressai/.installed
+
 .PHONY: demo test lint provision clean
 
 $(STAMP): pyproject.toml
@@ -11,6 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,train]'
 	touch $(STAMP)
+
+# CompressAI's own model code, for the importer tests: its wheel pins numpy < 2 and imports torchvision, so it
+# is installed without dependencies into a directory of its own (tests/compressai_loader.py imports it).
+$(COMPRESSAI): $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps --upgrade --target $(VENV)/compressai compressai==1.2.8
+	touch $(COMPRESSAI)
 
 demo: $(STAMP)
 	$(BIN)/bitmatch demo
@@ -21,7 +29,7 @@ provision: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check codec worker server tests bench
 
-test: $(STAMP) lint provision
+test: $(STAMP) $(COMPRESSAI) lint provision
 	$(BIN)/python -m pytest -q
 
 clean:

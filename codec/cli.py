@@ -138,7 +138,8 @@ def decode_command(bitstream_path: str, out_path: str, codec_path: str, runtime:
 @click.option("--codec", "codec_path", type=click.Path(exists=True), default=None,
               help="evaluate this one package; without it: every shipped package plus JPEG and WebP")
 @click.option("--packages", "packages_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="where the shipped packages are (default: the repository's packages/)")
+              help="a family of rate points: the shipped packages/ (default), or an imported codec's DIR "
+                   "(DIR/qI/PRECISION)")
 @_RUNTIME
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="also draw the RD curves into this PNG (needs matplotlib)")
@@ -163,8 +164,8 @@ def _eval_shipped(image_dir: Path | None, packages_dir: Path | None, runtime: st
 
     packages_dir = packages_dir or evaluate.PACKAGES_DIR
     if not evaluate.shipped_families(packages_dir):
-        raise click.ClickException(f"no packages in {packages_dir} (expected PRECISION/qI/manifest.json); "
-                                   "build them with: python -m codec.train all --seed 0 --out packages/")
+        raise click.ClickException(f"no packages in {packages_dir} (expected PRECISION/qI/manifest.json, or "
+                                   "qI/PRECISION/manifest.json from `bitmatch import ... --out DIR/qI`)")
     report = _fail_on_codec_errors(
         lambda: evaluate.evaluate_shipped(packages_dir, image_dir or evaluate.TESTSET_DIR, runtime))
     if plot_path is not None:

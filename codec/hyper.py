@@ -178,10 +178,12 @@ def float_head_graph(h_s_model, head: Head, float_input: bool, input_bits: int, 
     after = GraphBuilder()
     m = head.latent_channels(channels)
     mean_type = _float_head(after, "bitmatch_hs_out", head, m)
-    post = onnx.load_from_string(
-        _model(after, channels, m, head, TensorProto.FLOAT, mean_type, {"bitmatch.hs.precision": "float"})
-    )
-    post.graph.input[0].name = "bitmatch_hs_out"
+    outputs = [tensor_info(INDEX_NAME, TensorProto.INT32, [1, m, "H", "W"])]
+    if head.has_mean:
+        outputs.append(tensor_info(MEAN_NAME, mean_type, [1, m, "H", "W"]))
+    hs_info = tensor_info("bitmatch_hs_out", TensorProto.FLOAT, [1, channels, "H", "W"])
+    meta = {"bitmatch.hs.head": json.dumps(head.to_json(), sort_keys=True), "bitmatch.hs.precision": "float"}
+    post = onnx.load_from_string(after.model("bitmatch_hs_head", [hs_info], outputs, meta))
     parts = [version_converter.convert_version(p, version) if version != 17 else p for p in (pre, post)]
     user = compose.add_prefix(h_s_model, "h_s/")
     ir = max(user.ir_version, parts[0].ir_version)

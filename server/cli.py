@@ -3,6 +3,7 @@
 import click
 
 from codec.cli import codec_group
+from codec.importers.cli import import_group
 from server.demo import demo_command
 from server.serve import serve_command
 from worker.cli import worker_command
@@ -16,6 +17,7 @@ def cli() -> None:
 
 
 cli.add_command(codec_group)
+cli.add_command(import_group)
 cli.add_command(serve_command)
 cli.add_command(demo_command)
 cli.add_command(targets_group)

@@ -320,6 +320,7 @@ class DemoConfig:
     channels: tuple[int, int]
     timeout: float
     repeat: int = 1
+    codecs: tuple[Path, ...] = ()
 
 
 def plan_fleet(config: DemoConfig, targets: list[str], token: str, worker_token: str,
@@ -405,10 +406,15 @@ def register(client: CoordinatorClient, service: Service, target: str, token: st
 def upload_inputs(client: CoordinatorClient, packages: dict[str, Path], images: str,
                   console: Console) -> tuple[list[str], str | list[str]]:
     codecs = []
-    for precision, path in packages.items():
+    for path in packages.values():
         row = client.upload_codec(path)
         codecs.append(row["digest"])
-        console.say(f"  codec {row['name']} ({precision}, {path})")
+        console.say(f"  codec {row['name']} ({row['precision']}, {path})")
+    if Path(images).is_dir():
+        photos = [(path.stem, path.read_bytes()) for path in sorted(Path(images).glob("*.png"))]
+        digests = [client.upload_image(png, name=name)["digest"] for name, png in photos]
+        console.say(f"  images: {len(digests)} PNGs of {images}")
+        return codecs, digests
     photos = demo_images() if images == "auto" else None
     if photos is None:
         image_set = "tiny" if images == "auto" else images
@@ -499,8 +505,11 @@ def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
     if packages is None:
         console.say(f"  no trained packages in {TRAINED_PACKAGES}; using seeded random ones")
         packages = random_packages(config.channels, console)
+    health_package = packages["int16"]   # the known-answer test needs a package exact everywhere
+    if config.codecs:
+        packages = {str(path): path for path in config.codecs}
     token, worker_token = secrets.token_hex(16), secrets.token_hex(16)
-    fleet = plan_fleet(config, targets, token, worker_token, packages["int16"])
+    fleet = plan_fleet(config, targets, token, worker_token, health_package)
     console.say(f"starting the coordinator and {len(targets)} worker(s); logs in {config.data_dir / 'logs'}")
     with running(fleet), CoordinatorClient(fleet.coordinator.url, token, timeout=HEALTH_CHECK_S) as client:
         wait_for_coordinator(fleet)
@@ -565,6 +574,15 @@ def parse_channels(_ctx, _param, value: str) -> tuple[int, int]:
     return n, m
 
 
+def parse_images(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value == "auto" or value in set_names():
+        return value
+    if Path(value).is_dir() and any(Path(value).glob("*.png")):
+        return value
+    raise click.BadParameter(f"{value!r} is neither a bundled set ({', '.join(set_names())}) nor a directory "
+                             "of PNG images")
+
+
 @click.command(name="demo")
 @click.option("--once", is_flag=True, help="Exit when the job is done instead of leaving the dashboard up.")
 @click.option("--json", "json_mode", is_flag=True,
@@ -576,8 +594,12 @@ def parse_channels(_ctx, _param, value: str) -> tuple[int, int]:
 @click.option("--targets", default=None, metavar="T1,T2",
               help="Only these targets [default: every target that can run here].")
 @click.option("--no-provision", is_flag=True, help="Do not provision missing targets, only report them.")
-@click.option("--images", default="auto", show_default=True, type=click.Choice(["auto", *set_names()]),
-              help="A bundled image set, or 'auto': the photo demo subset when present, else 'tiny'.")
+@click.option("--images", default="auto", show_default=True, callback=parse_images, metavar="SET|DIR",
+              help=f"A bundled image set ({', '.join(set_names())}), a directory of PNGs (e.g. "
+                   "data/kodak), or 'auto': the photo demo subset when present, else 'tiny'.")
+@click.option("--codec", "codecs", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Run these packages (repeatable; e.g. an imported codec's int16 and float) instead of the "
+                   "shipped int16 and float ones.")
 @click.option("--random-channels", default="16,16", show_default=True, callback=parse_channels,
               metavar="N,M", help="Channels of the seeded random packages (used without trained packages).")
 @click.option("--repeat", type=click.IntRange(1, 10), default=1, show_default=True,
@@ -585,8 +607,8 @@ def parse_channels(_ctx, _param, value: str) -> tuple[int, int]:
 @click.option("--timeout", type=click.FloatRange(min=1), default=1800.0, show_default=True,
               help="Seconds the job may take.")
 def demo_command(once: bool, json_mode: bool, data_dir: Path | None, port: int, targets: str | None,
-                 no_provision: bool, images: str, random_channels: tuple[int, int], repeat: int,
-                 timeout: float) -> None:
+                 no_provision: bool, images: str, codecs: tuple[Path, ...], random_channels: tuple[int, int],
+                 repeat: int, timeout: float) -> None:
     """Run the int16 and float packages on every local target and show the verdict matrix."""
     console = Console(json_mode)
     config = DemoConfig(
@@ -600,6 +622,7 @@ def demo_command(once: bool, json_mode: bool, data_dir: Path | None, port: int, 
         channels=random_channels,
         timeout=timeout,
         repeat=repeat,
+        codecs=codecs,
     )
     if port and not port_is_free(port):
         raise DemoError(f"port {port} on 127.0.0.1 is in use; pass --port 0 for any free port")

@@ -36,8 +36,8 @@ COMPARISONS = (("int16", "float"), ("int8", "float"), ("int16", "jpeg"), ("int8"
                ("int16", "webp"), ("float", "webp"))
 
 
-def family_name(precision: str) -> str:
-    return f"bitmatch-{precision}"
+def family_name(precision: str, prefix: str = "bitmatch") -> str:
+    return f"{prefix}-{precision}"
 
 
 def load_testset(testset_dir: Path = TESTSET_DIR) -> list[tuple[str, np.ndarray]]:
@@ -92,13 +92,25 @@ def _display_path(path: Path) -> str:
 
 
 def shipped_families(packages_dir: Path = PACKAGES_DIR) -> dict[str, list[Path]]:
-    """precision -> its rate-point package directories (OUT/PRECISION/qI), lowest rate first."""
+    """precision -> its rate-point package directories, lowest rate first.
+
+    Two layouts: DIR/PRECISION/qI (the shipped families) and DIR/qI/PRECISION (one `bitmatch import` per
+    rate point, `--out DIR/qI`).
+    """
     families = {}
     for precision in PRECISIONS:
         points = sorted((packages_dir / precision).glob("q*/manifest.json"))
+        points = points or sorted(packages_dir.glob(f"q*/{precision}/manifest.json"))
         if points:
             families[precision] = [path.parent for path in points]
     return families
+
+
+def family_prefix(families: dict[str, list[Path]]) -> str:
+    """`bitmatch` for our own codec, the architecture's name for an imported one."""
+    first = next(iter(families.values()))[0]
+    manifest = json.loads((first / "manifest.json").read_text())
+    return manifest.get("source", {}).get("architecture", "bitmatch")
 
 
 def evaluate_shipped(packages_dir: Path = PACKAGES_DIR, testset_dir: Path = TESTSET_DIR,
@@ -113,7 +125,8 @@ def evaluate_shipped(packages_dir: Path = PACKAGES_DIR, testset_dir: Path = TEST
     for test, anchor in COMPARISONS:
         if test in curves and anchor in curves:
             bd[f"{test}_vs_{anchor}"] = _bd(curves[anchor], curves[test])
-    names = {key: family_name(key) if key in PRECISIONS else key for key in curves}
+    prefix = family_prefix(shipped_families(packages_dir))
+    names = {key: family_name(key, prefix) if key in PRECISIONS else key for key in curves}
     pixels = int(sum(image.shape[0] * image.shape[1] for _, image in images))
     return {"packages": {names[key]: {"rd_points": points} for key, points in curves.items()},
             "bd_rate": bd, "test_set": {"images": len(images), "pixels": pixels}}
@@ -150,13 +163,14 @@ def plot_rd(report: dict, out_path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    styles = {"bitmatch-int16": "o-", "bitmatch-int8": "s--", "bitmatch-float": "^:", "jpeg": "x-",
+    styles = {"int16": "o-", "int8": "s--", "float": "^:", "jpeg": "x-",
               "webp": "d-"}
     for name, family in report["packages"].items():
         points = sorted(family["rd_points"], key=lambda p: p["bpp"])
         rates = [p["bpp"] for p in points]
-        axes[0].plot(rates, [p["psnr"] for p in points], styles.get(name, ".-"), label=name)
-        axes[1].plot(rates, [p["ms_ssim"] for p in points], styles.get(name, ".-"), label=name)
+        style = styles.get(name.rsplit("-", 1)[-1], ".-")
+        axes[0].plot(rates, [p["psnr"] for p in points], style, label=name)
+        axes[1].plot(rates, [p["ms_ssim"] for p in points], style, label=name)
     for axis, label in zip(axes, ("PSNR (dB, RGB)", "MS-SSIM"), strict=True):
         axis.set_xlabel("bits per pixel")
         axis.set_ylabel(label)

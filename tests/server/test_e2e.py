@@ -234,3 +234,79 @@ def test_killing_a_worker_mid_job_loses_no_cell(site, workers, packages):
         "WHERE t.job_id = ? UNION ALL SELECT t.attempts, d.name FROM decodes t JOIN devices d "
         "ON t.device_id = d.id WHERE t.job_id = ?) WHERE attempts > 1 AND name = 'cpu-b'", job_id, job_id)
     assert moved[0][0] >= 1, "the task cpu-a held was not retried on cpu-b"
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory) -> dict[str, Path]:
+    """mbt2018-mean (its float means are what symbol-exact is for) imported from its committed checkpoint."""
+    from codec.importers import calibration
+    from codec.importers.compressai import build_packages, read_checkpoint
+
+    out = tmp_path_factory.mktemp("imported")
+    images, name = calibration.images(None)
+    checkpoint = ROOT / "tests" / "data" / "compressai" / "mbt2018-mean-q2.pth"
+    build_packages(read_checkpoint(checkpoint, "mbt2018-mean"), out, images, name, ("float", "int16"))
+    return {precision: out / precision for precision in ("float", "int16")}
+
+
+def demo_photos(client: CoordinatorClient) -> list[str]:
+    manifest = json.loads((ROOT / "data" / "testset" / "manifest.json").read_text())
+    files = [ROOT / "data" / "testset" / entry["file"] for entry in manifest["demo"][:2]]
+    return [client.upload_image(path.read_bytes(), name=f"e2e-{path.stem}")["digest"] for path in files]
+
+
+def test_an_imported_compressai_codec_runs_over_every_target(site, imported):
+    """Its int16 package never desyncs on any of the five targets; its float package's cells are printed."""
+    client = site.client if site.coordinator and site.coordinator.alive() else site.launch()
+    codecs = {p: client.upload_codec(path)["digest"] for p, path in imported.items()}
+    job_id = client.submit(list(codecs.values()), demo_photos(client))
+    summary = client.wait(job_id, timeout=JOB_S)
+    assert summary["status"] == "done", summary
+    cells = client.cells(job_id)
+    assert len(cells) == 2 * 2 * len(TARGETS) ** 2
+    int16 = [c for c in cells if c["codec"] == codecs["int16"]]
+    assert all(c["verdict"] in PASSING for c in int16), [c for c in int16 if c["verdict"] not in PASSING]
+    floats = sorted({(c["encoder"], c["decoder"], c["verdict"])
+                     for c in cells if c["codec"] == codecs["float"]})
+    print(f"imported mbt2018-mean float package, cells: {floats}")
+    drift = [c for c in cells if c["verdict"] == "symbol-exact"]
+    assert all(c["y_hat_max_abs_diff"] is not None and c["y_hat_max_abs_diff"] > 0 for c in drift), drift
+
+
+def desyncing_image(package: Path) -> tuple[str, int]:
+    """A Kodak-size image whose float bitstream from ort-cpu really desyncs on ort-cpu-1t here, and the flat
+    index of its first differing scale index (found without the coordinator, to check its forensics)."""
+    from codec.codec import Codec
+    from codec.errors import BitstreamError
+    from codec.train.evaluate import load_testset
+
+    encoder, decoder = Codec.load(package, "ort-cpu"), Codec.load(package, "ort-cpu-1t")
+    for name, image in load_testset(ROOT / "data" / "kodak"):
+        encoded = encoder.encode(image)
+        try:
+            decoded_index = decoder.decode(encoded.bitstream).scale_index
+        except BitstreamError:
+            decoded_index = decoder.decode_hyper(encoded.bitstream)[1]
+        differs = np.flatnonzero(decoded_index.reshape(-1) != encoded.scale_index.reshape(-1))
+        if differs.size:
+            return name, int(differs[0])
+    raise AssertionError("no Kodak-size image desyncs the float twin between ort-cpu and ort-cpu-1t here")
+
+
+def test_a_real_desync_ends_done_with_its_first_mismatch_located(site):
+    """The shipped float twin at q2 on a Kodak-size photograph, cpu -> cpu-1t-noopt: a real desync."""
+    package = ROOT / "packages" / "float" / "q2"
+    name, first_flat = desyncing_image(package)
+    client = site.client if site.coordinator and site.coordinator.alive() else site.launch()
+    codec = client.upload_codec(package)["digest"]
+    png = (ROOT / "data" / "kodak" / name).read_bytes()
+    image = client.upload_image(png, name=f"e2e-kodak-{name}")["digest"]
+    job_id = client.submit([codec], [image], encoders=["cpu"], decoders=["cpu-1t-noopt"])
+    summary = client.wait(job_id, timeout=JOB_S)
+    assert summary["status"] == "done", summary
+    (cell,) = client.cells(job_id)
+    assert cell["verdict"] == "desync" and cell["first_stage"] in ("scale_index", "entropy-decode"), cell
+    mismatch = cell["mismatch"]
+    assert mismatch is not None and mismatch["flat_index"] == first_flat, mismatch
+    assert None not in (mismatch["channel"], mismatch["y"], mismatch["x"])
+    assert mismatch["encoder_level"] != mismatch["decoder_level"]

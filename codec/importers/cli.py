@@ -1,0 +1,108 @@
+"""`bitmatch import ...`: bring your own codec (a CompressAI checkpoint or ONNX exports) in as packages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from codec.importers.compressai import ARCHITECTURES, PRECISIONS
+
+_OUT = click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="one package per precision is written to OUT/PRECISION",
+)
+_CALIBRATION = click.option(
+    "--calibration",
+    "calibration_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="PNG images to calibrate the integer h_s on (default: the bundled data/calibration set)",
+)
+_PRECISION = click.option(
+    "--precision",
+    "precisions",
+    type=click.Choice(PRECISIONS),
+    multiple=True,
+    help="build only these (repeatable; default: float, int16 and int8)",
+)
+
+
+@click.group(name="import")
+def import_group() -> None:
+    """Bring your own codec: CompressAI checkpoints and ONNX exports become bitmatch packages."""
+
+
+def _fail_on_codec_errors(action):
+    from codec.errors import CodecError
+
+    try:
+        return action()
+    except CodecError as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from None
+
+
+def _report(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"packages": rows}, indent=1, sort_keys=True))
+        return
+    for row in rows:
+        click.echo(f"{row['path']}: {row['precision']} {row['digest']}")
+
+
+@import_group.command("compressai")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--arch", type=click.Choice(ARCHITECTURES), required=True, help="the CompressAI model class")
+@_OUT
+@_CALIBRATION
+@_PRECISION
+@click.option("--json", "as_json", is_flag=True)
+def compressai_command(
+    checkpoint: Path,
+    arch: str,
+    out_dir: Path,
+    calibration_dir: Path | None,
+    precisions: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Import a CompressAI state dict (torch.save(model.state_dict()), or the zoo's .pth.tar)."""
+    from codec.importers import calibration
+    from codec.importers.compressai import build_packages, read_checkpoint
+
+    def run() -> list[dict]:
+        model = read_checkpoint(checkpoint, arch)
+        images, name = calibration.images(calibration_dir)
+        return build_packages(model, out_dir, images, name, precisions or PRECISIONS)
+
+    _report(_fail_on_codec_errors(run), as_json)
+
+
+@import_group.command("onnx")
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="a JSON or TOML file naming the ONNX graphs and the entropy model",
+)
+@_OUT
+@_CALIBRATION
+@_PRECISION
+@click.option("--json", "as_json", is_flag=True)
+def onnx_command(
+    spec_path: Path, out_dir: Path, calibration_dir: Path | None, precisions: tuple[str, ...], as_json: bool
+) -> None:
+    """Import a codec exported to ONNX (g_a, h_a, h_s, g_s) with its entropy model."""
+    from codec.importers import calibration
+    from codec.importers.onnx_spec import build_packages, read_spec
+
+    def run() -> list[dict]:
+        spec = read_spec(spec_path)
+        images, name = calibration.images(calibration_dir)
+        return build_packages(spec, out_dir, images, name, precisions or PRECISIONS)
+
+    _report(_fail_on_codec_errors(run), as_json)
