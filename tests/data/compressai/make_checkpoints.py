@@ -81,7 +81,7 @@ def train(
         aux_optimizer.zero_grad(set_to_none=True)
         net.aux_loss().backward()
         aux_optimizer.step()
-        window.append((float(loss), bpp, mse))
+        window.append((loss.item(), bpp, mse))
         if (step + 1) % 200 == 0:
             loss_m, bpp_m, mse_m = np.mean(window, axis=0)
             window.clear()
