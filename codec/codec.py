@@ -28,6 +28,7 @@ from codec.entropy import ConditionalY, FactorizedZ, LatentFormat
 from codec.errors import LengthFieldError, PackageError
 from codec.hashing import stage_hash
 from codec.images import validate_image
+from codec.limits import size_problem
 from codec.metrics import bpp as bits_per_pixel
 from codec.metrics import psnr as psnr_db
 from codec.package import CodecPackage
@@ -194,6 +195,9 @@ class Codec:
     def _parse_hyper(self, data: bytes, clock: _Clock) -> tuple[bitstream.Bitstream, np.ndarray, np.ndarray,
                                                                np.ndarray]:
         parsed = bitstream.unpack(data, expected_digest=self.digest)
+        problem = size_problem(parsed.height, parsed.width)  # what the header declares, decoding costs
+        if problem is not None:
+            raise LengthFieldError(f"the bitstream declares an image the decoder refuses: {problem}")
         if tuple(parsed.sections) != SECTIONS:
             raise LengthFieldError(f"bitstream sections are {list(parsed.sections)}, not {list(SECTIONS)}")
         lat_h, lat_w = networks.latent_shape(parsed.height, parsed.width)

@@ -1,8 +1,8 @@
 """PNG input and output with Pillow, and the validation every image passes before it reaches the codec.
 
-An image is a uint8 array of shape (H, W, 3), 1 <= H, W and H x W <= 64 megapixels (64 x 2^20 pixels, the
-bitstream's limit). Anything else is an `ImageError`; we never convert silently (a grey or RGBA picture is
-refused, not reinterpreted), so what the codec saw is what the user gave it.
+An image is a uint8 array of shape (H, W, 3) within the size limits of codec/limits.py (on the padded size).
+Anything else is an `ImageError`; we never convert silently (a grey or RGBA picture is refused, not
+reinterpreted), so what the codec saw is what the user gave it.
 """
 
 import io
@@ -13,17 +13,14 @@ import numpy as np
 from PIL import Image
 
 from codec.errors import ImageError
-
-MAX_PIXELS = 64 * 2**20
+from codec.limits import size_problem
 
 
 def check_size(height: int, width: int) -> None:
-    """Raise ImageError for a zero-sized image or one over 64 megapixels."""
-    if height < 1 or width < 1:
-        raise ImageError(f"image has zero size ({width}x{height})")
-    if height * width > MAX_PIXELS:
-        raise ImageError(f"image is {width}x{height} = {height * width} pixels, over the 64-megapixel limit "
-                         f"({MAX_PIXELS} pixels)")
+    """Raise ImageError for a zero-sized image or one over the padded-size or aspect-ratio limit."""
+    problem = size_problem(height, width)
+    if problem is not None:
+        raise ImageError(problem)
 
 
 def validate_image(image: object) -> np.ndarray:

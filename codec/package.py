@@ -21,8 +21,8 @@ content, and a directory and its archive share one digest.
 Loading verifies the format, the digest and every listed file's size and hash, and refuses file names that
 are not plain names (no separators, no "..", no absolute paths) as well as symbolic links. Archives are
 uncompressed POSIX tar files written deterministically (sorted members, zero mtimes and ids); they are read
-member by member into memory, never with `extractall`, and refused when a member is not a regular file, is
-named outside the package, appears twice, or is larger than the limits below.
+member by member into memory, never with `extractall`, and refused when a member is not a regular file (a
+sparse one included), is named outside the package, appears twice, or is larger than the limits below.
 """
 
 import hashlib
@@ -143,6 +143,8 @@ def _parse_manifest(data: bytes) -> dict:
         manifest = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PackageError(f"manifest.json is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PackageError("manifest.json is nested too deeply to be a package manifest") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise PackageError("manifest.json does not describe a bitmatch codec package")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -233,6 +235,8 @@ def _read_archive(data: bytes) -> dict[str, bytes]:
 
 
 def _archive_member_name(member: tarfile.TarInfo) -> str:
+    if member.issparse():   # a few kilobytes of map can stand for gigabytes of zeros
+        raise PackageError(f"refusing archive member {member.name!r}: it is a sparse file")
     if not member.isreg():
         kind = "link" if member.issym() or member.islnk() else "non-regular file"
         raise PackageError(f"refusing archive member {member.name!r}: it is a {kind}")

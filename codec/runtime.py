@@ -166,6 +166,10 @@ class OrtSession(Session):
         config = ort_configuration(self.runtime)
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # No CPU memory arena: ORT would keep each session's peak (an 8 MiP image: 5.6 GB with it, 2.4 GB
+        # without), and a worker must give memory back between requests. The arithmetic is unchanged.
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         if config.single_thread:
             options.intra_op_num_threads = 1
             options.inter_op_num_threads = 1
