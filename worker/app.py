@@ -16,8 +16,10 @@ Endpoints (every /v1 call needs `Authorization: Bearer TOKEN`):
        "timings": {stage: ms, ..., "compute_total": ms, "request_total": ms},
        "bitstream": base64, "bitstream_sha256": hex          (encode only)
        "recon_png": base64                                   (with return_recon=true)
-       "index_map": {"shape": [...], "dtype": "int32", "byteorder": "little", "data": base64},
+       "index_map": {"shape": [...], "dtype": "int32", "byteorder": "little", "compression": "zlib",
+                     "data": base64},
        "symbol_map": {... "int32" ...}, "y_hat_map": {... "float32" ...}
+       "maps_omitted": reason                                (maps over the size cap are not sent)
        "partial": true, "decode_error": {"error", "detail"}  (a forensic decode, return_index_map=true,
                                                              whose y section failed: only the scale index
                                                              map it decoded with)
@@ -32,47 +34,37 @@ timeout (the compute process is restarted), 502 compute process died (restarted)
 """
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import hmac
 import logging
-import re
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from codec.errors import CodecError, ImageError
-from codec.images import decode_png, encode_png
-from codec.package import extract_archive
-from worker.supervisor import (
-    ComputeDied,
-    ComputeError,
-    ComputeLaunch,
-    ComputeSupervisor,
-    ComputeTimeout,
-    ComputeUnavailable,
-    QueueFull,
+from codec.errors import CodecError
+from worker.execute import (
+    DIGEST_PATTERN,
+    ApiError,
+    CodecStore,
+    call,
+    decode_header,
+    decode_image,
+    encode_header,
+    result_body,
 )
+from worker.supervisor import ComputeLaunch, ComputeSupervisor, QueueFull
 
 log = logging.getLogger("bitmatch.worker")
-DIGEST_PATTERN = re.compile(r"[0-9a-f]{64}")
 # Past the cap the rest of a body is read and dropped (up to this much more), so that the client, still
 # sending, receives the 413 instead of a reset connection.
 DRAIN_LIMIT_BYTES = 64 * 2**20
-CATEGORY_STATUS = {"bitstream": 422, "image": 422, "package": 422, "codec": 422, "request": 400}
-COMPUTE_ERROR_STATUS = {QueueFull: 503, ComputeUnavailable: 503, ComputeTimeout: 504, ComputeDied: 502}
-FORENSIC_MAPS = {"index_map": "int32", "symbol_map": "int32", "y_hat_map": "float32"}
 
 
 @dataclass(frozen=True)
@@ -87,43 +79,9 @@ class WorkerSettings:
     startup_timeout_s: float = 900.0
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
-
-
 def error_response(status: int, code: str, detail: str,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
-
-
-class CodecStore:
-    """Codec packages on disk, one verified directory per digest under `<cache_dir>/codecs/`."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-
-    def path(self, digest: str) -> Path:
-        return self.root / digest
-
-    def has(self, digest: str) -> bool:
-        return (self.path(digest) / "manifest.json").is_file()
-
-    def digests(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir()
-                      if DIGEST_PATTERN.fullmatch(p.name) and self.has(p.name))
-
-    def put(self, digest: str, archive: bytes) -> None:
-        """Verify and unpack an archive into a scratch directory, then move it into place atomically."""
-        scratch = Path(tempfile.mkdtemp(prefix=".upload-", dir=self.root))
-        try:
-            extract_archive(archive, scratch / "package", expected_digest=digest)
-            with contextlib.suppress(OSError):  # a concurrent upload of the same digest won the race
-                (scratch / "package").rename(self.path(digest))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def create_app(settings: WorkerSettings) -> FastAPI:
@@ -220,12 +178,10 @@ def _v1_router(settings: WorkerSettings, supervisor: ComputeSupervisor, store: C
         started = time.perf_counter()
         digest = _known_codec(store, codec)
         _refuse_if_full(supervisor)
-        image = await asyncio.to_thread(_decode_image, await read_body(request, settings.max_body_bytes))
-        header = {"op": "encode", "codec": digest, "codec_path": str(store.path(digest)),
-                  "shape": list(image.shape), "return_recon": return_recon,
-                  "return_index_map": return_index_map}
-        reply = await _call(supervisor, header, image.tobytes())
-        return await _result(settings, digest, reply, started)
+        image = await asyncio.to_thread(decode_image, await read_body(request, settings.max_body_bytes))
+        header = encode_header(store, digest, image, return_recon, return_index_map)
+        reply = await call(supervisor, header, image.tobytes())
+        return await result_body(settings.target, digest, reply, started)
 
     @router.post("/decode")
     async def decode(request: Request, codec: str | None = None, return_recon: bool = False,
@@ -234,10 +190,9 @@ def _v1_router(settings: WorkerSettings, supervisor: ComputeSupervisor, store: C
         digest = _known_codec(store, codec)
         _refuse_if_full(supervisor)
         bitstream = await read_body(request, settings.max_body_bytes)
-        header = {"op": "decode", "codec": digest, "codec_path": str(store.path(digest)),
-                  "return_recon": return_recon, "return_index_map": return_index_map}
-        reply = await _call(supervisor, header, bitstream)
-        return await _result(settings, digest, reply, started)
+        header = decode_header(store, digest, return_recon, return_index_map)
+        reply = await call(supervisor, header, bitstream)
+        return await result_body(settings.target, digest, reply, started)
 
     return router
 
@@ -282,47 +237,3 @@ def _refuse_if_full(supervisor: ComputeSupervisor) -> None:
         raise ApiError(503, QueueFull.code, f"queue full ({supervisor.queue_size} requests)")
 
 
-def _decode_image(data: bytes) -> np.ndarray:
-    try:
-        return decode_png(data)
-    except ImageError as exc:
-        raise ApiError(400, exc.code, str(exc)) from None
-
-
-async def _call(supervisor: ComputeSupervisor, header: dict[str, Any], payload: bytes) -> Any:
-    try:
-        reply = await supervisor.call(header, payload)
-    except ComputeError as exc:
-        raise ApiError(COMPUTE_ERROR_STATUS.get(type(exc), 500), exc.code, str(exc)) from None
-    if not reply.header.get("ok"):
-        status = CATEGORY_STATUS.get(reply.header.get("category"), 500)
-        raise ApiError(status, str(reply.header.get("error", "internal-error")),
-                       str(reply.header.get("detail", "")))
-    return reply
-
-
-async def _result(settings: WorkerSettings, digest: str, reply: Any, started: float) -> dict[str, Any]:
-    header, blobs = reply.header, reply.blobs
-    body: dict[str, Any] = {
-        "codec": digest,
-        "target": settings.target,
-        "height": header["height"],
-        "width": header["width"],
-        "stage_hashes": header["stage_hashes"],
-        "metrics": header["metrics"],
-        "timings": header["timings"],
-    }
-    if header.get("partial"):   # a forensic decode that stopped in the y section: its maps so far
-        body.update(partial=True, decode_error=header["decode_error"])
-    if "bitstream" in blobs:
-        body["bitstream"] = base64.b64encode(blobs["bitstream"]).decode("ascii")
-        body["bitstream_sha256"] = hashlib.sha256(blobs["bitstream"]).hexdigest()
-    if "recon" in blobs:
-        recon = np.frombuffer(blobs["recon"], dtype=np.uint8).reshape(header["recon_shape"])
-        body["recon_png"] = base64.b64encode(await asyncio.to_thread(encode_png, recon)).decode("ascii")
-    for name, dtype in FORENSIC_MAPS.items():
-        if name in blobs:
-            body[name] = {"shape": header[f"{name}_shape"], "dtype": dtype, "byteorder": "little",
-                          "data": base64.b64encode(blobs[name]).decode("ascii")}
-    body["timings"]["request_total"] = (time.perf_counter() - started) * 1e3
-    return body

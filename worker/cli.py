@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import platform
 import shlex
 from pathlib import Path
 
@@ -45,6 +46,29 @@ def compute_launch(spec: str) -> ComputeLaunch:
     return ComputeLaunch(argv=target.compute_command(args), env=env)
 
 
+def with_memory_limit(launch: ComputeLaunch, megabytes: float) -> ComputeLaunch:
+    limit = int(megabytes * 2**20) if megabytes > 0 else None
+    return ComputeLaunch(launch.argv, launch.env, launch.cwd, limit)
+
+
+def _pull(coordinator: str, token: str, name: str, target: str, launch: ComputeLaunch, cache_dir: Path,
+          timeout: float, startup_timeout: float) -> None:
+    import asyncio
+
+    from worker.execute import CodecStore
+    from worker.pull import CoordinatorGone, PullWorker
+    from worker.supervisor import ComputeSupervisor
+
+    supervisor = ComputeSupervisor(launch, timeout, 1, startup_timeout)
+    worker = PullWorker(coordinator, token, name, target, supervisor, CodecStore(cache_dir / "codecs"))
+    try:
+        asyncio.run(worker.run())
+    except CoordinatorGone as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+
+
 def _own_command_launch(command: str) -> ComputeLaunch:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
@@ -79,12 +103,21 @@ def _own_command_launch(command: str) -> ComputeLaunch:
 @click.option("--compute-command", envvar=ENV_PREFIX + "COMPUTE_COMMAND", default=None,
               help="Start the compute process with this command line instead of the target's own "
                    "(e.g. inside a container or a debugger); it must speak worker/protocol.py.")
+@click.option("--memory-limit-mb", envvar=ENV_PREFIX + "MEMORY_LIMIT_MB", default=6144.0,
+              type=click.FloatRange(min=0), show_default=True,
+              help="Address-space limit of the compute process (RLIMIT_AS); past it a request fails with "
+                   "resource-limit and the process restarts. 0: no limit.")
+@click.option("--coordinator", envvar=ENV_PREFIX + "COORDINATOR", default=None, metavar="URL",
+              help="Pull mode: call out to this coordinator for work instead of listening for it (no inbound "
+                   "port; --token is then the coordinator's token).")
+@click.option("--name", envvar=ENV_PREFIX + "NAME", default=None,
+              help="Device name a pull worker registers with [default: HOSTNAME-TARGET].")
 @click.option("--log-level", envvar=ENV_PREFIX + "LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def worker_command(target: str, host: str, port: int, token: str, cache_dir: Path | None, max_body_mb: float,
                    queue: int, timeout: float, startup_timeout: float, compute_command: str | None,
-                   log_level: str) -> None:
-    """Serve one device target: encode and decode over HTTP, with its fingerprint."""
+                   memory_limit_mb: float, coordinator: str | None, name: str | None, log_level: str) -> None:
+    """Serve one device target: encode and decode over HTTP (or, with --coordinator, by pulling work)."""
     import uvicorn
 
     from worker.app import WorkerSettings, create_app
@@ -92,6 +125,12 @@ def worker_command(target: str, host: str, port: int, token: str, cache_dir: Pat
     if not token.strip():
         raise click.BadParameter("the token must not be empty", param_hint="--token")
     launch = _own_command_launch(compute_command) if compute_command else compute_launch(target)
+    launch = with_memory_limit(launch, memory_limit_mb)
+    if coordinator is not None:
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        _pull(coordinator, token, name or f"{platform.node()}-{target}", target, launch,
+              (cache_dir or default_cache_dir()).resolve(), timeout, startup_timeout)
+        return
     settings = WorkerSettings(
         target=target, token=token, cache_dir=(cache_dir or default_cache_dir()).resolve(), launch=launch,
         max_body_bytes=int(max_body_mb * 2**20), queue_size=queue, timeout_s=timeout,

@@ -28,11 +28,13 @@ from collections import OrderedDict
 from typing import Any
 
 from codec.errors import BitstreamError, CodecError, ImageError, PackageError
+from codec.limits import size_problem
 from worker import fingerprint
 from worker.protocol import ProtocolError, pack_blobs, read_frame, write_frame
 
 CODEC_CACHE_SIZE = 4
-MAX_PIXELS = 64 * 2**20
+MAX_MAP_BYTES = 64 * 2**20
+ALLOCATION_FAILURES = ("bad allocation", "bad_alloc", "Failed to allocate", "std::bad_alloc")
 
 
 class RequestError(Exception):
@@ -134,13 +136,14 @@ def _partial_decode(codec: Any, payload: bytes, error: BitstreamError) -> tuple[
     from codec.hashing import stage_hash
 
     z_hat, scale_index, mean = codec.decode_hyper(payload)  # a failure here is the answer itself
-    levels = np.ascontiguousarray(scale_index, dtype="<i4")
     body = {"height": 0, "width": 0, "partial": True,
             "decode_error": {"error": error.code, "detail": str(error)},
             "stage_hashes": {"z_hat": stage_hash(z_hat), "scale_index": stage_hash(scale_index),
                              "mean": stage_hash(mean)},
-            "metrics": {}, "timings": {}, "index_map_shape": list(levels.shape)}
-    index, out = pack_blobs({"index_map": levels.tobytes()})
+            "metrics": {}, "timings": {}}
+    blobs: dict[str, bytes] = {}
+    _add_maps(body, blobs, {"index_map": np.ascontiguousarray(scale_index, dtype="<i4")})
+    index, out = pack_blobs(blobs)
     return {"ok": True, **body, "blobs": index}, out
 
 
@@ -149,8 +152,11 @@ def _image_shape(header: dict[str, Any], size: int) -> tuple[int, int, int]:
     if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) for v in shape)):
         raise RequestError("encode needs 'shape' = [height, width, 3]")
     height, width, channels = shape
-    if channels != 3 or height < 1 or width < 1 or height * width > MAX_PIXELS:
-        raise ImageError(f"image shape {shape} is not H x W x 3 with 1 <= H*W <= {MAX_PIXELS}")
+    if channels != 3:
+        raise ImageError(f"image shape {shape} is not H x W x 3")
+    problem = size_problem(height, width)
+    if problem is not None:
+        raise ImageError(problem)
     if height * width * 3 != size:
         raise RequestError(f"payload of {size} bytes does not hold an image of shape {shape}")
     return height, width, channels
@@ -169,11 +175,22 @@ def _with_extras(header: dict[str, Any], body: dict[str, Any], blobs: dict[str, 
         maps = {"index_map": np.ascontiguousarray(result.scale_index, dtype="<i4"),
                 "symbol_map": np.ascontiguousarray(result.latents.symbols, dtype="<i4"),
                 "y_hat_map": np.ascontiguousarray(result.y_hat_real, dtype="<f4")}
-        for name, values in maps.items():
-            body[f"{name}_shape"] = list(values.shape)
-            blobs[name] = values.tobytes()
+        _add_maps(body, blobs, maps)
     index, out = pack_blobs(blobs)
     return {"ok": True, **body, "blobs": index}, out
+
+
+def _add_maps(body: dict[str, Any], blobs: dict[str, bytes], maps: dict[str, Any]) -> None:
+    """Per-element maps, zlib-compressed, unless together they are over MAX_MAP_BYTES (then a reason)."""
+    import zlib
+
+    size = sum(values.nbytes for values in maps.values())
+    if size > MAX_MAP_BYTES:
+        body["maps_omitted"] = f"{size} bytes of maps, over the {MAX_MAP_BYTES}-byte cap"
+        return
+    for name, values in maps.items():
+        body[f"{name}_shape"] = list(values.shape)
+        blobs[name] = zlib.compress(values.tobytes(), 1)
 
 
 def _finite(value: float) -> float | None:
@@ -187,6 +204,10 @@ def _timings(timings: dict[str, float]) -> dict[str, float]:
 
 
 def error_response(exc: BaseException) -> dict[str, Any]:
+    if _out_of_memory(exc):
+        return {"ok": False, "error": "resource-limit", "category": "resource",
+                "error_class": type(exc).__name__,
+                "detail": f"the compute process ran out of memory: {type(exc).__name__}: {exc}"}
     if isinstance(exc, BitstreamError):
         category = "bitstream"
     elif isinstance(exc, ImageError):
@@ -202,6 +223,11 @@ def error_response(exc: BaseException) -> dict[str, Any]:
                 "error_class": type(exc).__name__, "detail": f"{type(exc).__name__}: {exc}"}
     return {"ok": False, "error": exc.code, "category": category, "error_class": type(exc).__name__,
             "detail": str(exc)}
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError from numpy, or an allocation failure ONNX Runtime reports as a RuntimeError."""
+    return isinstance(exc, MemoryError) or any(text in str(exc) for text in ALLOCATION_FAILURES)
 
 
 def serve(server: ComputeServer, requests: Any, responses: Any) -> None:

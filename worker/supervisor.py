@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import os
+import resource
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class ComputeLaunch:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)  # the complete environment of the process
     cwd: str | None = None
+    memory_limit_bytes: int | None = None  # RLIMIT_AS of the process (qemu's own included), None: no limit
 
 
 class ComputeError(Exception):
@@ -144,6 +146,15 @@ class ComputeSupervisor:
             await self._kill()
             raise
 
+    def recycle(self) -> None:
+        """Kill the process (between requests) and start a fresh one in the background."""
+        async def kill_then_start() -> None:
+            async with self._lock:
+                await self._kill()
+            await self._restart_in_background()
+
+        self._restart_task = asyncio.create_task(kill_then_start())
+
     def stderr_tail(self, lines: int = 5) -> str:
         return " | ".join(list(self._stderr_tail)[-lines:])
 
@@ -170,7 +181,7 @@ class ComputeSupervisor:
             self._process = await asyncio.create_subprocess_exec(
                 *self.launch.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, env=self.launch.env or None, cwd=self.launch.cwd,
-                limit=STREAM_LIMIT, start_new_session=True,
+                limit=STREAM_LIMIT, start_new_session=True, preexec_fn=self._limit_memory(),
             )
         except OSError as exc:
             raise ComputeUnavailable(f"cannot start {self.launch.argv[0]}: {exc}") from None
@@ -193,6 +204,16 @@ class ComputeSupervisor:
         self.fingerprint = hello["fingerprint"]
         log.info("compute process %s started: %s on %s", self._process.pid, self.fingerprint.get("target"),
                  self.fingerprint.get("arch"))
+
+    def _limit_memory(self):
+        limit = self.launch.memory_limit_bytes
+        if not limit:
+            return None
+
+        def apply() -> None:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        return apply
 
     async def _pump_stderr(self, stream: asyncio.StreamReader) -> None:
         while line := await stream.readline():

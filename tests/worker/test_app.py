@@ -118,7 +118,8 @@ def test_encode_returns_hashes_metrics_bitstream_recon_and_index_map(int16_encod
     assert recon.shape == image.shape
     index_map = body["index_map"]
     assert (index_map["dtype"], index_map["byteorder"]) == ("int32", "little")
-    levels = np.frombuffer(base64.b64decode(index_map["data"]), "<i4")
+    assert index_map["compression"] == "zlib"
+    levels = np.frombuffer(zlib.decompress(base64.b64decode(index_map["data"])), "<i4")
     assert levels.size == int(np.prod(index_map["shape"])) and levels.min() >= 0
 
 
