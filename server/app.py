@@ -18,8 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from server.dashboard.router import router as dashboard_router
 from server.db import Database
 from server.devices import OFFLINE, UNCHECKED, DevicePool, load_workers_config
+from server.guard import RequestGuard
 from server.knownanswer import load_known_answer
-from server.routers import codecs, exports, images, jobs, workers
+from server.routers import codecs, exports, images, jobs, pull, workers
 from server.scheduler import Scheduler
 from server.settings import Settings
 from server.state import AppState
@@ -41,7 +42,7 @@ ERROR_CODES = {
 def build_state(settings: Settings) -> AppState:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
-    db.migrate()
+    db.open()
     store = BlobStore(settings.blob_dir)
     pool = DevicePool(db, settings)
     if settings.workers_config is not None:
@@ -74,7 +75,8 @@ def create_app(settings: Settings) -> FastAPI:
         description="Cross-device interoperability jobs for learned image codecs.",
     )
     app.state.bitmatch = state
-    for module in (jobs, workers, codecs, images, exports):
+    app.add_middleware(RequestGuard, settings=settings)
+    for module in (jobs, pull, workers, codecs, images, exports):
         app.include_router(module.router)
     app.include_router(dashboard_router)
     _install_error_handlers(app)
@@ -124,6 +126,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(_request: Request, _exc: RecursionError) -> JSONResponse:
+        return JSONResponse({"error": "bad-request", "detail": "input nested too deeply"}, status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,5 +1,6 @@
 """Codec packages and images: verified once on upload, stored by digest, referred to by digest ever after."""
 
+import contextlib
 import hashlib
 import shutil
 import tempfile
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from codec.errors import ImageError, PackageError
 from codec.images import decode_png, encode_png
@@ -41,26 +43,39 @@ def add_codec(
     try:
         package = extract_archive(archive, incoming, expected_digest)
         if not (packages_dir / package.digest).exists():
-            incoming.rename(packages_dir / package.digest)
+            with contextlib.suppress(OSError):   # a concurrent upload of the same package got there first
+                incoming.rename(packages_dir / package.digest)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
+    manifest = package.manifest
+    row = Codec(
+        digest=package.digest,
+        name=codec_label(manifest, package.digest),
+        precision=str(manifest.get("precision", "")),
+        architecture=architecture_key(manifest),
+        manifest=manifest,
+        archive_sha256=store.put(archive),
+        size=len(archive),
+    )
+    return _insert_once(db, Codec, row)
+
+
+def _insert_once(db: Database, model: type, row: Codec | Image) -> tuple[Codec | Image, bool]:
+    """(the stored row, True) after inserting `row`, or (the row already there, False): race-free, since
+    two first uploads of one digest meet at its unique key and the loser reads the winner's row."""
+    digest = row.digest
     with db.session() as session:
-        existing = session.scalar(select(Codec).where(Codec.digest == package.digest))
+        existing = session.scalar(select(model).where(model.digest == digest))
         if existing is not None:
             return existing, False
-        manifest = package.manifest
-        row = Codec(
-            digest=package.digest,
-            name=codec_label(manifest, package.digest),
-            precision=str(manifest.get("precision", "")),
-            architecture=architecture_key(manifest),
-            manifest=manifest,
-            archive_sha256=store.put(archive),
-            size=len(archive),
-        )
-        session.add(row)
-        session.flush()
-        return row, True
+    try:
+        with db.session() as session:
+            session.add(row)
+            session.flush()
+            return row, True
+    except IntegrityError:
+        with db.session() as session:
+            return session.scalar(select(model).where(model.digest == digest)), False
 
 
 def add_image(
@@ -69,22 +84,16 @@ def add_image(
     """Validate and store a PNG (the digest is the SHA-256 of its bytes). Raises ImageError when it is bad."""
     pixels = decode_png(data)
     digest = hashlib.sha256(data).hexdigest()
-    with db.session() as session:
-        existing = session.scalar(select(Image).where(Image.digest == digest))
-        if existing is not None:
-            return existing, False
-        store.put(data)
-        row = Image(
-            digest=digest,
-            name=name or digest[:12],
-            image_set=image_set,
-            height=int(pixels.shape[0]),
-            width=int(pixels.shape[1]),
-            size=len(data),
-        )
-        session.add(row)
-        session.flush()
-        return row, True
+    store.put(data)
+    row = Image(
+        digest=digest,
+        name=name or digest[:12],
+        image_set=image_set,
+        height=int(pixels.shape[0]),
+        width=int(pixels.shape[1]),
+        size=len(data),
+    )
+    return _insert_once(db, Image, row)
 
 
 def ensure_image_set(db: Database, store: BlobStore, set_name: str) -> list[str]:

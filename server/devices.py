@@ -95,13 +95,14 @@ class DevicePool:
 
     # --- registry -----------------------------------------------------------------------------------------
 
-    def upsert(self, spec: WorkerSpec, source: str) -> int:
+    def upsert(self, spec: WorkerSpec, source: str, mode: str = "push") -> int:
         with self.db.session() as session:
             device = session.scalar(select(Device).where(Device.name == spec.name))
             if device is None:
-                device = Device(name=spec.name, url=spec.url, target=spec.target or "", source=source)
+                device = Device(name=spec.name, url=spec.url, target=spec.target or "", source=source,
+                                mode=mode)
                 session.add(device)
-            device.url, device.token, device.source = spec.url, spec.token, source
+            device.url, device.token, device.source, device.mode = spec.url, spec.token, source, mode
             device.target = spec.target or device.target
             device.status, device.health_detail = UNCHECKED, "waiting for the first health check"
             device.claimed_fingerprint = spec.fingerprint
@@ -153,6 +154,12 @@ class DevicePool:
             targets.setdefault(target, []).append(name)
         return targets
 
+    def healthy_devices_by_name(self) -> dict[str, tuple[int, str]]:
+        with self.db.session() as session:
+            query = select(Device.name, Device.id, Device.target).where(Device.status == HEALTHY)
+            rows = session.execute(query)
+            return {name: (device_id, target) for name, device_id, target in rows}
+
     def pick(self, target: str, exclude: set[int]) -> int | None:
         """The healthy device of `target` with the fewest requests in flight, skipping `exclude`."""
         candidates = [d for d in self.healthy_devices(target) if d not in exclude]
@@ -180,6 +187,10 @@ class DevicePool:
 
     async def check(self, device_id: int) -> str:
         """Run the health check (healthz, info, known answer) and record the outcome; returns the status."""
+        with self.db.session() as session:
+            device = session.get(Device, device_id)
+            if device is not None and device.mode == "pull":
+                return device.status   # nobody can call it; its next claim brings the check
         lock = self._check_locks.setdefault(device_id, asyncio.Lock())
         async with lock:
             try:
@@ -193,8 +204,9 @@ class DevicePool:
             return status
 
     async def check_all(self, statuses: tuple[str, ...] | None = None) -> None:
-        """Health-check every device, or only those whose status is in `statuses`."""
-        query = select(Device.id)
+        """Health-check every push device, or only those whose status is in `statuses` (a pull device is
+        checked by the task it claims first, server/routers/pull.py)."""
+        query = select(Device.id).where(Device.mode == "push")
         if statuses is not None:
             query = query.where(Device.status.in_(statuses))
         with self.db.session() as session:
@@ -205,7 +217,7 @@ class DevicePool:
         live = self.live(device_id)
         await live.client.healthz()
         info = await live.client.info()
-        problem = self._record_fingerprint(device_id, info)
+        problem = self.record_fingerprint(device_id, info)
         if problem:
             return QUARANTINED, problem
         if self.known_answer is None and self.known_answer_loading:
@@ -216,7 +228,7 @@ class DevicePool:
         problem = await self._run_known_answer(live)
         return (QUARANTINED, problem) if problem else (HEALTHY, "known-answer test passed")
 
-    def _record_fingerprint(self, device_id: int, info: dict[str, Any]) -> str:
+    def record_fingerprint(self, device_id: int, info: dict[str, Any]) -> str:
         """Store the reported fingerprint; a non-empty return explains why the device must be quarantined."""
         if not isinstance(info, dict) or not info.get("target"):
             return "/v1/info did not report a target"

@@ -42,6 +42,7 @@ CSV_COLUMNS = (
     "detail",
 )
 JUNIT_ERRORS = frozenset({verdicts.ERROR, verdicts.TIMEOUT, verdicts.WORKER_LOST})
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def job_document(session: Session, job: Job) -> dict[str, Any]:
@@ -67,8 +68,15 @@ def to_csv(session: Session, job: Job) -> str:
         row = {name: cell.get(name) for name in CSV_COLUMNS}
         for name in ("channel", "y", "x", "encoder_level", "decoder_level"):
             row[f"mismatch_{name}"] = mismatch.get(name)
-        writer.writerow(row)
+        writer.writerow({name: _cell_text(value) for name, value in row.items()})
     return buffer.getvalue()
+
+
+def _cell_text(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula gets a leading apostrophe (OWASP's CSV advice)."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
 
 
 def to_junit(session: Session, job: Job) -> str:

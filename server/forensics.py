@@ -8,6 +8,7 @@ base64
 
 import base64
 import io
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +54,23 @@ def _decode_dict(obj: dict[str, Any]) -> np.ndarray:
         dtype = np.dtype(str(obj.get("dtype", "int32"))).newbyteorder("<")
         if dtype.kind not in "iuf":
             raise IndexMapError(f"map dtype {dtype} is not a number")
-        raw = np.frombuffer(base64.b64decode(obj["data"], validate=True), dtype=dtype)
+        data = base64.b64decode(obj["data"], validate=True)
+        if obj.get("compression") == "zlib":
+            data = _inflate(data, int(np.prod(shape)) * dtype.itemsize)
+        raw = np.frombuffer(data, dtype=dtype)
         flat = raw.astype(np.float64 if dtype.kind == "f" else np.int64)
     else:
         raise IndexMapError("index map object has neither 'values' nor 'data'")
     return flat.reshape(shape) if shape else flat
+
+
+def _inflate(data: bytes, size: int) -> bytes:
+    """zlib-decompress at most `size` bytes (a map declares its shape, so nothing bigger is ever expanded)."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, size)
+    if inflater.unconsumed_tail or len(out) != size:
+        raise IndexMapError(f"compressed map does not expand to its declared {size} bytes")
+    return out
 
 
 def max_abs_difference(encoder: np.ndarray, decoder: np.ndarray) -> float:

@@ -36,10 +36,10 @@ def load_known_answer(package_path: Path, cache_dir: Path) -> KnownAnswer:
     archive = archive_bytes(package)
     png = encode_png(known_answer_image())
     cache = _cache_path(cache_dir, package.digest)
-    if cache.is_file():
-        record = json.loads(cache.read_text())
+    record = json.loads(cache.read_text()) if cache.is_file() else None
+    if record is not None and set(ENTROPY_STAGES) <= set(record["decode_hashes"]):
         bitstream, hashes = base64.b64decode(record["bitstream"]), record["decode_hashes"]
-    else:
+    else:   # absent, or recorded before a stage was added to the entropy path
         bitstream, hashes = _reference(package_path)
         write_cache(cache_dir, package.digest, bitstream, hashes)
     return KnownAnswer(package.digest, archive, png, bitstream, hashes)

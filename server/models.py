@@ -44,6 +44,7 @@ class Device(Base):
     source: Mapped[str] = mapped_column(String(16))  # "config" | "registered"
     # healthy | quarantined | offline | unchecked
     status: Mapped[str] = mapped_column(String(16), default="unchecked")
+    mode: Mapped[str] = mapped_column(String(8), default="push")  # push: we call it; pull: it polls us
     health_detail: Mapped[str] = mapped_column(Text, default="")
     fingerprint_id: Mapped[int | None] = mapped_column(ForeignKey("fingerprints.id"))
     claimed_fingerprint: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # sent at registration
@@ -87,6 +88,9 @@ class Job(Base):
     encoder_targets: Mapped[list[Any]]
     decoder_targets: Mapped[list[Any]]
     repeat: Mapped[int] = mapped_column(Integer, default=1)
+    # target -> device id, for targets selected by naming a device: that target's work runs there only
+    encoder_pins: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    decoder_pins: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -94,11 +98,20 @@ class Job(Base):
 
 
 class _TaskColumns:
-    """Columns shared by encodes and decodes: where it ran, what came back, how it ended."""
+    """Columns shared by encodes and decodes: the lease, where it ran, what came back, how it ended.
 
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    # pending|running|done|error|timeout|worker-lost|not-run
+    A task is `pending` in the queue until a free device of its target claims it: it is then `running` under a
+    lease (a random token and an expiry the device's dispatcher renews). An expired lease puts it back to
+    `pending`, with the attempt counted; a result is accepted only under the lease it was claimed with.
+    """
+
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    # pending|running|done|failed|error|timeout|worker-lost|not-run
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+    pinned_device_id: Mapped[int | None] = mapped_column(Integer)  # a device id (no FK: devices come and go)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    maps_sha256: Mapped[str | None] = mapped_column(String(64))  # the per-element forensic maps (JSON blob)
     fingerprint_id: Mapped[int | None] = mapped_column(ForeignKey("fingerprints.id"))
     emulated: Mapped[bool | None] = mapped_column(Boolean)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

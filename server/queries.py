@@ -2,6 +2,7 @@
 dashboard renders. Nothing here writes."""
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,19 +47,41 @@ def _iso(value: datetime | None) -> str | None:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
-def job_summary(session: Session, job: Job) -> dict[str, Any]:
+@dataclass
+class JobCounts:
+    """What a job summary needs besides the job row: finished tasks and cells by verdict."""
+
+    encodes: int = 0
+    decodes: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+
+
+def job_counts(session: Session, job_ids: list[int]) -> dict[int, JobCounts]:
+    """Counts of many jobs in three grouped queries, however many jobs there are."""
+    counts = {job_id: JobCounts() for job_id in job_ids}
+    if not job_ids:
+        return counts
+    for model, attribute in ((Encode, "encodes"), (Decode, "decodes")):
+        query = (select(model.job_id, func.count()).where(model.job_id.in_(job_ids),
+                                                          model.status.in_(FINISHED_TASK))
+                 .group_by(model.job_id))
+        for job_id, count in session.execute(query):
+            setattr(counts[job_id], attribute, count)
+    query = (select(Cell.job_id, Cell.verdict, func.count()).where(Cell.job_id.in_(job_ids))
+             .group_by(Cell.job_id, Cell.verdict))
+    for job_id, verdict, count in session.execute(query):
+        counts[job_id].verdicts[verdict] = count
+    return counts
+
+
+def job_summary(session: Session, job: Job, counts: JobCounts | None = None) -> dict[str, Any]:
+    counts = counts or job_counts(session, [job.id])[job.id]
     codecs, images = len(job.codec_digests), len(job.image_digests)
     encoders, decoders = len(job.encoder_targets), len(job.decoder_targets)
     planned_encodes = codecs * images * encoders * job.repeat
     planned_decodes = planned_encodes * decoders
     planned_cells = codecs * images * encoders * decoders
-    finished_encodes = _count(session, Encode, job.id)
-    finished_decodes = _count(session, Decode, job.id)
-    cells = dict(
-        session.execute(
-            select(Cell.verdict, func.count()).where(Cell.job_id == job.id).group_by(Cell.verdict)
-        ).all()
-    )
+    finished_encodes, finished_decodes, cells = counts.encodes, counts.decodes, counts.verdicts
     done_cells = sum(cells.values())
     return {
         "id": job.id,
@@ -82,20 +105,11 @@ def job_summary(session: Session, job: Job) -> dict[str, Any]:
     }
 
 
-def _count(session: Session, model, job_id: int) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(model)
-            .where(model.job_id == job_id, model.status.in_(FINISHED_TASK))
-        )
-        or 0
-    )
-
-
 def list_jobs(session: Session, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    jobs = session.scalars(select(Job).order_by(Job.id.desc()).limit(limit).offset(offset))
-    return [job_summary(session, job) for job in jobs]
+    """A page of jobs, newest first: four queries in all."""
+    jobs = list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)))
+    counts = job_counts(session, [job.id for job in jobs])
+    return [job_summary(session, job, counts[job.id]) for job in jobs]
 
 
 def cell_rows(session: Session, job_id: int) -> list[dict[str, Any]]:
@@ -332,6 +346,7 @@ def device_dict(session: Session, device: Device) -> dict[str, Any]:
         "url": device.url,
         "target": device.target,
         "source": device.source,
+        "mode": device.mode,
         "status": device.status,
         "health_detail": device.health_detail,
         "last_heartbeat": _iso(device.last_heartbeat),

@@ -66,6 +66,10 @@ from server.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings, default_data_dir
     help="Seconds per worker call before the task ends as timeout.",
 )
 @click.option("--health-interval", type=click.FloatRange(min=1), default=60.0, show_default=True)
+@click.option("--lease-seconds", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="A task's lease: a device silent this long loses its task to another one.")
+@click.option("--orphan-seconds", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Pending work of a target with no usable device ends worker-lost after this long.")
 @click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
@@ -81,6 +85,8 @@ def serve_command(
     worker_concurrency: int,
     request_timeout: float,
     health_interval: float,
+    lease_seconds: float,
+    orphan_seconds: float,
     log_level: str,
 ) -> None:
     """Run the coordinator: REST API at /api, OpenAPI at /openapi.json."""
@@ -105,8 +111,16 @@ def serve_command(
         worker_concurrency=worker_concurrency,
         request_timeout=request_timeout,
         health_interval=health_interval,
+        lease_seconds=lease_seconds,
+        orphan_seconds=orphan_seconds,
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    from server.db import DatabaseRefused
+
+    try:
+        app = create_app(settings)
+    except DatabaseRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
 def _check_workers_config(path: Path) -> None:

@@ -26,6 +26,11 @@ class Settings:
     retry_backoff: float = 0.5  # seconds, doubled each retry
     health_interval: float = 60.0  # seconds between health checks of every device
     offline_recheck_interval: float = 10.0  # seconds between checks of offline and unchecked devices
+    lease_seconds: float = 30.0  # a task's lease; a device silent this long loses it
+    max_attempts: int = 3  # claims of one task before it ends worker-lost
+    orphan_seconds: float = 60.0  # pending work of a target with no usable device ends worker-lost after this
+    pull_wait_seconds: float = 20.0  # longest long poll of a pull worker
+    max_json_bytes: int = 2**20  # any JSON request body
     run_scheduler: bool = True
 
     @property

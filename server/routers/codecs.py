@@ -1,5 +1,6 @@
 """Codec packages: uploaded once as an archive, verified against their digest, referred to by digest."""
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -29,7 +30,7 @@ UPLOAD = {
     responses={200: {"description": "already stored"}},
 )
 async def put_codec(digest: DigestPath, request: Request, app: AppDep) -> JSONResponse:
-    return _store(app, await read_body(request), digest)
+    return await asyncio.to_thread(_store, app, await read_body(request), digest)
 
 
 @router.post(
@@ -40,7 +41,7 @@ async def put_codec(digest: DigestPath, request: Request, app: AppDep) -> JSONRe
     responses={200: {"description": "already stored"}},
 )
 async def post_codec(request: Request, app: AppDep) -> JSONResponse:
-    return _store(app, await read_body(request), None)
+    return await asyncio.to_thread(_store, app, await read_body(request), None)
 
 
 def _store(app, archive: bytes, digest: str | None) -> JSONResponse:

@@ -1,5 +1,6 @@
 """Images (PNG, uploaded once, named by the SHA-256 of their bytes), bundled image sets, and raw blobs."""
 
+import asyncio
 import hashlib
 from typing import Annotated, Any
 
@@ -32,7 +33,7 @@ Name = Annotated[str | None, Query(min_length=1, max_length=200)]
     responses={200: {"description": "already stored"}},
 )
 async def post_image(request: Request, app: AppDep, name: Name = None) -> JSONResponse:
-    return _store(app, await read_body(request), name, None)
+    return await asyncio.to_thread(_store, app, await read_body(request), name, None)
 
 
 @router.put(
@@ -43,7 +44,7 @@ async def post_image(request: Request, app: AppDep, name: Name = None) -> JSONRe
     responses={200: {"description": "already stored"}},
 )
 async def put_image(digest: DigestPath, request: Request, app: AppDep, name: Name = None) -> JSONResponse:
-    return _store(app, await read_body(request), name, digest)
+    return await asyncio.to_thread(_store, app, await read_body(request), name, digest)
 
 
 def _store(app, data: bytes, name: str | None, digest: str | None) -> JSONResponse:

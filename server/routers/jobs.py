@@ -48,8 +48,8 @@ class JobCreated(BaseModel):
 def submit_job(body: JobRequest, app: AppDep) -> JobCreated:
     codecs = _unique(body.codecs)
     images = _resolve_images(app, body.images)
-    encoders = _resolve_targets(app, body.encoders, "encoder")
-    decoders = _resolve_targets(app, body.decoders, "decoder")
+    encoders, encoder_pins = _resolve_targets(app, body.encoders, "encoder")
+    decoders, decoder_pins = _resolve_targets(app, body.decoders, "decoder")
     with app.db.session() as session:
         known = set(session.scalars(select(Codec.digest).where(Codec.digest.in_(codecs))))
         missing = [d for d in codecs if d not in known]
@@ -64,6 +64,8 @@ def submit_job(body: JobRequest, app: AppDep) -> JobCreated:
             image_digests=images,
             encoder_targets=encoders,
             decoder_targets=decoders,
+            encoder_pins=encoder_pins,
+            decoder_pins=decoder_pins,
             repeat=body.repeat,
         )
         session.add(job)
@@ -91,19 +93,27 @@ def _resolve_images(app: AppState, images: str | list[str]) -> list[str]:
     return digests
 
 
-def _resolve_targets(app: AppState, selectors: list[str], role: str) -> list[str]:
-    """Targets named by the selectors: a target, a device's name (meaning its target), or '*' for all.
-    Only healthy devices count: a quarantined or offline device is never selected, even by name."""
+def _resolve_targets(app: AppState, selectors: list[str], role: str) -> tuple[list[str], dict[str, int]]:
+    """Targets named by the selectors: a target, a device's name, or '*' for all; and the pins.
+
+    Naming a device pins its target's work to that device. Only healthy devices count: a quarantined or
+    offline device is never selected, even by name."""
     healthy = app.pool.healthy_targets()
-    device_targets = {name: target for target, names in healthy.items() for name in names}
+    devices = app.pool.healthy_devices_by_name()
     targets: list[str] = []
+    pins: dict[str, int] = {}
     for selector in selectors:
         if selector in ("*", "all"):
             targets.extend(sorted(healthy))
         elif selector in healthy:
             targets.append(selector)
-        elif selector in device_targets:
-            targets.append(device_targets[selector])
+        elif selector in devices:
+            device_id, target = devices[selector]
+            if pins.get(target, device_id) != device_id:
+                raise HTTPException(422, f"{role}s name two devices of target {target!r}; name one, or the "
+                                         "target itself")
+            targets.append(target)
+            pins[target] = device_id
         else:
             raise HTTPException(
                 422,
@@ -112,7 +122,7 @@ def _resolve_targets(app: AppState, selectors: list[str], role: str) -> list[str
             )
     if not targets:
         raise HTTPException(422, f"no healthy {role} device; register workers first")
-    return _unique(targets)
+    return _unique(targets), pins
 
 
 def _job(session, job_id: int) -> Job:

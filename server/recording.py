@@ -1,0 +1,384 @@
+"""Recording: task results into their rows, cells with their forensics once their inputs are in, job ends.
+
+A task's result is written under its lease only (server/taskqueue.py), then the work it unblocks follows:
+the first encode of a unit, once done, plans its decodes; a cell is recorded as soon as the encodes of its
+unit and the decodes of its decoder target have all finished, with its verdict (server/verdicts.py) and, for
+a desync or a symbol-exact cell, the forensics read from the per-element maps both sides returned with their
+results (no further call to any worker). Every cell exists once: a unique key, insert-if-absent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from codec import errors as codec_errors
+from codec.images import decode_png
+from server import bdrate, verdicts
+from server.db import Database
+from server.forensics import IndexMapError, decode_array, first_mismatch, max_abs_difference
+from server.models import Cell, Decode, Encode, Image, Job, Mismatch, utcnow
+from server.planning import Unit, plan_decodes, units
+from server.storage import BlobStore
+from server.taskqueue import MODELS, Lease, TaskQueue
+from server.workerclient import CodecResult
+
+log = logging.getLogger("bitmatch.server.recording")
+
+UNFINISHED = ("pending", "running")
+MAP_NAMES = ("index_map", "symbol_map", "y_hat_map")
+BITSTREAM_ERROR_CODES = frozenset(
+    cls.code
+    for cls in vars(codec_errors).values()
+    if isinstance(cls, type) and issubclass(cls, codec_errors.BitstreamError)
+)
+FingerprintOf = Callable[[int], tuple[int | None, bool | None]]
+
+
+@dataclass
+class TaskFailure:
+    status: str  # error | timeout | worker-lost | rejected
+    code: str
+    detail: str
+
+
+class Recorder:
+    def __init__(
+        self, db: Database, store: BlobStore, queue: TaskQueue, fingerprint_of: FingerprintOf
+    ) -> None:
+        self.db, self.store, self.queue, self.fingerprint_of = db, store, queue, fingerprint_of
+
+    # --- task results ---------------------------------------------------------------------------------
+
+    def result(self, lease: Lease, result: CodecResult) -> bool:
+        """A worker's answer. A decode that stopped in the y section ("partial") is a `failed` decode."""
+        if lease.kind == "encode" and result.bitstream is None:
+            return self.failure(
+                lease, TaskFailure(verdicts.ERROR, "no-bitstream", "encode answer has no bitstream")
+            )
+        if not self.queue.holds(lease):   # before any work: a stale or forged lease records nothing
+            return False
+        image_sha = self._image_sha(lease)
+        psnr = self._psnr_against_source(image_sha, result.recon_png)
+        maps_sha = self._store_maps(result)
+
+        def apply(_session: Session, row: Encode | Decode) -> None:
+            self._fill(row, lease.device_id, result, maps_sha)
+            if lease.kind == "encode":
+                row.bitstream_sha256 = self.store.put(result.bitstream)
+                row.bpp = _number(result.metrics.get("bpp"))
+                row.psnr = psnr if psnr is not None else _number(result.metrics.get("psnr"))
+            else:
+                row.psnr = psnr
+            if result.raw.get("partial"):
+                error = result.raw.get("decode_error") or {}
+                row.status, row.error_code = verdicts.FAILED, str(error.get("error", "corrupt-stream"))
+                row.error_detail = str(error.get("detail", ""))
+
+        return self._finish(lease, apply)
+
+    def failure(self, lease: Lease, failure: TaskFailure) -> bool:
+        """A task without a result: its status says why (a typed bitstream error is a failed decode)."""
+
+        def apply(_session: Session, row: Encode | Decode) -> None:
+            if failure.status == "rejected":
+                bitstream_error = lease.kind == "decode" and failure.code in BITSTREAM_ERROR_CODES
+                row.status = verdicts.FAILED if bitstream_error else verdicts.ERROR
+            else:
+                row.status = failure.status
+            row.error_code, row.error_detail, row.finished_at = failure.code, failure.detail, utcnow()
+            row.device_id = lease.device_id
+            row.fingerprint_id, row.emulated = self.fingerprint_of(lease.device_id)
+
+        return self._finish(lease, apply)
+
+    def _finish(self, lease: Lease, apply: Callable[[Session, Encode | Decode], None]) -> bool:
+        if not self.queue.finish(lease, apply):
+            log.info("result of %s %s discarded: its lease was lost", lease.kind, lease.task_id)
+            return False
+        self.advance(lease.kind, lease.task_id)
+        return True
+
+    def _fill(self, row: Encode | Decode, device_id: int, result: CodecResult, maps_sha: str | None) -> None:
+        row.status, row.device_id, row.finished_at = verdicts.DONE, device_id, utcnow()
+        row.fingerprint_id, row.emulated = self.fingerprint_of(device_id)
+        row.stage_hashes, row.timings = result.stage_hashes, result.timings
+        row.recon_sha256 = self.store.put(result.recon_png) if result.recon_png is not None else None
+        row.maps_sha256 = maps_sha
+        row.error_code = row.error_detail = None
+
+    def _store_maps(self, result: CodecResult) -> str | None:
+        maps = {name: result.raw[name] for name in MAP_NAMES if isinstance(result.raw.get(name), dict)}
+        if not maps:
+            return None
+        return self.store.put(json.dumps(maps, sort_keys=True).encode())
+
+    def _image_sha(self, lease: Lease) -> str:
+        with self.db.session() as session:
+            row = session.get(MODELS[lease.kind], lease.task_id)
+            encode = row if lease.kind == "encode" else session.get(Encode, row.encode_id)
+            return session.get(Image, encode.image_id).digest
+
+    def _psnr_against_source(self, image_sha: str, recon_png: bytes | None) -> float | None:
+        if recon_png is None:
+            return None
+        return verdicts.psnr(decode_png(self.store.get(image_sha)), decode_png(recon_png))
+
+    # --- what a finished task unblocks ------------------------------------------------------------------
+
+    def advance(self, kind: str, task_id: int) -> None:
+        with self.db.session() as session:
+            row = session.get(MODELS[kind], task_id)
+            encode = row if kind == "encode" else session.get(Encode, row.encode_id)
+            job = session.get(Job, encode.job_id)
+            unit = Unit(encode.codec_id, encode.image_id, encode.target)
+            if kind == "encode" and row.repeat == 0 and row.status == verdicts.DONE:
+                plan_decodes(session, job, row)
+            targets = list(job.decoder_targets) if kind == "encode" else [row.target]
+        for target in targets:
+            self.record_cell(encode.job_id, unit, target)
+
+    def record_cell(self, job_id: int, unit: Unit, decoder_target: str, final: bool = False) -> None:
+        """The cell, once its encodes and decodes have all finished (or, with `final`, whatever they are)."""
+        with self.db.session() as session:
+            if _cell_exists(session, job_id, unit, decoder_target):
+                return
+            encodes = _unit_encodes(session, job_id, unit)
+            first = encodes[0] if encodes else None
+            decodes = _decodes(session, first.id, decoder_target) if first else []
+            if not final and not _ready(encodes, decodes):
+                return
+            cell = self._evaluate(job_id, unit, decoder_target, encodes, decodes)
+            mismatch = None
+            if cell.verdict == verdicts.DESYNC:
+                mismatch = self._locate(first, decodes[0] if decodes else None, cell.first_stage)
+            elif cell.verdict == verdicts.SYMBOL_EXACT:
+                self._measure_latent_drift(cell, first, decodes[0])
+        self._insert(cell, mismatch)
+
+    def _evaluate(
+        self, job_id: int, unit: Unit, decoder_target: str, encodes: list[Encode], decodes: list[Decode]
+    ) -> Cell:
+        first_encode = encodes[0] if encodes else None
+        first_decode = decodes[0] if decodes else None
+        encode_outcome = _outcome(first_encode) if first_encode else verdicts.Outcome(verdicts.NOT_RUN)
+        verdict = verdicts.decide(encode_outcome, _outcome(first_decode) if first_decode else None)
+        notes = [
+            note
+            for note in (
+                _prefixed(
+                    "encoder",
+                    verdicts.nondeterminism(
+                        [_outcome(e) for e in encodes], [e.bitstream_sha256 for e in encodes]
+                    ),
+                ),
+                _prefixed("decoder", verdicts.nondeterminism([_outcome(d) for d in decodes])),
+            )
+            if note
+        ]
+        cell = Cell(
+            job_id=job_id,
+            codec_id=unit.codec_id,
+            image_id=unit.image_id,
+            encoder_target=unit.target,
+            decoder_target=decoder_target,
+            verdict=verdict.verdict,
+            first_stage=verdict.first_stage,
+            detail=verdict.detail,
+            nondeterministic=bool(notes),
+            nondeterminism_detail="; ".join(notes),
+            encode_id=first_encode.id if first_encode else None,
+            decode_id=first_decode.id if first_decode else None,
+            encoder_fingerprint_id=first_encode.fingerprint_id if first_encode else None,
+            decoder_fingerprint_id=first_decode.fingerprint_id if first_decode else None,
+            emulated=bool(
+                (first_encode and first_encode.emulated) or (first_decode and first_decode.emulated)
+            ),
+        )
+        if verdict.verdict in (verdicts.LATENT_EXACT, verdicts.SYMBOL_EXACT):
+            self._measure_recon_difference(cell, first_encode, first_decode)
+        return cell
+
+    def _measure_recon_difference(self, cell: Cell, encode: Encode, decode: Decode) -> None:
+        if not (encode.recon_sha256 and decode.recon_sha256):
+            cell.detail += "; reconstructions not returned, difference not measured"
+            return
+        encoder_recon = decode_png(self.store.get(encode.recon_sha256))
+        decoder_recon = decode_png(self.store.get(decode.recon_sha256))
+        cell.max_abs_diff, cell.recon_psnr = verdicts.recon_difference(encoder_recon, decoder_recon)
+
+    def _maps(self, row: Encode | Decode | None) -> dict[str, Any]:
+        if row is None or row.maps_sha256 is None or not self.store.exists(row.maps_sha256):
+            raise IndexMapError("the maps were not returned (too large, or an older worker)")
+        return json.loads(self.store.get(row.maps_sha256))
+
+    def _locate(self, encode: Encode, decode: Decode | None, stage: str | None) -> Mismatch:
+        """The first latent element (coding order) whose scale index or symbol differs between the sides."""
+        mismatch = Mismatch(stage=stage or "", detail="")
+        notes = []
+        if decode is not None and decode.status == verdicts.FAILED:
+            notes.append(f"the decoder refused the stream: {decode.error_code}: {decode.error_detail}")
+        try:
+            encoder, decoder = self._maps(encode), self._maps(decode)
+            symbols = [
+                decode_array(side["symbol_map"]) if "symbol_map" in side else None
+                for side in (encoder, decoder)
+            ]
+            if symbols[1] is None:
+                symbols = [None, None]
+            found = first_mismatch(
+                decode_array(encoder["index_map"]), decode_array(decoder["index_map"]), *symbols
+            )
+        except (IndexMapError, KeyError) as exc:
+            notes.append(f"not located: {exc}")
+            mismatch.detail = "; ".join(notes)
+            return mismatch
+        if found is None:
+            notes.append("scale indexes and symbols agree everywhere the decoder got to")
+        else:
+            for name in (
+                "flat_index",
+                "channel",
+                "y",
+                "x",
+                "encoder_level",
+                "decoder_level",
+                "encoder_value",
+                "decoder_value",
+            ):
+                setattr(mismatch, name, getattr(found, name))
+            notes.append("first element whose scale index or symbol differs (C order, the coding order)")
+        mismatch.detail = "; ".join(notes)
+        return mismatch
+
+    def _measure_latent_drift(self, cell: Cell, encode: Encode, decode: Decode) -> None:
+        """A symbol-exact cell's largest |y_hat encoder - y_hat decoder|, in latent units."""
+        try:
+            encoder, decoder = self._maps(encode), self._maps(decode)
+            cell.y_hat_max_abs_diff = max_abs_difference(
+                decode_array(encoder["y_hat_map"]), decode_array(decoder["y_hat_map"])
+            )
+        except (IndexMapError, KeyError) as exc:
+            cell.detail += f"; y_hat drift not measured: {exc}"
+
+    def _insert(self, cell: Cell, mismatch: Mismatch | None) -> None:
+        try:
+            with self.db.session() as session:
+                session.add(cell)
+                session.flush()
+                if mismatch is not None:
+                    mismatch.cell_id = cell.id
+                    session.add(mismatch)
+        except IntegrityError:
+            log.info(
+                "cell already recorded: job %s %s->%s", cell.job_id, cell.encoder_target, cell.decoder_target
+            )
+
+    # --- the end of a job -------------------------------------------------------------------------------
+
+    def unfinished(self, job_id: int) -> int:
+        with self.db.session() as session:
+            return sum(
+                session.scalar(
+                    select(func.count()).where(model.job_id == job_id, model.status.in_(UNFINISHED))
+                )
+                for model in MODELS.values()
+            )
+
+    def finalize(self, job_id: int, status: str, detail: str) -> bool:
+        """Close unfinished tasks as not-run, give every missing cell its verdict, then RD and BD-rates.
+        Returns False when another coordinator closed the job first."""
+        with self.db.session() as session:
+            for model in MODELS.values():
+                session.execute(
+                    update(model)
+                    .where(model.job_id == job_id, model.status.in_(UNFINISHED))
+                    .values(status=verdicts.NOT_RUN, error_detail=f"job {status}", lease_token=None)
+                )
+            job = session.get(Job, job_id)
+            all_units, decoder_targets = units(session, job), list(job.decoder_targets)
+        for unit in all_units:
+            for decoder in decoder_targets:
+                self.record_cell(job_id, unit, decoder, final=True)
+        try:
+            with self.db.session() as session:
+                bdrate.record(session, job_id)
+        except Exception as exc:  # the verdicts stand even when the RD summary cannot be computed
+            log.exception("RD/BD-rate summary of job %s failed", job_id)
+            problem = f"BD-rate summary failed: {type(exc).__name__}: {exc}"
+            detail = f"{detail}; {problem}" if detail else problem
+        with self.db.session() as session:
+            closed = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(("queued", "running", "cancelling")))
+                .values(status=status, detail=detail, finished_at=utcnow())
+            )
+            return closed.rowcount == 1
+
+
+def _cell_exists(session: Session, job_id: int, unit: Unit, decoder_target: str) -> bool:
+    return (
+        session.scalar(
+            select(Cell.id).where(
+                Cell.job_id == job_id,
+                Cell.codec_id == unit.codec_id,
+                Cell.image_id == unit.image_id,
+                Cell.encoder_target == unit.target,
+                Cell.decoder_target == decoder_target,
+            )
+        )
+        is not None
+    )
+
+
+def _unit_encodes(session: Session, job_id: int, unit: Unit) -> list[Encode]:
+    return list(
+        session.scalars(
+            select(Encode)
+            .where(
+                Encode.job_id == job_id,
+                Encode.codec_id == unit.codec_id,
+                Encode.image_id == unit.image_id,
+                Encode.target == unit.target,
+            )
+            .order_by(Encode.repeat)
+        )
+    )
+
+
+def _decodes(session: Session, encode_id: int, target: str) -> list[Decode]:
+    return list(
+        session.scalars(
+            select(Decode)
+            .where(Decode.encode_id == encode_id, Decode.target == target)
+            .order_by(Decode.repeat)
+        )
+    )
+
+
+def _ready(encodes: list[Encode], decodes: list[Decode]) -> bool:
+    """Every encode of the unit finished, and (when the first one is done) every decode of the target."""
+    if not encodes or any(e.status in UNFINISHED for e in encodes):
+        return False
+    if encodes[0].status != verdicts.DONE:
+        return True
+    return bool(decodes) and not any(d.status in UNFINISHED for d in decodes)
+
+
+def _outcome(row: Encode | Decode) -> verdicts.Outcome:
+    return verdicts.Outcome(row.status, row.stage_hashes, row.error_code, row.error_detail)
+
+
+def _prefixed(side: str, note: str) -> str:
+    return f"{side}: {note}" if note else ""
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None

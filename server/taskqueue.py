@@ -1,0 +1,190 @@
+"""The queue of leased tasks: encodes and decodes, claimed atomically by a free device of their target.
+
+A claim turns the oldest `pending` task of the device's target (decodes before encodes: they finish cells)
+into `running` under a lease: a random token and an expiry. Whoever runs the task (the coordinator's push
+dispatcher, or a pull worker) renews the lease while it works; a result is recorded only under the token it
+was claimed with, so a task whose lease expired and was claimed again can never be recorded twice. A lease
+that expires puts its task back to `pending`, its attempt counted; after `max_attempts` the task ends
+`worker-lost`. A device gets no more tasks than it has slots, counted in the database, so several
+coordinators sharing one PostgreSQL database never overload a worker between them; there the claim also
+locks the task row with FOR UPDATE SKIP LOCKED, so two coordinators never claim the same task.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from server.db import Database
+from server.models import Decode, Device, Encode, Job, utcnow
+
+PENDING, RUNNING = "pending", "running"
+WORKER_LOST = "worker-lost"
+KINDS = ("decode", "encode")  # claim order
+MODELS: dict[str, type[Encode] | type[Decode]] = {"encode": Encode, "decode": Decode}
+
+
+@dataclass(frozen=True)
+class Lease:
+    kind: str
+    task_id: int
+    token: str
+    device_id: int
+    job_id: int
+    target: str
+    attempt: int
+
+
+class TaskQueue:
+    def __init__(self, db: Database, lease_seconds: float, max_attempts: int) -> None:
+        self.db, self.lease_seconds, self.max_attempts = db, lease_seconds, max_attempts
+        self.locking = db.engine.dialect.name == "postgresql"
+        self._claims = threading.Lock()  # one claim at a time per process (SQLite has one writer anyway)
+
+    def _expiry(self) -> datetime:
+        return utcnow() + timedelta(seconds=self.lease_seconds)
+
+    def claim(self, device_id: int, target: str, slots: int) -> Lease | None:
+        """The next task for this device, or None when it has no free slot or nothing is pending."""
+        with self._claims, self.db.session() as session:
+            if self.locking:  # serialises the slot count of one device across coordinators
+                session.execute(select(Device.id).where(Device.id == device_id).with_for_update())
+            if self.running_on(session, device_id) >= slots:
+                return None
+            for kind in KINDS:
+                lease = self._claim_one(session, kind, device_id, target)
+                if lease is not None:
+                    return lease
+        return None
+
+    @staticmethod
+    def running_on(session: Session, device_id: int) -> int:
+        return sum(
+            session.scalar(select(func.count()).where(model.device_id == device_id, model.status == RUNNING))
+            for model in MODELS.values()
+        )
+
+    def _claim_one(self, session: Session, kind: str, device_id: int, target: str) -> Lease | None:
+        model = MODELS[kind]
+        query = (
+            select(model.id, model.job_id)
+            .join(Job, Job.id == model.job_id)
+            .where(
+                model.status == PENDING,
+                model.target == target,
+                Job.status == "running",
+                or_(model.pinned_device_id.is_(None), model.pinned_device_id == device_id),
+            )
+            .order_by(model.id)
+            .limit(1)
+        )
+        if self.locking:
+            query = query.with_for_update(skip_locked=True, of=model)
+        row = session.execute(query).first()
+        if row is None:
+            return None
+        token = secrets.token_hex(16)
+        claimed = session.execute(
+            update(model)
+            .where(model.id == row.id, model.status == PENDING)
+            .values(
+                status=RUNNING,
+                device_id=device_id,
+                lease_token=token,
+                lease_expires_at=self._expiry(),
+                attempts=model.attempts + 1,
+            )
+        )
+        if claimed.rowcount != 1:
+            return None
+        attempts = session.scalar(select(model.attempts).where(model.id == row.id))
+        return Lease(kind, row.id, token, device_id, row.job_id, target, attempts)
+
+    def holds(self, lease: Lease) -> bool:
+        model = MODELS[lease.kind]
+        with self.db.session() as session:
+            row = session.get(model, lease.task_id)
+            return row is not None and row.status == RUNNING and row.lease_token == lease.token
+
+    def renew(self, lease: Lease) -> bool:
+        """Extend the lease; False when it is no longer held (expired and claimed again, or cancelled)."""
+        model = MODELS[lease.kind]
+        with self.db.session() as session:
+            result = session.execute(
+                update(model)
+                .where(model.id == lease.task_id, model.status == RUNNING, model.lease_token == lease.token)
+                .values(lease_expires_at=self._expiry())
+            )
+            return result.rowcount == 1
+
+    def release(self, lease: Lease, detail: str, counted: bool = True) -> str | None:
+        """Give the task back: pending again, or worker-lost after the last attempt (a device that was lost
+        counts; `counted=False`, a busy device, does not). Returns the new status, None when the lease was no
+        longer held."""
+        model = MODELS[lease.kind]
+        with self.db.session() as session:
+            row = session.get(model, lease.task_id)
+            if row is None or row.status != RUNNING or row.lease_token != lease.token:
+                return None
+            if not counted:
+                row.attempts -= 1
+            return self._give_back(row, detail)
+
+    def _give_back(self, row: Encode | Decode, detail: str) -> str:
+        row.lease_token, row.lease_expires_at = None, None
+        if row.attempts >= self.max_attempts:
+            row.status, row.error_code, row.error_detail = WORKER_LOST, WORKER_LOST, detail
+            row.finished_at = utcnow()
+        else:
+            row.status, row.error_detail = PENDING, detail
+        return row.status
+
+    def finish(self, lease: Lease, apply: Callable[[Session, Encode | Decode], None]) -> bool:
+        """Record a result: `apply` fills the row, under the lease only. False when the lease was lost."""
+        model = MODELS[lease.kind]
+        with self.db.session() as session:
+            row = session.get(model, lease.task_id, with_for_update=self.locking)
+            if row is None or row.status != RUNNING or row.lease_token != lease.token:
+                return False
+            apply(session, row)
+            row.lease_token, row.lease_expires_at = None, None
+            return True
+
+    def reap(self) -> list[int]:
+        """Tasks whose lease expired go back to the queue; returns the devices that held them."""
+        now = utcnow()
+        devices: list[int] = []
+        with self.db.session() as session:
+            for model in MODELS.values():
+                query = select(model).where(model.status == RUNNING, model.lease_expires_at < now)
+                if self.locking:
+                    query = query.with_for_update(skip_locked=True)
+                for row in session.scalars(query):
+                    devices.append(row.device_id)
+                    self._give_back(row, f"lease expired on device {row.device_id}")
+        return sorted({d for d in devices if d is not None})
+
+    def release_all_running(self) -> int:
+        """At start-up of the only writer (SQLite): every running task's holder went with the old process."""
+        count = 0
+        with self.db.session() as session:
+            for model in MODELS.values():
+                for row in session.scalars(select(model).where(model.status == RUNNING)):
+                    row.attempts -= 1  # the coordinator stopped, not the device: the attempt does not count
+                    self._give_back(row, "the coordinator holding its lease stopped")
+                    count += 1
+        return count
+
+    def pending_targets(self) -> set[str]:
+        with self.db.session() as session:
+            return {
+                target
+                for model in MODELS.values()
+                for target in session.scalars(select(model.target).where(model.status == PENDING).distinct())
+            }
