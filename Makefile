@@ -28,6 +28,7 @@ provision: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check codec worker server tests bench
+	$(BIN)/ruff format --check codec worker server tests bench
 
 test: $(STAMP) $(COMPRESSAI) lint provision
 	$(BIN)/python -m pytest -q

@@ -52,16 +52,26 @@ def _import_compressai_models():  # type: ignore[no-untyped-def]
     import site
     import types
 
-    root = next(Path(folder) / "compressai" for folder in site.getsitepackages()
-                if (Path(folder) / "compressai").is_dir())
+    root = next(
+        Path(folder) / "compressai"
+        for folder in site.getsitepackages()
+        if (Path(folder) / "compressai").is_dir()
+    )
     package = types.ModuleType("compressai")
     package.__path__ = [str(root)]  # type: ignore[attr-defined]
     package.get_entropy_coder = lambda: "ans"  # type: ignore[attr-defined]
     package.available_entropy_coders = lambda: ["ans"]  # type: ignore[attr-defined]
     registry = types.ModuleType("compressai.registry")
-    for name in ("register_model", "register_module", "register_transform", "register_criterion",
-                 "register_optimizer", "register_scheduler", "register_dataset"):
-        setattr(registry, name, lambda *args, **kwargs: (lambda cls: cls))
+    for name in (
+        "register_model",
+        "register_module",
+        "register_transform",
+        "register_criterion",
+        "register_optimizer",
+        "register_scheduler",
+        "register_dataset",
+    ):
+        setattr(registry, name, lambda *args, **kwargs: lambda cls: cls)
     sys.modules["compressai"], sys.modules["compressai.registry"] = package, registry
     from compressai.models.google import ScaleHyperprior
 
@@ -74,7 +84,7 @@ def compressai_worker(image_path: str, repeats: int) -> dict[str, object]:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     scale_hyperprior = _import_compressai_models()
-    net = scale_hyperprior(N, M).eval()          # bmshj2018-hyperprior, quality 3: N=128, M=192
+    net = scale_hyperprior(N, M).eval()  # bmshj2018-hyperprior, quality 3: N=128, M=192
     net.update(force=True)
     image = np.load(image_path)
     x = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
@@ -86,9 +96,12 @@ def compressai_worker(image_path: str, repeats: int) -> dict[str, object]:
             net.decompress(coded["strings"], coded["shape"])
         sizes.append(sum(len(s[0]) for s in coded["strings"]))
 
-    round_trip()                                  # warm-up
-    return {"compressai_ms": _best_ms(round_trip, repeats), "compressai_bytes": sizes[-1],
-            "torch": torch.__version__}
+    round_trip()  # warm-up
+    return {
+        "compressai_ms": _best_ms(round_trip, repeats),
+        "compressai_bytes": sizes[-1],
+        "torch": torch.__version__,
+    }
 
 
 def _bench_python() -> Path:
@@ -105,8 +118,11 @@ def provision() -> None:
     for module, requirement in MODEL_DEPS.items():
         if subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode != 0:
             # numpy stays below 2: the venv's torch build and compressai's extension need it
-            subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", requirement,
-                            "numpy<2"], check=True, stdout=sys.stderr)
+            subprocess.run(
+                [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", requirement, "numpy<2"],
+                check=True,
+                stdout=sys.stderr,
+            )
 
 
 def run_compressai(image: np.ndarray, repeats: int) -> dict[str, object]:
@@ -150,9 +166,15 @@ def run_bitmatch(image: np.ndarray, repeats: int, workdir: Path) -> dict[str, ob
         session = Codec.load(workdir / precision, "ort-cpu-1t")._hyper
         session.run({"z_hat": z_hat})
         hs_ms[precision] = _best_ms(lambda s=session: s.run({"z_hat": z_hat}), 5 * repeats)
-    return {"bitmatch_ms": bitmatch_ms, "bitmatch_bytes": len(first.bitstream), "bitmatch_bpp": first.bpp,
-            "bitmatch_encode_stages_ms": first.timings, "int16_hs_ms": hs_ms["int16"],
-            "float_hs_ms": hs_ms["float"], "build_s": build_s}
+    return {
+        "bitmatch_ms": bitmatch_ms,
+        "bitmatch_bytes": len(first.bitstream),
+        "bitmatch_bpp": first.bpp,
+        "bitmatch_encode_stages_ms": first.timings,
+        "int16_hs_ms": hs_ms["int16"],
+        "float_hs_ms": hs_ms["float"],
+        "build_s": build_s,
+    }
 
 
 def _z_hat(codec, image: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -178,16 +200,23 @@ def main() -> None:
     result.update(run_compressai(image, args.repeats))
     result["bitmatch_vs_compressai"] = result["bitmatch_ms"] / result["compressai_ms"]  # type: ignore[operator]
     result["int16_vs_float_hs"] = result["int16_hs_ms"] / result["float_hs_ms"]  # type: ignore[operator]
-    result.update(image=f"{WIDTH}x{HEIGHT}", channels=f"{N},{M}", runtime="ort-cpu-1t", precision="int16",
-                  targets={"bitmatch_vs_compressai": 0.8, "int16_vs_float_hs": 3.0})
+    result.update(
+        image=f"{WIDTH}x{HEIGHT}",
+        channels=f"{N},{M}",
+        runtime="ort-cpu-1t",
+        precision="int16",
+        targets={"bitmatch_vs_compressai": 0.8, "int16_vs_float_hs": 3.0},
+    )
     if args.json:
         print(json.dumps(result, indent=1, sort_keys=True))
         return
     print(f"bitmatch   {result['bitmatch_ms']:9.1f} ms  ({result['bitmatch_bytes']} bytes)")
     print(f"CompressAI {result['compressai_ms']:9.1f} ms  ({result['compressai_bytes']} bytes)")
     print(f"ratio      {result['bitmatch_vs_compressai']:9.3f}   (target <= 0.8)")
-    print(f"h_s int16  {result['int16_hs_ms']:9.2f} ms, float {result['float_hs_ms']:.2f} ms, "
-          f"ratio {result['int16_vs_float_hs']:.2f} (target <= 3)")
+    print(
+        f"h_s int16  {result['int16_hs_ms']:9.2f} ms, float {result['float_hs_ms']:.2f} ms, "
+        f"ratio {result['int16_vs_float_hs']:.2f} (target <= 3)"
+    )
 
 
 if __name__ == "__main__":

@@ -178,8 +178,14 @@ def run_compressai(values, indexes, code_tables, repeats: int) -> dict[str, obje
     provision_bench_venv()
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "workload.npz"
-        np.savez(npz, values=values, indexes=indexes, cdf=code_tables.cdf, length=code_tables.length,
-                 offset=code_tables.offset)
+        np.savez(
+            npz,
+            values=values,
+            indexes=indexes,
+            cdf=code_tables.cdf,
+            length=code_tables.length,
+            offset=code_tables.offset,
+        )
         cmd = [str(_bench_python()), __file__, "--compressai-worker", str(npz), "--repeats", str(repeats)]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout)

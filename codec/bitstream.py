@@ -69,8 +69,11 @@ class Bitstream:
 def pack(bs: Bitstream) -> bytes:
     """Serialise a bitstream. Raises ValueError when a field cannot be represented in the format."""
     _check_packable(bs)
-    header = [_FIXED.pack(MAGIC, FORMAT_VERSION, bytes.fromhex(bs.codec_digest), bs.height, bs.width,
-                          len(bs.sections))]
+    header = [
+        _FIXED.pack(
+            MAGIC, FORMAT_VERSION, bytes.fromhex(bs.codec_digest), bs.height, bs.width, len(bs.sections)
+        )
+    ]
     for name, payload in bs.sections.items():
         encoded = name.encode("ascii")
         header.append(bytes([len(encoded)]) + encoded + _SECTION_LENGTH.pack(len(payload)))

@@ -52,8 +52,9 @@ def _emit(payload: dict, as_json: bool, text: str) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--levels", type=click.IntRange(16, 256), default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def build_random_command(precision: str, channels: str, seed: int, out_dir: str, levels: int,
-                         as_json: bool) -> None:
+def build_random_command(
+    precision: str, channels: str, seed: int, out_dir: str, levels: int, as_json: bool
+) -> None:
     """Build a codec package with deterministic random weights (shared by all precisions of one seed)."""
     from codec.build import build_random
 
@@ -66,8 +67,13 @@ def build_random_command(precision: str, channels: str, seed: int, out_dir: str,
 
 
 _RUNTIME = click.option("--runtime", default="ort-cpu", show_default=True, help="runtime name")
-_CODEC = click.option("--codec", "codec_path", type=click.Path(exists=True), required=True,
-                      help="codec package directory or archive")
+_CODEC = click.option(
+    "--codec",
+    "codec_path",
+    type=click.Path(exists=True),
+    required=True,
+    help="codec package directory or archive",
+)
 
 
 @codec_group.command("encode")
@@ -89,11 +95,22 @@ def encode_command(image_path: str, out_path: str, codec_path: str, runtime: str
 
     codec, result = _fail_on_codec_errors(run)
     Path(out_path).write_bytes(result.bitstream)
-    payload = {"bytes": len(result.bitstream), "bpp": result.bpp, "psnr": result.psnr,
-               "stage_hashes": result.stage_hashes, "timings_ms": result.timings, "codec": codec.digest,
-               "precision": codec.precision, "runtime": runtime}
-    _emit(payload, as_json, f"{out_path}: {len(result.bitstream)} bytes, {result.bpp:.4f} bpp, "
-                            f"{result.psnr:.2f} dB, y_hat {result.stage_hashes['y_hat'][:16]}")
+    payload = {
+        "bytes": len(result.bitstream),
+        "bpp": result.bpp,
+        "psnr": result.psnr,
+        "stage_hashes": result.stage_hashes,
+        "timings_ms": result.timings,
+        "codec": codec.digest,
+        "precision": codec.precision,
+        "runtime": runtime,
+    }
+    _emit(
+        payload,
+        as_json,
+        f"{out_path}: {len(result.bitstream)} bytes, {result.bpp:.4f} bpp, "
+        f"{result.psnr:.2f} dB, y_hat {result.stage_hashes['y_hat'][:16]}",
+    )
 
 
 @codec_group.command("decode")
@@ -101,11 +118,18 @@ def encode_command(image_path: str, out_path: str, codec_path: str, runtime: str
 @click.argument("out_path", type=click.Path(dir_okay=False))
 @_CODEC
 @_RUNTIME
-@click.option("--reference", "reference_path", type=click.Path(dir_okay=False),
-              help="original PNG, to report PSNR")
+@click.option(
+    "--reference", "reference_path", type=click.Path(dir_okay=False), help="original PNG, to report PSNR"
+)
 @click.option("--json", "as_json", is_flag=True)
-def decode_command(bitstream_path: str, out_path: str, codec_path: str, runtime: str,
-                   reference_path: str | None, as_json: bool) -> None:
+def decode_command(
+    bitstream_path: str,
+    out_path: str,
+    codec_path: str,
+    runtime: str,
+    reference_path: str | None,
+    as_json: bool,
+) -> None:
     """Decode a .bmc bitstream into a PNG image."""
     from pathlib import Path
 
@@ -127,25 +151,55 @@ def decode_command(bitstream_path: str, out_path: str, codec_path: str, runtime:
     save_png(result.recon, out_path)
     height, width = result.recon.shape[:2]
     quality = psnr(reference, result.recon) if reference is not None else None
-    payload = {"bytes": len(data), "bpp": bpp(len(data), height, width), "psnr": quality,
-               "stage_hashes": result.stage_hashes, "timings_ms": result.timings, "codec": codec.digest,
-               "precision": codec.precision, "runtime": runtime, "height": height, "width": width}
+    payload = {
+        "bytes": len(data),
+        "bpp": bpp(len(data), height, width),
+        "psnr": quality,
+        "stage_hashes": result.stage_hashes,
+        "timings_ms": result.timings,
+        "codec": codec.digest,
+        "precision": codec.precision,
+        "runtime": runtime,
+        "height": height,
+        "width": width,
+    }
     _emit(payload, as_json, f"{out_path}: {width}x{height}, y_hat {result.stage_hashes['y_hat'][:16]}")
 
 
 @codec_group.command("eval")
 @click.argument("image_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--codec", "codec_path", type=click.Path(exists=True), default=None,
-              help="evaluate this one package; without it: every shipped package plus JPEG and WebP")
-@click.option("--packages", "packages_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="a family of rate points: the shipped packages/ (default), or an imported codec's DIR "
-                   "(DIR/qI/PRECISION)")
+@click.option(
+    "--codec",
+    "codec_path",
+    type=click.Path(exists=True),
+    default=None,
+    help="evaluate this one package; without it: every shipped package plus JPEG and WebP",
+)
+@click.option(
+    "--packages",
+    "packages_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="a family of rate points: the shipped packages/ (default), or an imported codec's DIR "
+    "(DIR/qI/PRECISION)",
+)
 @_RUNTIME
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="also draw the RD curves into this PNG (needs matplotlib)")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="also draw the RD curves into this PNG (needs matplotlib)",
+)
 @click.option("--json", "as_json", is_flag=True)
-def eval_command(image_dir: Path | None, codec_path: str | None, packages_dir: Path | None, runtime: str,
-                 plot_path: Path | None, as_json: bool) -> None:
+def eval_command(
+    image_dir: Path | None,
+    codec_path: str | None,
+    packages_dir: Path | None,
+    runtime: str,
+    plot_path: Path | None,
+    as_json: bool,
+) -> None:
     """Rate-distortion evaluation.
 
     With no arguments: every shipped package (int16, int8, float; one family of rate points each) and the
@@ -158,16 +212,20 @@ def eval_command(image_dir: Path | None, codec_path: str | None, packages_dir: P
         _eval_one(image_dir, codec_path, runtime, as_json)
 
 
-def _eval_shipped(image_dir: Path | None, packages_dir: Path | None, runtime: str, plot_path: Path | None,
-                  as_json: bool) -> None:
+def _eval_shipped(
+    image_dir: Path | None, packages_dir: Path | None, runtime: str, plot_path: Path | None, as_json: bool
+) -> None:
     from codec.train import evaluate
 
     packages_dir = packages_dir or evaluate.PACKAGES_DIR
     if not evaluate.shipped_families(packages_dir):
-        raise click.ClickException(f"no packages in {packages_dir} (expected PRECISION/qI/manifest.json, or "
-                                   "qI/PRECISION/manifest.json from `bitmatch import ... --out DIR/qI`)")
+        raise click.ClickException(
+            f"no packages in {packages_dir} (expected PRECISION/qI/manifest.json, or "
+            "qI/PRECISION/manifest.json from `bitmatch import ... --out DIR/qI`)"
+        )
     report = _fail_on_codec_errors(
-        lambda: evaluate.evaluate_shipped(packages_dir, image_dir or evaluate.TESTSET_DIR, runtime))
+        lambda: evaluate.evaluate_shipped(packages_dir, image_dir or evaluate.TESTSET_DIR, runtime)
+    )
     if plot_path is not None:
         evaluate.plot_rd(report, plot_path)
     _emit(report, as_json, evaluate.format_text(report))
@@ -178,9 +236,12 @@ def _eval_one(image_dir: Path | None, codec_path: str, runtime: str, as_json: bo
     from codec.train.evaluate import TESTSET_DIR
 
     report = _fail_on_codec_errors(
-        lambda: evaluate_directory(Codec.load(codec_path, runtime), image_dir or TESTSET_DIR))
-    lines = [f"{row['image']:<32} {row['bpp']:8.4f} bpp {row['psnr']:7.2f} dB  MS-SSIM {row['ms_ssim']:.4f}"
-             for row in report["images"]]
+        lambda: evaluate_directory(Codec.load(codec_path, runtime), image_dir or TESTSET_DIR)
+    )
+    lines = [
+        f"{row['image']:<32} {row['bpp']:8.4f} bpp {row['psnr']:7.2f} dB  MS-SSIM {row['ms_ssim']:.4f}"
+        for row in report["images"]
+    ]
     mean = report["mean"]
     lines.append(f"{'mean':<32} {mean['bpp']:8.4f} bpp {mean['psnr']:7.2f} dB  MS-SSIM {mean['ms_ssim']:.4f}")
     _emit(report, as_json, "\n".join(lines))

@@ -192,8 +192,9 @@ class Codec:
         _, z_hat, scale_index, mean = self._parse_hyper(data, _Clock())
         return z_hat, scale_index, mean
 
-    def _parse_hyper(self, data: bytes, clock: _Clock) -> tuple[bitstream.Bitstream, np.ndarray, np.ndarray,
-                                                               np.ndarray]:
+    def _parse_hyper(
+        self, data: bytes, clock: _Clock
+    ) -> tuple[bitstream.Bitstream, np.ndarray, np.ndarray, np.ndarray]:
         parsed = bitstream.unpack(data, expected_digest=self.digest)
         problem = size_problem(parsed.height, parsed.width)  # what the header declares, decoding costs
         if problem is not None:

@@ -42,7 +42,7 @@ def decode_png(data: bytes) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 width, height = img.size
-                check_size(height, width)       # from the header, before any pixel is decoded
+                check_size(height, width)  # from the header, before any pixel is decoded
                 if img.mode != "RGB":
                     raise ImageError(f"image mode is {img.mode}, only RGB (8 bits per channel) is accepted")
                 if _stored_bits(img) > 8:

@@ -21,9 +21,13 @@ def size_problem(height: int, width: int) -> str | None:
         return f"image has zero size ({width}x{height})"
     padded_h, padded_w = padded_size(height, width)
     if padded_h * padded_w > MAX_PADDED_PIXELS:
-        return (f"image is {width}x{height}, padded to {padded_w}x{padded_h} = {padded_h * padded_w} pixels, "
-                f"over the limit of {MAX_PADDED_PIXELS} padded pixels (8 MiP)")
+        return (
+            f"image is {width}x{height}, padded to {padded_w}x{padded_h} = {padded_h * padded_w} pixels, "
+            f"over the limit of {MAX_PADDED_PIXELS} padded pixels (8 MiP)"
+        )
     if max(padded_h, padded_w) > MAX_ASPECT * min(padded_h, padded_w):
-        return (f"image is {width}x{height}, padded to {padded_w}x{padded_h}: an aspect ratio over the "
-                f"{MAX_ASPECT}:1 limit")
+        return (
+            f"image is {width}x{height}, padded to {padded_w}x{padded_h}: an aspect ratio over the "
+            f"{MAX_ASPECT}:1 limit"
+        )
     return None

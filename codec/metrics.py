@@ -122,14 +122,16 @@ def ms_ssim(reference: np.ndarray, test: np.ndarray) -> float:
     return float(np.mean([_ms_ssim_plane(ref[..., c], tst[..., c], scales) for c in range(ref.shape[2])]))
 
 
-def bd_rate(anchor: list[tuple[float, float]], test: list[tuple[float, float]],
-            method: str = "pchip") -> float:
+def bd_rate(
+    anchor: list[tuple[float, float]], test: list[tuple[float, float]], method: str = "pchip"
+) -> float:
     """Bjontegaard-delta rate in percent of `test` against `anchor`, each a list of (bpp, quality) points."""
     return _bd("bd_rate", anchor, test, method)
 
 
-def bd_psnr(anchor: list[tuple[float, float]], test: list[tuple[float, float]],
-            method: str = "pchip") -> float:
+def bd_psnr(
+    anchor: list[tuple[float, float]], test: list[tuple[float, float]], method: str = "pchip"
+) -> float:
     """Bjontegaard-delta quality (dB for PSNR) of `test` against `anchor`."""
     return _bd("bd_psnr", anchor, test, method)
 

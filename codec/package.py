@@ -148,8 +148,10 @@ def _parse_manifest(data: bytes) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise PackageError("manifest.json does not describe a bitmatch codec package")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise PackageError(f"unsupported codec package format version {manifest.get('format_version')!r} "
-                           f"(this build reads version {FORMAT_VERSION})")
+        raise PackageError(
+            f"unsupported codec package format version {manifest.get('format_version')!r} "
+            f"(this build reads version {FORMAT_VERSION})"
+        )
     if manifest.get("precision") not in PRECISIONS:
         raise PackageError(f"unknown precision {manifest.get('precision')!r} in manifest.json")
     files = manifest.get("files")
@@ -159,8 +161,11 @@ def _parse_manifest(data: bytes) -> dict:
         check_name(name)
         if name == MANIFEST:
             raise PackageError("manifest.json may not list itself")
-        if (not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str)
-                or not isinstance(entry.get("size"), int)):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sha256"), str)
+            or not isinstance(entry.get("size"), int)
+        ):
             raise PackageError(f"manifest entry for {name} needs sha256 and size")
     digest = manifest.get("digest")
     if not isinstance(digest, str) or digest != manifest_digest(manifest):
@@ -183,7 +188,7 @@ def write_package(out_dir: str | Path, manifest_fields: dict, files: dict[str, b
     }
     manifest.pop("digest", None)
     manifest["digest"] = manifest_digest(manifest)
-    _parse_manifest(canonical_json(manifest))    # the writer obeys the reader's rules
+    _parse_manifest(canonical_json(manifest))  # the writer obeys the reader's rules
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (out_dir / name).write_bytes(data)
@@ -235,7 +240,7 @@ def _read_archive(data: bytes) -> dict[str, bytes]:
 
 
 def _archive_member_name(member: tarfile.TarInfo) -> str:
-    if member.issparse():   # a few kilobytes of map can stand for gigabytes of zeros
+    if member.issparse():  # a few kilobytes of map can stand for gigabytes of zeros
         raise PackageError(f"refusing archive member {member.name!r}: it is a sparse file")
     if not member.isreg():
         kind = "link" if member.issym() or member.islnk() else "non-regular file"

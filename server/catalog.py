@@ -43,7 +43,7 @@ def add_codec(
     try:
         package = extract_archive(archive, incoming, expected_digest)
         if not (packages_dir / package.digest).exists():
-            with contextlib.suppress(OSError):   # a concurrent upload of the same package got there first
+            with contextlib.suppress(OSError):  # a concurrent upload of the same package got there first
                 incoming.rename(packages_dir / package.digest)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)

@@ -45,8 +45,16 @@ WORKER_START_S = 900.0  # emulated targets start Python, numpy and onnxruntime u
 HEALTH_CHECK_S = 600.0
 STOP_GRACE_S = 20.0
 CANCEL_WAIT_S = 15.0
-VERDICT_ORDER = ("bit-exact", "latent-exact", "symbol-exact", "desync", "error", "timeout", "worker-lost",
-                 "not-run")
+VERDICT_ORDER = (
+    "bit-exact",
+    "latent-exact",
+    "symbol-exact",
+    "desync",
+    "error",
+    "timeout",
+    "worker-lost",
+    "not-run",
+)
 VERDICT_MARKS = {
     "bit-exact": "=",
     "latent-exact": "~",
@@ -323,8 +331,9 @@ class DemoConfig:
     codecs: tuple[Path, ...] = ()
 
 
-def plan_fleet(config: DemoConfig, targets: list[str], token: str, worker_token: str,
-               health_package: Path) -> Fleet:
+def plan_fleet(
+    config: DemoConfig, targets: list[str], token: str, worker_token: str, health_package: Path
+) -> Fleet:
     logs = config.data_dir / "logs"
     coordinator_url = f"http://127.0.0.1:{config.port}"
     coordinator = Service(
@@ -332,12 +341,18 @@ def plan_fleet(config: DemoConfig, targets: list[str], token: str, worker_token:
         [
             *python_command("from server.cli import main; main()"),
             "serve",
-            "--host", "127.0.0.1",
-            "--port", str(config.port),
-            "--data-dir", str(config.data_dir / "coordinator"),
-            "--token", token,
-            "--health-package", str(health_package),
-            "--log-level", "warning",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(config.port),
+            "--data-dir",
+            str(config.data_dir / "coordinator"),
+            "--token",
+            token,
+            "--health-package",
+            str(health_package),
+            "--log-level",
+            "warning",
         ],
         coordinator_url,
         logs / "coordinator.log",
@@ -349,11 +364,16 @@ def plan_fleet(config: DemoConfig, targets: list[str], token: str, worker_token:
             f"worker {target}",
             [
                 *python_command("from worker.cli import worker_command; worker_command()"),
-                "--target", target,
-                "--host", "127.0.0.1",
-                "--port", str(port),
-                "--token", worker_token,
-                "--log-level", "warning",
+                "--target",
+                target,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--token",
+                worker_token,
+                "--log-level",
+                "warning",
             ],
             f"http://127.0.0.1:{port}",
             logs / f"worker-{target}.log",
@@ -403,8 +423,9 @@ def register(client: CoordinatorClient, service: Service, target: str, token: st
     return device["status"], device.get("health_detail") or ""
 
 
-def upload_inputs(client: CoordinatorClient, packages: dict[str, Path], images: str,
-                  console: Console) -> tuple[list[str], str | list[str]]:
+def upload_inputs(
+    client: CoordinatorClient, packages: dict[str, Path], images: str, console: Console
+) -> tuple[list[str], str | list[str]]:
     codecs = []
     for path in packages.values():
         row = client.upload_codec(path)
@@ -475,17 +496,31 @@ def matrix_text(matrix: dict[str, Any]) -> str:
     decoders = matrix["decoders"]
     row_width = max(len("encoder \\ decoder"), *(len(e) for e in matrix["encoders"]))
     marks = [
-        ["".join(VERDICT_MARKS.get(c["verdict"], "?") + ("!" if c["nondeterministic"] else "")
-                 for c in position["cells"]) or VERDICT_MARKS["pending"] for position in row]
+        [
+            "".join(
+                VERDICT_MARKS.get(c["verdict"], "?") + ("!" if c["nondeterministic"] else "")
+                for c in position["cells"]
+            )
+            or VERDICT_MARKS["pending"]
+            for position in row
+        ]
         for row in matrix["rows"]
     ]
     widths = [max(len(d), *(len(r[i]) for r in marks)) for i, d in enumerate(decoders)]
-    lines = [f"{matrix['codec_name']}:",
-             "  " + "encoder \\ decoder".ljust(row_width) + "  " + "  ".join(
-                 d.ljust(w) for d, w in zip(decoders, widths, strict=True))]
+    lines = [
+        f"{matrix['codec_name']}:",
+        "  "
+        + "encoder \\ decoder".ljust(row_width)
+        + "  "
+        + "  ".join(d.ljust(w) for d, w in zip(decoders, widths, strict=True)),
+    ]
     for encoder, row in zip(matrix["encoders"], marks, strict=True):
-        lines.append("  " + encoder.ljust(row_width) + "  " + "  ".join(
-            m.ljust(w) for m, w in zip(row, widths, strict=True)))
+        lines.append(
+            "  "
+            + encoder.ljust(row_width)
+            + "  "
+            + "  ".join(m.ljust(w) for m, w in zip(row, widths, strict=True))
+        )
     return "\n".join(lines)
 
 
@@ -505,7 +540,7 @@ def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
     if packages is None:
         console.say(f"  no trained packages in {TRAINED_PACKAGES}; using seeded random ones")
         packages = random_packages(config.channels, console)
-    health_package = packages["int16"]   # the known-answer test needs a package exact everywhere
+    health_package = packages["int16"]  # the known-answer test needs a package exact everywhere
     if config.codecs:
         packages = {str(path): path for path in config.codecs}
     token, worker_token = secrets.token_hex(16), secrets.token_hex(16)
@@ -524,8 +559,10 @@ def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
             job_id = client.submit(codecs, images, encoders=healthy, decoders=healthy, repeat=config.repeat)
         except CoordinatorError as exc:
             raise DemoError(f"the coordinator refused the job: {exc}") from None
-        console.say(f"job {job_id}: {len(healthy)} encoders x {len(healthy)} decoders "
-                    f"({fleet.coordinator.url}/jobs/{job_id})")
+        console.say(
+            f"job {job_id}: {len(healthy)} encoders x {len(healthy)} decoders "
+            f"({fleet.coordinator.url}/jobs/{job_id})"
+        )
         summary = follow(client, job_id, config.timeout, console)
         if summary["status"] != "done":
             raise DemoError(f"job {job_id} ended {summary['status']}: {summary.get('detail')}")
@@ -579,36 +616,91 @@ def parse_images(ctx: click.Context, param: click.Parameter, value: str) -> str:
         return value
     if Path(value).is_dir() and any(Path(value).glob("*.png")):
         return value
-    raise click.BadParameter(f"{value!r} is neither a bundled set ({', '.join(set_names())}) nor a directory "
-                             "of PNG images")
+    raise click.BadParameter(
+        f"{value!r} is neither a bundled set ({', '.join(set_names())}) nor a directory of PNG images"
+    )
 
 
 @click.command(name="demo")
 @click.option("--once", is_flag=True, help="Exit when the job is done instead of leaving the dashboard up.")
-@click.option("--json", "json_mode", is_flag=True,
-              help='Print one JSON object {"job", "report", "codecs"} on stdout; progress goes to stderr.')
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help=f"Coordinator data, logs and reports [default: {default_data_dir()}].")
-@click.option("--port", type=click.IntRange(0, 65535), default=8100, show_default=True,
-              help="Coordinator and dashboard port on 127.0.0.1 (0: any free port).")
-@click.option("--targets", default=None, metavar="T1,T2",
-              help="Only these targets [default: every target that can run here].")
+@click.option(
+    "--json",
+    "json_mode",
+    is_flag=True,
+    help='Print one JSON object {"job", "report", "codecs"} on stdout; progress goes to stderr.',
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"Coordinator data, logs and reports [default: {default_data_dir()}].",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8100,
+    show_default=True,
+    help="Coordinator and dashboard port on 127.0.0.1 (0: any free port).",
+)
+@click.option(
+    "--targets",
+    default=None,
+    metavar="T1,T2",
+    help="Only these targets [default: every target that can run here].",
+)
 @click.option("--no-provision", is_flag=True, help="Do not provision missing targets, only report them.")
-@click.option("--images", default="auto", show_default=True, callback=parse_images, metavar="SET|DIR",
-              help=f"A bundled image set ({', '.join(set_names())}), a directory of PNGs (e.g. "
-                   "data/kodak), or 'auto': the photo demo subset when present, else 'tiny'.")
-@click.option("--codec", "codecs", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="Run these packages (repeatable; e.g. an imported codec's int16 and float) instead of the "
-                   "shipped int16 and float ones.")
-@click.option("--random-channels", default="16,16", show_default=True, callback=parse_channels,
-              metavar="N,M", help="Channels of the seeded random packages (used without trained packages).")
-@click.option("--repeat", type=click.IntRange(1, 10), default=1, show_default=True,
-              help="Runs per device and input, compared for nondeterminism.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=1800.0, show_default=True,
-              help="Seconds the job may take.")
-def demo_command(once: bool, json_mode: bool, data_dir: Path | None, port: int, targets: str | None,
-                 no_provision: bool, images: str, codecs: tuple[Path, ...], random_channels: tuple[int, int],
-                 repeat: int, timeout: float) -> None:
+@click.option(
+    "--images",
+    default="auto",
+    show_default=True,
+    callback=parse_images,
+    metavar="SET|DIR",
+    help=f"A bundled image set ({', '.join(set_names())}), a directory of PNGs (e.g. "
+    "data/kodak), or 'auto': the photo demo subset when present, else 'tiny'.",
+)
+@click.option(
+    "--codec",
+    "codecs",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Run these packages (repeatable; e.g. an imported codec's int16 and float) instead of the "
+    "shipped int16 and float ones.",
+)
+@click.option(
+    "--random-channels",
+    default="16,16",
+    show_default=True,
+    callback=parse_channels,
+    metavar="N,M",
+    help="Channels of the seeded random packages (used without trained packages).",
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="Runs per device and input, compared for nondeterminism.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=1800.0,
+    show_default=True,
+    help="Seconds the job may take.",
+)
+def demo_command(
+    once: bool,
+    json_mode: bool,
+    data_dir: Path | None,
+    port: int,
+    targets: str | None,
+    no_provision: bool,
+    images: str,
+    codecs: tuple[Path, ...],
+    random_channels: tuple[int, int],
+    repeat: int,
+    timeout: float,
+) -> None:
     """Run the int16 and float packages on every local target and show the verdict matrix."""
     console = Console(json_mode)
     config = DemoConfig(

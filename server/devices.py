@@ -52,8 +52,11 @@ def load_workers_config(path: Path, environ: Mapping[str, str] | None = None) ->
     for entry in entries:
         url = str(entry["url"])
         name = str(entry.get("name") or url)
-        specs.append(WorkerSpec(name=name, url=url, token=_entry_token(entry, name, environ),
-                                target=entry.get("target")))
+        specs.append(
+            WorkerSpec(
+                name=name, url=url, token=_entry_token(entry, name, environ), target=entry.get("target")
+            )
+        )
     return specs
 
 
@@ -99,8 +102,9 @@ class DevicePool:
         with self.db.session() as session:
             device = session.scalar(select(Device).where(Device.name == spec.name))
             if device is None:
-                device = Device(name=spec.name, url=spec.url, target=spec.target or "", source=source,
-                                mode=mode)
+                device = Device(
+                    name=spec.name, url=spec.url, target=spec.target or "", source=source, mode=mode
+                )
                 session.add(device)
             device.url, device.token, device.source, device.mode = spec.url, spec.token, source, mode
             device.target = spec.target or device.target
@@ -190,7 +194,7 @@ class DevicePool:
         with self.db.session() as session:
             device = session.get(Device, device_id)
             if device is not None and device.mode == "pull":
-                return device.status   # nobody can call it; its next claim brings the check
+                return device.status  # nobody can call it; its next claim brings the check
         lock = self._check_locks.setdefault(device_id, asyncio.Lock())
         async with lock:
             try:

@@ -39,7 +39,7 @@ def load_known_answer(package_path: Path, cache_dir: Path) -> KnownAnswer:
     record = json.loads(cache.read_text()) if cache.is_file() else None
     if record is not None and set(ENTROPY_STAGES) <= set(record["decode_hashes"]):
         bitstream, hashes = base64.b64decode(record["bitstream"]), record["decode_hashes"]
-    else:   # absent, or recorded before a stage was added to the entropy path
+    else:  # absent, or recorded before a stage was added to the entropy path
         bitstream, hashes = _reference(package_path)
         write_cache(cache_dir, package.digest, bitstream, hashes)
     return KnownAnswer(package.digest, archive, png, bitstream, hashes)

@@ -62,13 +62,18 @@ def job_counts(session: Session, job_ids: list[int]) -> dict[int, JobCounts]:
     if not job_ids:
         return counts
     for model, attribute in ((Encode, "encodes"), (Decode, "decodes")):
-        query = (select(model.job_id, func.count()).where(model.job_id.in_(job_ids),
-                                                          model.status.in_(FINISHED_TASK))
-                 .group_by(model.job_id))
+        query = (
+            select(model.job_id, func.count())
+            .where(model.job_id.in_(job_ids), model.status.in_(FINISHED_TASK))
+            .group_by(model.job_id)
+        )
         for job_id, count in session.execute(query):
             setattr(counts[job_id], attribute, count)
-    query = (select(Cell.job_id, Cell.verdict, func.count()).where(Cell.job_id.in_(job_ids))
-             .group_by(Cell.job_id, Cell.verdict))
+    query = (
+        select(Cell.job_id, Cell.verdict, func.count())
+        .where(Cell.job_id.in_(job_ids))
+        .group_by(Cell.job_id, Cell.verdict)
+    )
     for job_id, verdict, count in session.execute(query):
         counts[job_id].verdicts[verdict] = count
     return counts

@@ -63,7 +63,7 @@ class Recorder:
             return self.failure(
                 lease, TaskFailure(verdicts.ERROR, "no-bitstream", "encode answer has no bitstream")
             )
-        if not self.queue.holds(lease):   # before any work: a stale or forged lease records nothing
+        if not self.queue.holds(lease):  # before any work: a stale or forged lease records nothing
             return False
         image_sha = self._image_sha(lease)
         psnr = self._psnr_against_source(image_sha, result.recon_png)

@@ -66,10 +66,20 @@ from server.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings, default_data_dir
     help="Seconds per worker call before the task ends as timeout.",
 )
 @click.option("--health-interval", type=click.FloatRange(min=1), default=60.0, show_default=True)
-@click.option("--lease-seconds", type=click.FloatRange(min=1), default=30.0, show_default=True,
-              help="A task's lease: a device silent this long loses its task to another one.")
-@click.option("--orphan-seconds", type=click.FloatRange(min=1), default=60.0, show_default=True,
-              help="Pending work of a target with no usable device ends worker-lost after this long.")
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="A task's lease: a device silent this long loses its task to another one.",
+)
+@click.option(
+    "--orphan-seconds",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Pending work of a target with no usable device ends worker-lost after this long.",
+)
 @click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )

@@ -79,14 +79,16 @@ class WorkerSettings:
     startup_timeout_s: float = 900.0
 
 
-def error_response(status: int, code: str, detail: str,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
 def create_app(settings: WorkerSettings) -> FastAPI:
-    supervisor = ComputeSupervisor(settings.launch, settings.timeout_s, settings.queue_size,
-                                   settings.startup_timeout_s)
+    supervisor = ComputeSupervisor(
+        settings.launch, settings.timeout_s, settings.queue_size, settings.startup_timeout_s
+    )
     store = CodecStore(settings.cache_dir / "codecs")
 
     @contextlib.asynccontextmanager
@@ -173,8 +175,9 @@ def _v1_router(settings: WorkerSettings, supervisor: ComputeSupervisor, store: C
         return JSONResponse({"digest": digest, "cached": False}, status_code=201)
 
     @router.post("/encode")
-    async def encode(request: Request, codec: str | None = None, return_recon: bool = False,
-                     return_index_map: bool = False) -> dict[str, Any]:
+    async def encode(
+        request: Request, codec: str | None = None, return_recon: bool = False, return_index_map: bool = False
+    ) -> dict[str, Any]:
         started = time.perf_counter()
         digest = _known_codec(store, codec)
         _refuse_if_full(supervisor)
@@ -184,8 +187,9 @@ def _v1_router(settings: WorkerSettings, supervisor: ComputeSupervisor, store: C
         return await result_body(settings.target, digest, reply, started)
 
     @router.post("/decode")
-    async def decode(request: Request, codec: str | None = None, return_recon: bool = False,
-                     return_index_map: bool = False) -> dict[str, Any]:
+    async def decode(
+        request: Request, codec: str | None = None, return_recon: bool = False, return_index_map: bool = False
+    ) -> dict[str, Any]:
         started = time.perf_counter()
         digest = _known_codec(store, codec)
         _refuse_if_full(supervisor)
@@ -235,5 +239,3 @@ def _known_codec(store: CodecStore, digest: str | None) -> str:
 def _refuse_if_full(supervisor: ComputeSupervisor) -> None:
     if supervisor.full:
         raise ApiError(503, QueueFull.code, f"queue full ({supervisor.queue_size} requests)")
-
-

@@ -51,8 +51,16 @@ def with_memory_limit(launch: ComputeLaunch, megabytes: float) -> ComputeLaunch:
     return ComputeLaunch(launch.argv, launch.env, launch.cwd, limit)
 
 
-def _pull(coordinator: str, token: str, name: str, target: str, launch: ComputeLaunch, cache_dir: Path,
-          timeout: float, startup_timeout: float) -> None:
+def _pull(
+    coordinator: str,
+    token: str,
+    name: str,
+    target: str,
+    launch: ComputeLaunch,
+    cache_dir: Path,
+    timeout: float,
+    startup_timeout: float,
+) -> None:
     import asyncio
 
     from worker.execute import CodecStore
@@ -77,46 +85,120 @@ def _own_command_launch(command: str) -> ComputeLaunch:
 
 
 @click.command(name="worker")
-@click.option("--target", envvar=ENV_PREFIX + "TARGET", default="cpu", show_default=True,
-              help="Device target whose compute process runs the codec (see `bitmatch targets list`).")
-@click.option("--host", envvar=ENV_PREFIX + "HOST", default="127.0.0.1", show_default=True,
-              help="Address to listen on.")
-@click.option("--port", envvar=ENV_PREFIX + "PORT", type=click.IntRange(0, 65535), default=DEFAULT_PORT,
-              show_default=True, help="Port to listen on.")
-@click.option("--token", envvar=ENV_PREFIX + "TOKEN", required=True,
-              help="Bearer token every /v1 request must carry.")
-@click.option("--cache-dir", envvar=ENV_PREFIX + "CACHE_DIR", default=None,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Where uploaded codec packages are kept "
-                   "[default: worker/ under $BITMATCH_CACHE or the user cache dir].")
-@click.option("--max-body-mb", envvar=ENV_PREFIX + "MAX_BODY_MB", default=256.0,
-              type=click.FloatRange(min=0, min_open=True), show_default=True,
-              help="Largest request body accepted (413 beyond).")
-@click.option("--queue", envvar=ENV_PREFIX + "QUEUE", type=click.IntRange(min=1), default=8,
-              show_default=True, help="Requests that may wait or run at once (503 beyond).")
-@click.option("--timeout", envvar=ENV_PREFIX + "TIMEOUT", type=click.FloatRange(min=0, min_open=True),
-              default=300.0, show_default=True,
-              help="Seconds one encode/decode may take; past it the compute process is restarted (504).")
-@click.option("--startup-timeout", envvar=ENV_PREFIX + "STARTUP_TIMEOUT",
-              type=click.FloatRange(min=0, min_open=True), default=900.0, show_default=True,
-              help="Seconds the compute process may take to start (emulated targets are slow).")
-@click.option("--compute-command", envvar=ENV_PREFIX + "COMPUTE_COMMAND", default=None,
-              help="Start the compute process with this command line instead of the target's own "
-                   "(e.g. inside a container or a debugger); it must speak worker/protocol.py.")
-@click.option("--memory-limit-mb", envvar=ENV_PREFIX + "MEMORY_LIMIT_MB", default=6144.0,
-              type=click.FloatRange(min=0), show_default=True,
-              help="Address-space limit of the compute process (RLIMIT_AS); past it a request fails with "
-                   "resource-limit and the process restarts. 0: no limit.")
-@click.option("--coordinator", envvar=ENV_PREFIX + "COORDINATOR", default=None, metavar="URL",
-              help="Pull mode: call out to this coordinator for work instead of listening for it (no inbound "
-                   "port; --token is then the coordinator's token).")
-@click.option("--name", envvar=ENV_PREFIX + "NAME", default=None,
-              help="Device name a pull worker registers with [default: HOSTNAME-TARGET].")
-@click.option("--log-level", envvar=ENV_PREFIX + "LOG_LEVEL", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
-def worker_command(target: str, host: str, port: int, token: str, cache_dir: Path | None, max_body_mb: float,
-                   queue: int, timeout: float, startup_timeout: float, compute_command: str | None,
-                   memory_limit_mb: float, coordinator: str | None, name: str | None, log_level: str) -> None:
+@click.option(
+    "--target",
+    envvar=ENV_PREFIX + "TARGET",
+    default="cpu",
+    show_default=True,
+    help="Device target whose compute process runs the codec (see `bitmatch targets list`).",
+)
+@click.option(
+    "--host", envvar=ENV_PREFIX + "HOST", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
+@click.option(
+    "--port",
+    envvar=ENV_PREFIX + "PORT",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port to listen on.",
+)
+@click.option(
+    "--token", envvar=ENV_PREFIX + "TOKEN", required=True, help="Bearer token every /v1 request must carry."
+)
+@click.option(
+    "--cache-dir",
+    envvar=ENV_PREFIX + "CACHE_DIR",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where uploaded codec packages are kept "
+    "[default: worker/ under $BITMATCH_CACHE or the user cache dir].",
+)
+@click.option(
+    "--max-body-mb",
+    envvar=ENV_PREFIX + "MAX_BODY_MB",
+    default=256.0,
+    type=click.FloatRange(min=0, min_open=True),
+    show_default=True,
+    help="Largest request body accepted (413 beyond).",
+)
+@click.option(
+    "--queue",
+    envvar=ENV_PREFIX + "QUEUE",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Requests that may wait or run at once (503 beyond).",
+)
+@click.option(
+    "--timeout",
+    envvar=ENV_PREFIX + "TIMEOUT",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds one encode/decode may take; past it the compute process is restarted (504).",
+)
+@click.option(
+    "--startup-timeout",
+    envvar=ENV_PREFIX + "STARTUP_TIMEOUT",
+    type=click.FloatRange(min=0, min_open=True),
+    default=900.0,
+    show_default=True,
+    help="Seconds the compute process may take to start (emulated targets are slow).",
+)
+@click.option(
+    "--compute-command",
+    envvar=ENV_PREFIX + "COMPUTE_COMMAND",
+    default=None,
+    help="Start the compute process with this command line instead of the target's own "
+    "(e.g. inside a container or a debugger); it must speak worker/protocol.py.",
+)
+@click.option(
+    "--memory-limit-mb",
+    envvar=ENV_PREFIX + "MEMORY_LIMIT_MB",
+    default=6144.0,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="Address-space limit of the compute process (RLIMIT_AS); past it a request fails with "
+    "resource-limit and the process restarts. 0: no limit.",
+)
+@click.option(
+    "--coordinator",
+    envvar=ENV_PREFIX + "COORDINATOR",
+    default=None,
+    metavar="URL",
+    help="Pull mode: call out to this coordinator for work instead of listening for it (no inbound "
+    "port; --token is then the coordinator's token).",
+)
+@click.option(
+    "--name",
+    envvar=ENV_PREFIX + "NAME",
+    default=None,
+    help="Device name a pull worker registers with [default: HOSTNAME-TARGET].",
+)
+@click.option(
+    "--log-level",
+    envvar=ENV_PREFIX + "LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def worker_command(
+    target: str,
+    host: str,
+    port: int,
+    token: str,
+    cache_dir: Path | None,
+    max_body_mb: float,
+    queue: int,
+    timeout: float,
+    startup_timeout: float,
+    compute_command: str | None,
+    memory_limit_mb: float,
+    coordinator: str | None,
+    name: str | None,
+    log_level: str,
+) -> None:
     """Serve one device target: encode and decode over HTTP (or, with --coordinator, by pulling work)."""
     import uvicorn
 
@@ -128,12 +210,25 @@ def worker_command(target: str, host: str, port: int, token: str, cache_dir: Pat
     launch = with_memory_limit(launch, memory_limit_mb)
     if coordinator is not None:
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        _pull(coordinator, token, name or f"{platform.node()}-{target}", target, launch,
-              (cache_dir or default_cache_dir()).resolve(), timeout, startup_timeout)
+        _pull(
+            coordinator,
+            token,
+            name or f"{platform.node()}-{target}",
+            target,
+            launch,
+            (cache_dir or default_cache_dir()).resolve(),
+            timeout,
+            startup_timeout,
+        )
         return
     settings = WorkerSettings(
-        target=target, token=token, cache_dir=(cache_dir or default_cache_dir()).resolve(), launch=launch,
-        max_body_bytes=int(max_body_mb * 2**20), queue_size=queue, timeout_s=timeout,
+        target=target,
+        token=token,
+        cache_dir=(cache_dir or default_cache_dir()).resolve(),
+        launch=launch,
+        max_body_bytes=int(max_body_mb * 2**20),
+        queue_size=queue,
+        timeout_s=timeout,
         startup_timeout_s=startup_timeout,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")

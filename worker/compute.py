@@ -136,11 +136,19 @@ def _partial_decode(codec: Any, payload: bytes, error: BitstreamError) -> tuple[
     from codec.hashing import stage_hash
 
     z_hat, scale_index, mean = codec.decode_hyper(payload)  # a failure here is the answer itself
-    body = {"height": 0, "width": 0, "partial": True,
-            "decode_error": {"error": error.code, "detail": str(error)},
-            "stage_hashes": {"z_hat": stage_hash(z_hat), "scale_index": stage_hash(scale_index),
-                             "mean": stage_hash(mean)},
-            "metrics": {}, "timings": {}}
+    body = {
+        "height": 0,
+        "width": 0,
+        "partial": True,
+        "decode_error": {"error": error.code, "detail": str(error)},
+        "stage_hashes": {
+            "z_hat": stage_hash(z_hat),
+            "scale_index": stage_hash(scale_index),
+            "mean": stage_hash(mean),
+        },
+        "metrics": {},
+        "timings": {},
+    }
     blobs: dict[str, bytes] = {}
     _add_maps(body, blobs, {"index_map": np.ascontiguousarray(scale_index, dtype="<i4")})
     index, out = pack_blobs(blobs)
@@ -162,8 +170,9 @@ def _image_shape(header: dict[str, Any], size: int) -> tuple[int, int, int]:
     return height, width, channels
 
 
-def _with_extras(header: dict[str, Any], body: dict[str, Any], blobs: dict[str, bytes],
-                 result: Any) -> tuple[dict[str, Any], bytes]:
+def _with_extras(
+    header: dict[str, Any], body: dict[str, Any], blobs: dict[str, bytes], result: Any
+) -> tuple[dict[str, Any], bytes]:
     """The reconstruction and, for forensics, the per-element maps: scale index, symbols, y_hat."""
     import numpy as np
 
@@ -172,9 +181,11 @@ def _with_extras(header: dict[str, Any], body: dict[str, Any], blobs: dict[str, 
         body["recon_shape"] = list(recon.shape)
         blobs["recon"] = recon.tobytes()
     if header.get("return_index_map"):
-        maps = {"index_map": np.ascontiguousarray(result.scale_index, dtype="<i4"),
-                "symbol_map": np.ascontiguousarray(result.latents.symbols, dtype="<i4"),
-                "y_hat_map": np.ascontiguousarray(result.y_hat_real, dtype="<f4")}
+        maps = {
+            "index_map": np.ascontiguousarray(result.scale_index, dtype="<i4"),
+            "symbol_map": np.ascontiguousarray(result.latents.symbols, dtype="<i4"),
+            "y_hat_map": np.ascontiguousarray(result.y_hat_real, dtype="<f4"),
+        }
         _add_maps(body, blobs, maps)
     index, out = pack_blobs(blobs)
     return {"ok": True, **body, "blobs": index}, out
@@ -205,9 +216,13 @@ def _timings(timings: dict[str, float]) -> dict[str, float]:
 
 def error_response(exc: BaseException) -> dict[str, Any]:
     if _out_of_memory(exc):
-        return {"ok": False, "error": "resource-limit", "category": "resource",
-                "error_class": type(exc).__name__,
-                "detail": f"the compute process ran out of memory: {type(exc).__name__}: {exc}"}
+        return {
+            "ok": False,
+            "error": "resource-limit",
+            "category": "resource",
+            "error_class": type(exc).__name__,
+            "detail": f"the compute process ran out of memory: {type(exc).__name__}: {exc}",
+        }
     if isinstance(exc, BitstreamError):
         category = "bitstream"
     elif isinstance(exc, ImageError):
@@ -219,10 +234,20 @@ def error_response(exc: BaseException) -> dict[str, Any]:
     elif isinstance(exc, RequestError):
         category = "request"
     else:
-        return {"ok": False, "error": "internal-error", "category": "internal",
-                "error_class": type(exc).__name__, "detail": f"{type(exc).__name__}: {exc}"}
-    return {"ok": False, "error": exc.code, "category": category, "error_class": type(exc).__name__,
-            "detail": str(exc)}
+        return {
+            "ok": False,
+            "error": "internal-error",
+            "category": "internal",
+            "error_class": type(exc).__name__,
+            "detail": f"{type(exc).__name__}: {exc}",
+        }
+    return {
+        "ok": False,
+        "error": exc.code,
+        "category": category,
+        "error_class": type(exc).__name__,
+        "detail": str(exc),
+    }
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -237,8 +262,9 @@ def serve(server: ComputeServer, requests: Any, responses: Any) -> None:
             frame = read_frame(requests)
         except ProtocolError as exc:
             # The byte stream is out of step; say why and stop (the front restarts us).
-            write_frame(responses, {"ok": False, "error": "protocol-error", "category": "request",
-                                    "detail": str(exc)})
+            write_frame(
+                responses, {"ok": False, "error": "protocol-error", "category": "request", "detail": str(exc)}
+            )
             return
         if frame is None:
             return

@@ -33,8 +33,14 @@ from worker.supervisor import (
 )
 
 DIGEST_PATTERN = re.compile(r"[0-9a-f]{64}")
-CATEGORY_STATUS = {"bitstream": 422, "image": 422, "package": 422, "codec": 422, "request": 400,
-                   "resource": 507}
+CATEGORY_STATUS = {
+    "bitstream": 422,
+    "image": 422,
+    "package": 422,
+    "codec": 422,
+    "request": 400,
+    "resource": 507,
+}
 COMPUTE_ERROR_STATUS = {QueueFull: 503, ComputeUnavailable: 503, ComputeTimeout: 504, ComputeDied: 502}
 FORENSIC_MAPS = {"index_map": "int32", "symbol_map": "int32", "y_hat_map": "float32"}
 
@@ -59,8 +65,9 @@ class CodecStore:
         return (self.path(digest) / "manifest.json").is_file()
 
     def digests(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir()
-                      if DIGEST_PATTERN.fullmatch(p.name) and self.has(p.name))
+        return sorted(
+            p.name for p in self.root.iterdir() if DIGEST_PATTERN.fullmatch(p.name) and self.has(p.name)
+        )
 
     def put(self, digest: str, archive: bytes) -> None:
         """Verify and unpack an archive into a scratch directory, then move it into place atomically."""
@@ -87,11 +94,12 @@ async def call(supervisor: ComputeSupervisor, header: dict[str, Any], payload: b
         raise ApiError(COMPUTE_ERROR_STATUS.get(type(exc), 500), exc.code, str(exc)) from None
     if not reply.header.get("ok"):
         category = reply.header.get("category")
-        if category == "resource":   # an allocation failed: the process may hold half-built state
+        if category == "resource":  # an allocation failed: the process may hold half-built state
             supervisor.recycle()
         status = CATEGORY_STATUS.get(category, 500)
-        raise ApiError(status, str(reply.header.get("error", "internal-error")),
-                       str(reply.header.get("detail", "")))
+        raise ApiError(
+            status, str(reply.header.get("error", "internal-error")), str(reply.header.get("detail", ""))
+        )
     return reply
 
 
@@ -106,7 +114,7 @@ async def result_body(target: str, digest: str, reply: Any, started: float) -> d
         "metrics": header["metrics"],
         "timings": header["timings"],
     }
-    if header.get("partial"):   # a forensic decode that stopped in the y section: its maps so far
+    if header.get("partial"):  # a forensic decode that stopped in the y section: its maps so far
         body.update(partial=True, decode_error=header["decode_error"])
     if "bitstream" in blobs:
         body["bitstream"] = base64.b64encode(blobs["bitstream"]).decode("ascii")
@@ -116,20 +124,37 @@ async def result_body(target: str, digest: str, reply: Any, started: float) -> d
         body["recon_png"] = base64.b64encode(await asyncio.to_thread(encode_png, recon)).decode("ascii")
     for name, dtype in FORENSIC_MAPS.items():
         if name in blobs:
-            body[name] = {"shape": header[f"{name}_shape"], "dtype": dtype, "byteorder": "little",
-                          "compression": "zlib", "data": base64.b64encode(blobs[name]).decode("ascii")}
+            body[name] = {
+                "shape": header[f"{name}_shape"],
+                "dtype": dtype,
+                "byteorder": "little",
+                "compression": "zlib",
+                "data": base64.b64encode(blobs[name]).decode("ascii"),
+            }
     if "maps_omitted" in header:
         body["maps_omitted"] = header["maps_omitted"]
     body["timings"]["request_total"] = (time.perf_counter() - started) * 1e3
     return body
 
 
-def encode_header(store: CodecStore, digest: str, image: np.ndarray, recon: bool,
-                  maps: bool) -> dict[str, Any]:
-    return {"op": "encode", "codec": digest, "codec_path": str(store.path(digest)),
-            "shape": list(image.shape), "return_recon": recon, "return_index_map": maps}
+def encode_header(
+    store: CodecStore, digest: str, image: np.ndarray, recon: bool, maps: bool
+) -> dict[str, Any]:
+    return {
+        "op": "encode",
+        "codec": digest,
+        "codec_path": str(store.path(digest)),
+        "shape": list(image.shape),
+        "return_recon": recon,
+        "return_index_map": maps,
+    }
 
 
 def decode_header(store: CodecStore, digest: str, recon: bool, maps: bool) -> dict[str, Any]:
-    return {"op": "decode", "codec": digest, "codec_path": str(store.path(digest)), "return_recon": recon,
-            "return_index_map": maps}
+    return {
+        "op": "decode",
+        "codec": digest,
+        "codec_path": str(store.path(digest)),
+        "return_recon": recon,
+        "return_index_map": maps,
+    }

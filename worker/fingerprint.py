@@ -52,8 +52,11 @@ def collect(target: str, runtime: str, uses_gpu: bool = False) -> dict[str, Any]
         **_onnxruntime_info(),
         "gpu": gpu_info() if uses_gpu else None,
         "emulator": emulator_from_env() or _foreign_cpuinfo(cpuinfo),
-        "threads_env": {name: os.environ[name] for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-                        if name in os.environ},
+        "threads_env": {
+            name: os.environ[name]
+            for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+            if name in os.environ
+        },
     }
 
 
@@ -73,8 +76,12 @@ def _foreign_cpuinfo(cpuinfo: list[tuple[str, str]]) -> dict[str, Any] | None:
     (typically binfmt_misc qemu in an arm64 container on an x86 host)."""
     keys = {key for key, _ in cpuinfo}
     if platform.machine() in ("aarch64", "arm64") and "vendor_id" in keys:
-        return {"binary": None, "version": None, "cpu": None,
-                "detected": "aarch64 process sees an x86 /proc/cpuinfo (binfmt_misc emulation?)"}
+        return {
+            "binary": None,
+            "version": None,
+            "cpu": None,
+            "detected": "aarch64 process sees an x86 /proc/cpuinfo (binfmt_misc emulation?)",
+        }
     return None
 
 
@@ -144,7 +151,10 @@ def gpu_info() -> dict[str, Any] | None:
     try:
         out = subprocess.run(
             [smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=_NVIDIA_SMI_TIMEOUT_S, check=True,
+            capture_output=True,
+            text=True,
+            timeout=_NVIDIA_SMI_TIMEOUT_S,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -152,8 +162,12 @@ def gpu_info() -> dict[str, Any] | None:
     name, _, driver = (part.strip() for part in first.partition(","))
     if not name:
         return None
-    return {"name": name, "driver": driver or None, "cuda": _cuda_runtime_version(),
-            "cudnn": _cudnn_version()}
+    return {
+        "name": name,
+        "driver": driver or None,
+        "cuda": _cuda_runtime_version(),
+        "cudnn": _cudnn_version(),
+    }
 
 
 def _load_first(names: tuple[str, ...]) -> ctypes.CDLL | None:

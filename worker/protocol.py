@@ -92,8 +92,9 @@ async def read_frame_async(reader: asyncio.StreamReader) -> tuple[dict[str, Any]
     return header, payload
 
 
-async def write_frame_async(writer: asyncio.StreamWriter, header: dict[str, Any],
-                            payload: bytes = b"") -> None:
+async def write_frame_async(
+    writer: asyncio.StreamWriter, header: dict[str, Any], payload: bytes = b""
+) -> None:
     writer.write(encode_prefix_and_header(header, len(payload)))
     if payload:
         writer.write(payload)
@@ -118,5 +119,5 @@ def unpack_blobs(index: dict[str, Any], payload: bytes) -> dict[str, bytes]:
         offset, length = span
         if offset < 0 or length < 0 or offset + length > len(payload):
             raise ProtocolError(f"blob {name!r} span {span} lies outside a payload of {len(payload)} bytes")
-        blobs[name] = payload[offset:offset + length]
+        blobs[name] = payload[offset : offset + length]
     return blobs

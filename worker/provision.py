@@ -253,8 +253,18 @@ def ensure_foreign_arch(arch: str, probe_package: str) -> None:
 
 def resolve_debs(root_packages: Sequence[str], arch: str) -> list[str]:
     """The recursive Depends/Pre-Depends closure of root_packages, restricted to real arch packages."""
-    cmd = ["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
-           "--no-breaks", "--no-replaces", "--no-enhances", *(f"{p}:{arch}" for p in root_packages)]
+    cmd = [
+        "apt-cache",
+        "depends",
+        "--recurse",
+        "--no-recommends",
+        "--no-suggests",
+        "--no-conflicts",
+        "--no-breaks",
+        "--no-replaces",
+        "--no-enhances",
+        *(f"{p}:{arch}" for p in root_packages),
+    ]
     lines = run(cmd).stdout.splitlines()
     # Unindented lines are packages; <name> marks a virtual package, which has no .deb of its own.
     return sorted({line for line in lines if line.endswith(f":{arch}") and not line.startswith((" ", "<"))})
@@ -316,16 +326,35 @@ def pip_platform_args() -> list[str]:
 
 
 def has_aarch64_wheel(name: str, version: str, scratch: Path) -> bool:
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(scratch),
-           *pip_platform_args(), f"{name}=={version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "-d",
+        str(scratch),
+        *pip_platform_args(),
+        f"{name}=={version}",
+    ]
     return subprocess.run(cmd, capture_output=True).returncode == 0
 
 
 def install_wheels(pins: dict[str, str], site_packages: Path, scratch: Path) -> dict[str, str]:
     """pip install --target the aarch64 wheels; a pin without an aarch64 wheel falls back to the newest."""
     requirements = [f"{name}=={version}" for name, version in pins.items()]
-    base = [sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", str(site_packages),
-            *pip_platform_args()]
+    base = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-compile",
+        "--target",
+        str(site_packages),
+        *pip_platform_args(),
+    ]
     first = subprocess.run([*base, *requirements], capture_output=True, text=True)
     if first.returncode != 0:
         requirements = [f"{n}=={v}" if has_aarch64_wheel(n, v, scratch) else n for n, v in pins.items()]
@@ -436,7 +465,6 @@ def aarch64_blocker() -> str | None:
     return None
 
 
-
 def aarch64_spec() -> dict:
     return {
         "schema": STAMP_SCHEMA,
@@ -457,8 +485,12 @@ def setup_aarch64(cpu: str = DEFAULT_AARCH64_CPU, directory: Path | None = None)
     with locked(layout["base"]):
         if aarch64_ready(directory):
             ensure_cpu_root(cpu, directory)
-            return SetupResult("qemu-aarch64", "already provisioned", time.monotonic() - start,
-                               {"directory": str(layout["base"])})
+            return SetupResult(
+                "qemu-aarch64",
+                "already provisioned",
+                time.monotonic() - start,
+                {"directory": str(layout["base"])},
+            )
         details = build_aarch64(layout)
         ensure_cpu_root(cpu, directory)
         details["size_bytes"] = tree_size(layout["base"])
@@ -466,11 +498,21 @@ def setup_aarch64(cpu: str = DEFAULT_AARCH64_CPU, directory: Path | None = None)
         write_stamp(layout["base"], {"spec": aarch64_spec(), **details})
     pins = host_pins()
     # Pins without an aarch64 wheel fell back to the newest one: shown, never silent.
-    mismatches = {n: f"host {v}, aarch64 {details['wheels'].get(n)}" for n, v in pins.items()
-                  if details["wheels"].get(n) != v}
-    return SetupResult("qemu-aarch64", "installed", time.monotonic() - start,
-                       {"directory": str(layout["base"]), "size_bytes": details["size_bytes"],
-                        "version_mismatches": mismatches})
+    mismatches = {
+        n: f"host {v}, aarch64 {details['wheels'].get(n)}"
+        for n, v in pins.items()
+        if details["wheels"].get(n) != v
+    }
+    return SetupResult(
+        "qemu-aarch64",
+        "installed",
+        time.monotonic() - start,
+        {
+            "directory": str(layout["base"]),
+            "size_bytes": details["size_bytes"],
+            "version_mismatches": mismatches,
+        },
+    )
 
 
 def build_aarch64(layout: dict[str, Path]) -> dict:

@@ -64,8 +64,9 @@ class Reply:
 
 
 class ComputeSupervisor:
-    def __init__(self, launch: ComputeLaunch, timeout_s: float, queue_size: int,
-                 startup_timeout_s: float) -> None:
+    def __init__(
+        self, launch: ComputeLaunch, timeout_s: float, queue_size: int, startup_timeout_s: float
+    ) -> None:
         self.launch = launch
         self.timeout_s = timeout_s
         self.queue_size = queue_size
@@ -92,9 +93,16 @@ class ComputeSupervisor:
         return self.pending >= self.queue_size
 
     def status(self) -> dict[str, Any]:
-        return {"compute_pid": self.pid, "compute_running": self._alive(), "pending": self.pending,
-                "queue": self.queue_size, "timeout_s": self.timeout_s, "starts": self.starts,
-                "timeouts": self.timeouts, "deaths": self.deaths}
+        return {
+            "compute_pid": self.pid,
+            "compute_running": self._alive(),
+            "pending": self.pending,
+            "queue": self.queue_size,
+            "timeout_s": self.timeout_s,
+            "starts": self.starts,
+            "timeouts": self.timeouts,
+            "deaths": self.deaths,
+        }
 
     async def start(self) -> None:
         async with self._lock:
@@ -133,14 +141,18 @@ class ComputeSupervisor:
             self.timeouts += 1
             await self._kill()
             self._schedule_restart()
-            raise ComputeTimeout(f"the compute process took longer than {self.timeout_s:g} s; "
-                                 "it was killed and is being restarted") from None
+            raise ComputeTimeout(
+                f"the compute process took longer than {self.timeout_s:g} s; "
+                "it was killed and is being restarted"
+            ) from None
         except (asyncio.IncompleteReadError, ConnectionError, ProtocolError) as exc:
             self.deaths += 1
             code = await self._kill()
             self._schedule_restart()
-            raise ComputeDied(f"the compute process failed ({type(exc).__name__}: {exc}; exit code {code}); "
-                              f"stderr tail: {self.stderr_tail()}") from None
+            raise ComputeDied(
+                f"the compute process failed ({type(exc).__name__}: {exc}; exit code {code}); "
+                f"stderr tail: {self.stderr_tail()}"
+            ) from None
         except BaseException:
             # Cancelled mid-frame: the stream is out of step, so the process cannot be reused.
             await self._kill()
@@ -148,6 +160,7 @@ class ComputeSupervisor:
 
     def recycle(self) -> None:
         """Kill the process (between requests) and start a fresh one in the background."""
+
         async def kill_then_start() -> None:
             async with self._lock:
                 await self._kill()
@@ -179,9 +192,15 @@ class ComputeSupervisor:
         self._stderr_tail.clear()
         try:
             self._process = await asyncio.create_subprocess_exec(
-                *self.launch.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=self.launch.env or None, cwd=self.launch.cwd,
-                limit=STREAM_LIMIT, start_new_session=True, preexec_fn=self._limit_memory(),
+                *self.launch.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self.launch.env or None,
+                cwd=self.launch.cwd,
+                limit=STREAM_LIMIT,
+                start_new_session=True,
+                preexec_fn=self._limit_memory(),
             )
         except OSError as exc:
             raise ComputeUnavailable(f"cannot start {self.launch.argv[0]}: {exc}") from None
@@ -191,8 +210,10 @@ class ComputeSupervisor:
                 hello, _ = await read_frame_async(self._process.stdout)
         except (TimeoutError, asyncio.IncompleteReadError, ProtocolError) as exc:
             code = await self._kill()
-            raise ComputeUnavailable(f"the compute process did not start ({type(exc).__name__}, exit code "
-                                     f"{code}); stderr tail: {self.stderr_tail()}") from None
+            raise ComputeUnavailable(
+                f"the compute process did not start ({type(exc).__name__}, exit code "
+                f"{code}); stderr tail: {self.stderr_tail()}"
+            ) from None
         if hello.get("op") != "hello" or not isinstance(hello.get("fingerprint"), dict):
             await self._kill()
             raise ComputeUnavailable(f"the compute process opened with {hello!r} instead of a hello")
@@ -202,8 +223,12 @@ class ComputeSupervisor:
             raise ComputeUnavailable(f"the compute process cannot import the codec: {problem}")
         self.hello = hello
         self.fingerprint = hello["fingerprint"]
-        log.info("compute process %s started: %s on %s", self._process.pid, self.fingerprint.get("target"),
-                 self.fingerprint.get("arch"))
+        log.info(
+            "compute process %s started: %s on %s",
+            self._process.pid,
+            self.fingerprint.get("target"),
+            self.fingerprint.get("arch"),
+        )
 
     def _limit_memory(self):
         limit = self.launch.memory_limit_bytes

@@ -254,7 +254,7 @@ class _Chain:
                 layer, tensor = self._parallel_heads(users)
                 layers.append(layer)
             elif len(users) == 1 and users[0].op_type == "Add" and layers:
-                self._bias(layers[-1], users[0])   # a constant here follows an activation: refused below
+                self._bias(layers[-1], users[0])  # a constant here follows an activation: refused below
                 raise UnsupportedOp(f"h_s node {users[0].name!r} adds a bias after an activation")
             else:
                 raise UnsupportedOp(_not_a_chain(users[0] if users else None, tensor))
@@ -379,8 +379,10 @@ class _Chain:
 
 def _not_a_chain(node, tensor: str) -> str:
     what = f"node {node.name or node.output[0]!r} ({node.op_type})" if node else f"tensor {tensor!r}"
-    return (f"h_s is not a chain the integeriser knows at {what}: only convolutions, their bias Add, "
-            "Relu / LeakyRelu and a final Concat of parallel heads")
+    return (
+        f"h_s is not a chain the integeriser knows at {what}: only convolutions, their bias Add, "
+        "Relu / LeakyRelu and a final Concat of parallel heads"
+    )
 
 
 def _with_activation(layer: Layer, node) -> Layer:

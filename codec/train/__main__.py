@@ -1,12 +1,12 @@
 """`python -m codec.train ...`: reproduce the data, the training and the shipped packages.
 
-    python -m codec.train all --seed 0 --out packages/      # everything, in order
-    python -m codec.train data                              # fetch sources, write data/testset and crops
-    python -m codec.train base --seed 0                     # base model at the middle lambda
-    python -m codec.train finetune --seed 0 --rate 1        # one rate point (1..4) from the base
-    python -m codec.train export --out packages/            # int16, int8 and float packages per rate point
-    python -m codec.train integerise --out packages/        # int16 and int8 again, from the float twins
-    python -m codec.train report --out packages/            # RD evaluation: packages/rd.json, packages/rd.png
+python -m codec.train all --seed 0 --out packages/      # everything, in order
+python -m codec.train data                              # fetch sources, write data/testset and crops
+python -m codec.train base --seed 0                     # base model at the middle lambda
+python -m codec.train finetune --seed 0 --rate 1        # one rate point (1..4) from the base
+python -m codec.train export --out packages/            # int16, int8 and float packages per rate point
+python -m codec.train integerise --out packages/        # int16 and int8 again, from the float twins
+python -m codec.train report --out packages/            # RD evaluation: packages/rd.json, packages/rd.png
 """
 
 from __future__ import annotations
@@ -16,12 +16,23 @@ from pathlib import Path
 import click
 
 _DEFAULT_WORK = Path.home() / ".cache" / "bitmatch" / "train"
-_WORK = click.option("--work", "work_dir", type=click.Path(file_okay=False, path_type=Path),
-                     default=_DEFAULT_WORK, show_default=True, help="downloads, crops and checkpoints")
+_WORK = click.option(
+    "--work",
+    "work_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=_DEFAULT_WORK,
+    show_default=True,
+    help="downloads, crops and checkpoints",
+)
 _SEED = click.option("--seed", type=int, default=0, show_default=True)
 _THREADS = click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads")
-_OUT = click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-                    default=Path("packages"), show_default=True)
+_OUT = click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("packages"),
+    show_default=True,
+)
 
 
 def _threads(count: int) -> None:

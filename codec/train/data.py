@@ -39,10 +39,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-MIN_JPEG_FACTOR = 3.0    # downscale of JPEG sources, enough to remove their block artefacts
-TRAIN_SHORT_SIDE = 512   # training images are shrunk until the short side is at most this
-TEST_LONG_SIDE = 256     # test images: long side in pixels (the demo runs them under emulation)
-DEMO_SIZE = (96, 64)     # width, height of the demo images
+MIN_JPEG_FACTOR = 3.0  # downscale of JPEG sources, enough to remove their block artefacts
+TRAIN_SHORT_SIDE = 512  # training images are shrunk until the short side is at most this
+TEST_LONG_SIDE = 256  # test images: long side in pixels (the demo runs them under emulation)
+DEMO_SIZE = (96, 64)  # width, height of the demo images
 CROP = 128
 CROP_STRIDE = 64
 # Each training image is also cut at these further downscales: the small test images are dense (a few
@@ -69,24 +69,30 @@ _GPL = "GPL-2+"
 CALIBRATION_DIR = REPO_ROOT / "data" / "calibration"
 HELDOUT_DIR = REPO_ROOT / "data" / "heldout"
 KODAK_DIR = REPO_ROOT / "data" / "kodak"
-CALIBRATION_SIZE = (256, 160)   # width, height
+CALIBRATION_SIZE = (256, 160)  # width, height
 KODAK_SIZE = (768, 512)
 
 
 @dataclass(frozen=True)
 class Photo:
-    name: str          # short name used for the output files
-    package: str       # Debian package or "scikit-image"
-    path: str          # path inside the package
+    name: str  # short name used for the output files
+    package: str  # Debian package or "scikit-image"
+    path: str  # path inside the package
     licence: str
     copyright: str
-    test: bool         # held out: never used in training
+    test: bool  # held out: never used in training
 
 
 PHOTOS: tuple[Photo, ...] = (
     # --- held-out test set (12) ---
-    Photo("astronaut", "scikit-image", _SKIMAGE + "astronaut.png", "public-domain",
-          "NASA (Eileen Collins), no known copyright restrictions", True),
+    Photo(
+        "astronaut",
+        "scikit-image",
+        _SKIMAGE + "astronaut.png",
+        "public-domain",
+        "NASA (Eileen Collins), no known copyright restrictions",
+        True,
+    ),
     Photo("chelsea", "scikit-image", _SKIMAGE + "chelsea.png", "CC0-1.0", "Stefan van der Walt", True),
     Photo("coffee", "scikit-image", _SKIMAGE + "coffee.png", "CC0-1.0", "Rachel Michetti", True),
     Photo("retina", "scikit-image", _SKIMAGE + "retina.jpg", "CC0-1.0", "Mikael Haggstrom", True),
@@ -94,46 +100,124 @@ PHOTOS: tuple[Photo, ...] = (
     Photo("ladybird", "mate-backgrounds", _MATE + "LadyBird.jpg", _GPL, "2008 Charles Barbin", True),
     Photo("storm", "mate-backgrounds", _MATE + "Storm.jpg", _GPL, "2008 Sergey Nazarov", True),
     Photo("dune", "mate-backgrounds", _MATE + "Dune.jpg", _GPL, "2007 Marco Cogoni, 2008 Hylke Bons", True),
-    Photo("life", "lomiri-wallpapers-16.04", _LOMIRI + "life_by_Aitzol_Berasategi.jpg", "CC-BY-4.0",
-          "2018 Aitzol Berasategi", True),
-    Photo("picos", "lomiri-wallpapers-16.04", _LOMIRI + "picosdeeuropa_by_Aitzol_Berasategi.jpg", "CC-BY-4.0",
-          "2018 Aitzol Berasategi", True),
-    Photo("kleiber", "lomiri-wallpapers-20.04", _LOMIRI + "Kleiber_by_Lukas_Baubkus.jpg", "CC-BY-SA-3.0",
-          "2021 Lukas Baubkus", True),
-    Photo("brushes", "lomiri-wallpapers-16.04", _LOMIRI + "Picture_1A_by_freespace.jpg", "CC-BY-4.0",
-          "2018 Trevor 'Freespace'", True),
+    Photo(
+        "life",
+        "lomiri-wallpapers-16.04",
+        _LOMIRI + "life_by_Aitzol_Berasategi.jpg",
+        "CC-BY-4.0",
+        "2018 Aitzol Berasategi",
+        True,
+    ),
+    Photo(
+        "picos",
+        "lomiri-wallpapers-16.04",
+        _LOMIRI + "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+        "CC-BY-4.0",
+        "2018 Aitzol Berasategi",
+        True,
+    ),
+    Photo(
+        "kleiber",
+        "lomiri-wallpapers-20.04",
+        _LOMIRI + "Kleiber_by_Lukas_Baubkus.jpg",
+        "CC-BY-SA-3.0",
+        "2021 Lukas Baubkus",
+        True,
+    ),
+    Photo(
+        "brushes",
+        "lomiri-wallpapers-16.04",
+        _LOMIRI + "Picture_1A_by_freespace.jpg",
+        "CC-BY-4.0",
+        "2018 Trevor 'Freespace'",
+        True,
+    ),
     # --- training set (21) ---
     Photo("rocket", "scikit-image", _SKIMAGE + "rocket.jpg", "public-domain", "SpaceX", False),
     Photo("hubble", "scikit-image", _SKIMAGE + "hubble_deep_field.jpg", "public-domain", "NASA", False),
-    Photo("ihc", "scikit-image", _SKIMAGE + "ihc.png", "public-domain", "no known copyright restrictions",
-          False),
-    *(Photo(stem.lower(), "mate-backgrounds", f"{_MATE}{stem}.jpg", _GPL, "see the package's copyright file",
-            False)
-      for stem in ("Aqua", "Blinds", "FreshFlower", "GreenMeadow", "RainDrops", "TwoWings", "Wood",
-                   "YellowFlower")),
-    *(Photo(stem.split("_by_")[0].lower(), "lomiri-wallpapers-16.04", f"{_LOMIRI}{stem}.jpg", licence,
-            "see the package's copyright file", False)
-      for stem, licence in (("Bridge_by_Sander_Klootwijk", "CC-BY-SA-4.0"),
-                            ("Dragonfly_by_Bolly", "CC-BY-SA-4.0"),
-                            ("Picture_0B_by_freespace", "CC-BY-4.0"), ("Wine_by_Jakkub_Mede", "CC-BY-4.0"),
-                            ("aitzgorri_by_Aitzol_Berasategi", "CC-BY-4.0"),
-                            ("free_by_Peter_Nerlich", "CC-BY-SA-4.0"),
-                            ("friends_by_Aitzol_Berasategi", "CC-BY-4.0"),
-                            ("greentock_by_Peter_Nerlich", "CC-BY-SA-4.0"),
-                            ("seeding_by_Clements_Engelhardt", "CC0-1.0"),
-                            ("sunset_by_Aitzol_Berasategi", "CC-BY-4.0"))),
+    Photo(
+        "ihc", "scikit-image", _SKIMAGE + "ihc.png", "public-domain", "no known copyright restrictions", False
+    ),
+    *(
+        Photo(
+            stem.lower(),
+            "mate-backgrounds",
+            f"{_MATE}{stem}.jpg",
+            _GPL,
+            "see the package's copyright file",
+            False,
+        )
+        for stem in (
+            "Aqua",
+            "Blinds",
+            "FreshFlower",
+            "GreenMeadow",
+            "RainDrops",
+            "TwoWings",
+            "Wood",
+            "YellowFlower",
+        )
+    ),
+    *(
+        Photo(
+            stem.split("_by_")[0].lower(),
+            "lomiri-wallpapers-16.04",
+            f"{_LOMIRI}{stem}.jpg",
+            licence,
+            "see the package's copyright file",
+            False,
+        )
+        for stem, licence in (
+            ("Bridge_by_Sander_Klootwijk", "CC-BY-SA-4.0"),
+            ("Dragonfly_by_Bolly", "CC-BY-SA-4.0"),
+            ("Picture_0B_by_freespace", "CC-BY-4.0"),
+            ("Wine_by_Jakkub_Mede", "CC-BY-4.0"),
+            ("aitzgorri_by_Aitzol_Berasategi", "CC-BY-4.0"),
+            ("free_by_Peter_Nerlich", "CC-BY-SA-4.0"),
+            ("friends_by_Aitzol_Berasategi", "CC-BY-4.0"),
+            ("greentock_by_Peter_Nerlich", "CC-BY-SA-4.0"),
+            ("seeding_by_Clements_Engelhardt", "CC0-1.0"),
+            ("sunset_by_Aitzol_Berasategi", "CC-BY-4.0"),
+        )
+    ),
 )
 DEMO = ("astronaut", "coffee", "garden", "picos")
 
 # KDE Plasma's photographic wallpapers (the rest of the package is renders), 2560 x 1600 camera JPEGs.
 HELDOUT: tuple[Photo, ...] = tuple(
-    Photo(stem.lower(), "plasma-workspace-wallpapers", f"{_KDE}{stem}/contents/images/2560x1600.jpg", _GPL,
-          "2014 KDE Visual Design Group", True)
-    for stem in ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf",
-                 "Grey", "Kite", "OneStandsOut", "Path", "summer_1am"))
+    Photo(
+        stem.lower(),
+        "plasma-workspace-wallpapers",
+        f"{_KDE}{stem}/contents/images/2560x1600.jpg",
+        _GPL,
+        "2014 KDE Visual Design Group",
+        True,
+    )
+    for stem in (
+        "BytheWater",
+        "ColdRipple",
+        "ColorfulCups",
+        "DarkestHour",
+        "EveningGlow",
+        "FallenLeaf",
+        "Grey",
+        "Kite",
+        "OneStandsOut",
+        "Path",
+        "summer_1am",
+    )
+)
 # (photograph, close-up): whole scenes at test-set density, and 256 x 160 windows at Kodak scale.
-CALIBRATION = (("aqua", False), ("bridge", False), ("wine", False), ("seeding", False),
-               ("twowings", True), ("dragonfly", True), ("free", True), ("sunset", True))
+CALIBRATION = (
+    ("aqua", False),
+    ("bridge", False),
+    ("wine", False),
+    ("seeding", False),
+    ("twowings", True),
+    ("dragonfly", True),
+    ("free", True),
+    ("sunset", True),
+)
 KODAK = ("garden", "ladybird", "life", "picos", "kleiber", "eveningglow", "path", "fallenleaf")
 
 
@@ -153,7 +237,7 @@ def fetch_sources(work_dir: Path) -> dict[str, Path]:
         if not root.exists():
             subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=work_dir, check=True)
             (deb,) = work_dir.glob(f"{package}_*.deb")
-            partial = root.with_name(root.name + ".partial")   # a failed unpack must not look finished
+            partial = root.with_name(root.name + ".partial")  # a failed unpack must not look finished
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
             subprocess.run(["dpkg", "-x", str(deb), str(partial)], check=True)
@@ -161,8 +245,19 @@ def fetch_sources(work_dir: Path) -> dict[str, Path]:
         roots[package] = root
     root = work_dir / "x" / "scikit-image"
     if not root.exists():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(work_dir),
-                        f"scikit-image=={SKIMAGE_VERSION}"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--dest",
+                str(work_dir),
+                f"scikit-image=={SKIMAGE_VERSION}",
+            ],
+            check=True,
+        )
         (wheel,) = work_dir.glob(f"scikit_image-{SKIMAGE_VERSION}-*.whl")
         with zipfile.ZipFile(wheel) as archive:
             members = [name for name in archive.namelist() if name.startswith(_SKIMAGE)]
@@ -217,7 +312,7 @@ def crops(image: np.ndarray, size: int = CROP, stride: int = CROP_STRIDE) -> np.
         return np.zeros((0, size, size, 3), np.uint8)
     tops = sorted({*range(0, height - size + 1, stride), height - size})
     lefts = sorted({*range(0, width - size + 1, stride), width - size})
-    return np.stack([image[t:t + size, s:s + size] for t in tops for s in lefts])
+    return np.stack([image[t : t + size, s : s + size] for t in tops for s in lefts])
 
 
 def _sha256(path: Path) -> str:
@@ -226,7 +321,7 @@ def _sha256(path: Path) -> str:
 
 def write_testset(roots: dict[str, Path], out_dir: Path = TESTSET_DIR) -> dict:
     """Write the test PNGs, the demo PNGs and manifest.json; returns the manifest."""
-    for stale in [*out_dir.glob("*.png"), *out_dir.glob("demo/*.png")]:   # README.md stays
+    for stale in [*out_dir.glob("*.png"), *out_dir.glob("demo/*.png")]:  # README.md stays
         stale.unlink()
     (out_dir / "demo").mkdir(parents=True, exist_ok=True)
     entries, demo_entries = [], []
@@ -237,12 +332,18 @@ def write_testset(roots: dict[str, Path], out_dir: Path = TESTSET_DIR) -> dict:
         entries.append(_entry(photo, f"{photo.name}.png", original, small, out_dir))
         if photo.name in DEMO:
             demo_image(small).save(out_dir / "demo" / f"{photo.name}.png", optimize=True)
-            demo_entries.append({"file": f"demo/{photo.name}.png", "from": f"{photo.name}.png",
-                                 "width": DEMO_SIZE[0], "height": DEMO_SIZE[1],
-                                 "sha256": _sha256(out_dir / "demo" / f"{photo.name}.png")})
+            demo_entries.append(
+                {
+                    "file": f"demo/{photo.name}.png",
+                    "from": f"{photo.name}.png",
+                    "width": DEMO_SIZE[0],
+                    "height": DEMO_SIZE[1],
+                    "sha256": _sha256(out_dir / "demo" / f"{photo.name}.png"),
+                }
+            )
     manifest = {
         "description": "bitmatch held-out test set: natural photographs never used in training, downscaled "
-                       "with Lanczos (JPEG sources by at least 3x) and stored as 8-bit RGB PNG",
+        "with Lanczos (JPEG sources by at least 3x) and stored as 8-bit RGB PNG",
         "reproduce": "python -m codec.train data",
         "images": entries,
         "demo": demo_entries,
@@ -252,12 +353,19 @@ def write_testset(roots: dict[str, Path], out_dir: Path = TESTSET_DIR) -> dict:
 
 
 def _entry(photo: Photo, file: str, original: Image.Image, small: Image.Image, out_dir: Path) -> dict:
-    return {"file": file, "width": small.width, "height": small.height, "sha256": _sha256(out_dir / file),
-            "source_package": photo.package, "source_version": package_version(photo.package),
-            "source_kind": "pypi wheel" if photo.package == "scikit-image" else "debian",
-            "original_file": "/" + photo.path if photo.package != "scikit-image" else photo.path,
-            "original_size": [original.width, original.height], "licence": photo.licence,
-            "copyright": photo.copyright}
+    return {
+        "file": file,
+        "width": small.width,
+        "height": small.height,
+        "sha256": _sha256(out_dir / file),
+        "source_package": photo.package,
+        "source_version": package_version(photo.package),
+        "source_kind": "pypi wheel" if photo.package == "scikit-image" else "debian",
+        "original_file": "/" + photo.path if photo.package != "scikit-image" else photo.path,
+        "original_size": [original.width, original.height],
+        "licence": photo.licence,
+        "copyright": photo.copyright,
+    }
 
 
 def centre_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -303,19 +411,35 @@ def _write_set(out_dir: Path, description: str, items: list[tuple[Photo, Image.I
 
 def write_extra_sets(roots: dict[str, Path]) -> None:
     """data/calibration/, data/heldout/ and data/kodak/ (see the module docstring)."""
+
     def original(photo: Photo) -> Image.Image:
         return load_rgb(roots[photo.package] / photo.path)
 
-    calibration = [(p, o, calibration_image(o, p.path, close_up))
-                   for name, close_up in CALIBRATION for p in [_photo(name)] for o in [original(p)]]
-    _write_set(CALIBRATION_DIR, "calibration images of the integer h_s: training photographs (never test "
-               "ones), whole scenes and Kodak-scale close-ups, 256 x 160", calibration)
+    calibration = [
+        (p, o, calibration_image(o, p.path, close_up))
+        for name, close_up in CALIBRATION
+        for p in [_photo(name)]
+        for o in [original(p)]
+    ]
+    _write_set(
+        CALIBRATION_DIR,
+        "calibration images of the integer h_s: training photographs (never test "
+        "ones), whole scenes and Kodak-scale close-ups, 256 x 160",
+        calibration,
+    )
     heldout = [(p, o, test_image(o, p.path)) for p in HELDOUT for o in [original(p)]]
-    _write_set(HELDOUT_DIR, "held-out photographs from a source used neither for training nor for "
-               "calibration (KDE Plasma wallpapers), prepared like data/testset", heldout)
+    _write_set(
+        HELDOUT_DIR,
+        "held-out photographs from a source used neither for training nor for "
+        "calibration (KDE Plasma wallpapers), prepared like data/testset",
+        heldout,
+    )
     kodak = [(p, o, kodak_image(o, p.path)) for name in KODAK for p in [_photo(name)] for o in [original(p)]]
-    _write_set(KODAK_DIR, "Kodak-size (768 x 512) photographs from the held-out sources, never used in "
-               "training or calibration", kodak)
+    _write_set(
+        KODAK_DIR,
+        "Kodak-size (768 x 512) photographs from the held-out sources, never used in training or calibration",
+        kodak,
+    )
 
 
 def load_image_set(directory: Path) -> list[np.ndarray]:

@@ -32,8 +32,15 @@ TESTSET_DIR = REPO_ROOT / "data" / "testset"
 PRECISIONS = ("int16", "int8", "float")
 JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
 WEBP_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
-COMPARISONS = (("int16", "float"), ("int8", "float"), ("int16", "jpeg"), ("int8", "jpeg"), ("float", "jpeg"),
-               ("int16", "webp"), ("float", "webp"))
+COMPARISONS = (
+    ("int16", "float"),
+    ("int8", "float"),
+    ("int16", "jpeg"),
+    ("int8", "jpeg"),
+    ("float", "jpeg"),
+    ("int16", "webp"),
+    ("float", "webp"),
+)
 
 
 def family_name(precision: str, prefix: str = "bitmatch") -> str:
@@ -68,8 +75,13 @@ def pillow_point(images: list[tuple[str, np.ndarray]], fmt: str, quality: int) -
             Image.fromarray(image).save(buffer, "WEBP", quality=quality, method=6)
         with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
             recon = np.asarray(decoded.convert("RGB"))
-        rows.append({"bpp": bpp(len(buffer.getvalue()), *image.shape[:2]), "psnr": psnr(image, recon),
-                     "ms_ssim": ms_ssim(image, recon)})
+        rows.append(
+            {
+                "bpp": bpp(len(buffer.getvalue()), *image.shape[:2]),
+                "psnr": psnr(image, recon),
+                "ms_ssim": ms_ssim(image, recon),
+            }
+        )
     return {**_mean_point(rows), "quality": quality}
 
 
@@ -113,8 +125,9 @@ def family_prefix(families: dict[str, list[Path]]) -> str:
     return manifest.get("source", {}).get("architecture", "bitmatch")
 
 
-def evaluate_shipped(packages_dir: Path = PACKAGES_DIR, testset_dir: Path = TESTSET_DIR,
-                     runtime: str = "ort-cpu") -> dict:
+def evaluate_shipped(
+    packages_dir: Path = PACKAGES_DIR, testset_dir: Path = TESTSET_DIR, runtime: str = "ort-cpu"
+) -> dict:
     images = load_testset(testset_dir)
     curves: dict[str, list[dict]] = {}
     for precision, dirs in shipped_families(packages_dir).items():
@@ -128,8 +141,11 @@ def evaluate_shipped(packages_dir: Path = PACKAGES_DIR, testset_dir: Path = TEST
     prefix = family_prefix(shipped_families(packages_dir))
     names = {key: family_name(key, prefix) if key in PRECISIONS else key for key in curves}
     pixels = int(sum(image.shape[0] * image.shape[1] for _, image in images))
-    return {"packages": {names[key]: {"rd_points": points} for key, points in curves.items()},
-            "bd_rate": bd, "test_set": {"images": len(images), "pixels": pixels}}
+    return {
+        "packages": {names[key]: {"rd_points": points} for key, points in curves.items()},
+        "bd_rate": bd,
+        "test_set": {"images": len(images), "pixels": pixels},
+    }
 
 
 def _bd(anchor: list[dict], test: list[dict]) -> dict:
@@ -163,8 +179,7 @@ def plot_rd(report: dict, out_path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    styles = {"int16": "o-", "int8": "s--", "float": "^:", "jpeg": "x-",
-              "webp": "d-"}
+    styles = {"int16": "o-", "int8": "s--", "float": "^:", "jpeg": "x-", "webp": "d-"}
     for name, family in report["packages"].items():
         points = sorted(family["rd_points"], key=lambda p: p["bpp"])
         rates = [p["bpp"] for p in points]
@@ -190,13 +205,16 @@ def format_text(report: dict) -> str:
     for name, family in report["packages"].items():
         for index, point in enumerate(sorted(family["rd_points"], key=lambda p: p["bpp"]), start=1):
             label = f"q={point['quality']}" if "quality" in point else f"q{index}"
-            lines.append(f"| {name} | {label} | {point['bpp']:.3f} | {point['psnr']:.2f} | "
-                         f"{point['ms_ssim']:.4f} |")
+            lines.append(
+                f"| {name} | {label} | {point['bpp']:.3f} | {point['psnr']:.2f} | {point['ms_ssim']:.4f} |"
+            )
     lines += ["", "| BD-rate (test vs anchor) | PCHIP | Akima | MS-SSIM BD-rate |", "|---|---|---|---|"]
     for key, value in report["bd_rate"].items():
         if "error" in value:
             lines.append(f"| {key} | {value['error']} | | |")
         else:
-            lines.append(f"| {key} | {value['bd_rate_pct']:+.2f}% | {value['bd_rate_pct_akima']:+.2f}% | "
-                         f"{value['bd_rate_ms_ssim_pct']:+.2f}% |")
+            lines.append(
+                f"| {key} | {value['bd_rate_pct']:+.2f}% | {value['bd_rate_pct_akima']:+.2f}% | "
+                f"{value['bd_rate_ms_ssim_pct']:+.2f}% |"
+            )
     return "\n".join(lines)

@@ -24,14 +24,15 @@ from codec.build import build_package
 from codec.tables import CodeTables, tables_from_pmfs
 
 PRECISIONS = ("int16", "int8", "float")
-WEIGHTS_PRECISION = "float"   # the one package per rate point that keeps a copy of the float weights
+WEIGHTS_PRECISION = "float"  # the one package per rate point that keeps a copy of the float weights
 Z_LOC, Z_LOG_SCALE, META = "z_prior.loc", "z_prior.log_scale", "meta"
-Z_MIN_SCALE = 0.05   # the training density clamps the Laplace scale to this
-Z_TAIL = 10.0        # the z tables cover +-10 scales around the location, escapes beyond
+Z_MIN_SCALE = 0.05  # the training density clamps the Laplace scale to this
+Z_TAIL = 10.0  # the z tables cover +-10 scales around the location, escapes beyond
 
 
-def save_weights(path: Path, weights: dict[str, np.ndarray], z_loc: np.ndarray, z_log_scale: np.ndarray,
-                 meta: dict) -> None:
+def save_weights(
+    path: Path, weights: dict[str, np.ndarray], z_loc: np.ndarray, z_log_scale: np.ndarray, meta: dict
+) -> None:
     arrays = {name: np.asarray(value, np.float32) for name, value in weights.items()}
     arrays[Z_LOC] = np.asarray(z_loc, np.float64)
     arrays[Z_LOG_SCALE] = np.asarray(z_log_scale, np.float64)
@@ -41,8 +42,9 @@ def save_weights(path: Path, weights: dict[str, np.ndarray], z_loc: np.ndarray, 
         np.savez(handle, **arrays)
 
 
-def load_weights(path: Path) -> tuple[networks.Architecture, dict[str, np.ndarray], np.ndarray, np.ndarray,
-                                       dict]:
+def load_weights(
+    path: Path,
+) -> tuple[networks.Architecture, dict[str, np.ndarray], np.ndarray, np.ndarray, dict]:
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(bytes(data[META]).decode())
         weights = {name: data[name] for name in data.files if name not in (Z_LOC, Z_LOG_SCALE, META)}
@@ -52,8 +54,9 @@ def load_weights(path: Path) -> tuple[networks.Architecture, dict[str, np.ndarra
     return arch, weights, z_loc, z_log_scale, meta
 
 
-def laplace_code_vectors(loc: np.ndarray, log_scale: np.ndarray,
-                         tail: float = Z_TAIL) -> tuple[list[np.ndarray], list[int]]:
+def laplace_code_vectors(
+    loc: np.ndarray, log_scale: np.ndarray, tail: float = Z_TAIL
+) -> tuple[list[np.ndarray], list[int]]:
     """Per channel: masses of (underflow escape, values offset+1 .. offset+L-2, overflow escape), offset.
 
     The masses are those of the training density, a discretised Laplace: value v has mass
@@ -64,7 +67,7 @@ def laplace_code_vectors(loc: np.ndarray, log_scale: np.ndarray,
     for centre, spread in zip(np.asarray(loc, np.float64), scales, strict=True):
         radius = max(2, math.ceil(tail * spread))
         offset = round(centre) - radius
-        edges = offset + 0.5 + np.arange(2 * radius)         # boundaries between the 2R + 1 symbols
+        edges = offset + 0.5 + np.arange(2 * radius)  # boundaries between the 2R + 1 symbols
         t = (edges - centre) / spread
         cdf = np.where(t < 0, 0.5 * np.exp(np.minimum(t, 0)), 1 - 0.5 * np.exp(-np.maximum(t, 0)))
         pmfs.append(np.diff(np.concatenate([[0.0], cdf, [1.0]])))
@@ -76,27 +79,47 @@ def z_tables(loc: np.ndarray, log_scale: np.ndarray) -> CodeTables:
     return tables_from_pmfs(*laplace_code_vectors(loc, log_scale))
 
 
-def build_rate_point(weights_path: Path, out_root: Path, rate: int,
-                     precisions: tuple[str, ...] = PRECISIONS) -> list[dict]:
+def build_rate_point(
+    weights_path: Path, out_root: Path, rate: int, precisions: tuple[str, ...] = PRECISIONS
+) -> list[dict]:
     """Build OUT/PRECISION/qRATE for every precision from one weights file; returns name and digest rows."""
     arch, weights, z_loc, z_log_scale, meta = load_weights(weights_path)
-    metadata = {"weights": "trained", "rate_point": rate, "lambda": meta["lambda"], "seed": meta["seed"],
-                "training": f"python -m codec.train all --seed {meta['seed']}"}
+    metadata = {
+        "weights": "trained",
+        "rate_point": rate,
+        "lambda": meta["lambda"],
+        "seed": meta["seed"],
+        "training": f"python -m codec.train all --seed {meta['seed']}",
+    }
     return _build(out_root, rate, arch, weights, z_tables(z_loc, z_log_scale), metadata, precisions)
 
 
-def _build(out_root: Path, rate: int, arch: networks.Architecture, weights: dict[str, np.ndarray],
-           tables: CodeTables, metadata: dict, precisions: tuple[str, ...]) -> list[dict]:
+def _build(
+    out_root: Path,
+    rate: int,
+    arch: networks.Architecture,
+    weights: dict[str, np.ndarray],
+    tables: CodeTables,
+    metadata: dict,
+    precisions: tuple[str, ...],
+) -> list[dict]:
     """The packages of one rate point, their integer h_s calibrated on the bundled calibration set."""
     from codec.importers import calibration
 
     images, calibration_name = calibration.images(None)
     rows = []
     for precision in precisions:
-        digest = build_package(out_root / precision / f"q{rate}", precision, arch, weights,
-                               z_tables=tables, metadata=metadata, calibration_images=images,
-                               calibration_name=calibration_name,
-                               store_weights=precision == WEIGHTS_PRECISION)
+        digest = build_package(
+            out_root / precision / f"q{rate}",
+            precision,
+            arch,
+            weights,
+            z_tables=tables,
+            metadata=metadata,
+            calibration_images=images,
+            calibration_name=calibration_name,
+            store_weights=precision == WEIGHTS_PRECISION,
+        )
         rows.append({"name": f"{precision}/q{rate}", "digest": digest, "lambda": metadata["lambda"]})
     return rows
 
@@ -115,8 +138,9 @@ def rebuild_integer(packages_dir: Path, precisions: tuple[str, ...] = ("int16", 
         tables = CodeTables.load_npz(io.BytesIO(package.read(Z_TABLES)))
         metadata = {key: manifest[key] for key in ("weights", "rate_point", "lambda", "seed", "training")}
         weights = package_weights(package)
-        rows += _build(Path(packages_dir), int(manifest["rate_point"]), arch, weights, tables, metadata,
-                       precisions)
+        rows += _build(
+            Path(packages_dir), int(manifest["rate_point"]), arch, weights, tables, metadata, precisions
+        )
     return rows
 
 

@@ -31,8 +31,9 @@ U_MARGIN = 0.5
 def _conv(spec: networks.LayerSpec) -> nn.Module:
     if spec.kind == "conv":
         return nn.Conv2d(spec.c_in, spec.c_out, spec.kernel, spec.stride, spec.padding)
-    return nn.ConvTranspose2d(spec.c_in, spec.c_out, spec.kernel, spec.stride, spec.padding,
-                              output_padding=spec.output_padding)
+    return nn.ConvTranspose2d(
+        spec.c_in, spec.c_out, spec.kernel, spec.stride, spec.padding, output_padding=spec.output_padding
+    )
 
 
 class SimplifiedGDN(nn.Module):
@@ -44,7 +45,7 @@ class SimplifiedGDN(nn.Module):
         super().__init__()
         self.inverse = inverse
         self.beta_raw = nn.Parameter(torch.ones(channels))
-        self.gamma_raw = nn.Parameter(0.1 * torch.eye(channels) + 1e-3)   # off-diagonals start non-zero
+        self.gamma_raw = nn.Parameter(0.1 * torch.eye(channels) + 1e-3)  # off-diagonals start non-zero
 
     def beta(self) -> torch.Tensor:
         return self.beta_raw.abs() + self.BETA_FLOOR
@@ -61,8 +62,9 @@ def _gdn_key(net: str, index: int) -> str:
     return f"{net}_{index}"
 
 
-def _run(layers: nn.ModuleList, specs: list[networks.LayerSpec], x: torch.Tensor, net: str,
-         gdn: nn.ModuleDict) -> torch.Tensor:
+def _run(
+    layers: nn.ModuleList, specs: list[networks.LayerSpec], x: torch.Tensor, net: str, gdn: nn.ModuleDict
+) -> torch.Tensor:
     for index, (layer, spec) in enumerate(zip(layers, specs, strict=True)):
         x = layer(x)
         if spec.act == "relu":
@@ -88,8 +90,8 @@ class SigmaOfU(nn.Module):
         self.register_buffer("log_sigma", torch.tensor(grid, dtype=torch.float32))
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        u = u.clamp(-U_MARGIN, 1.0 + U_MARGIN)          # no gradient far outside: u cannot drift away
-        u = u.clamp(0.0, 1.0) + (u - u.detach())        # value clamped, gradient straight through near [0, 1]
+        u = u.clamp(-U_MARGIN, 1.0 + U_MARGIN)  # no gradient far outside: u cannot drift away
+        u = u.clamp(0.0, 1.0) + (u - u.detach())  # value clamped, gradient straight through near [0, 1]
         position = u * _U_GRID
         index = position.detach().floor().clamp(0, _U_GRID - 1)
         frac = position - index
@@ -131,12 +133,17 @@ class HyperpriorCodec(nn.Module):
         self.specs = networks.network_layers(arch)
         for net, specs in self.specs.items():
             setattr(self, net, nn.ModuleList(_conv(spec) for spec in specs))
-        self.gdn = nn.ModuleDict({_gdn_key(net, index): SimplifiedGDN(spec.c_out, spec.act == "igdn1")
-                                  for net, specs in self.specs.items() for index, spec in enumerate(specs)
-                                  if spec.act in networks.GDN_ACTS})
+        self.gdn = nn.ModuleDict(
+            {
+                _gdn_key(net, index): SimplifiedGDN(spec.c_out, spec.act == "igdn1")
+                for net, specs in self.specs.items()
+                for index, spec in enumerate(specs)
+                if spec.act in networks.GDN_ACTS
+            }
+        )
         self.z_prior = LaplacePrior(arch.n)
         self.sigma_of_u = SigmaOfU(arch.sigma_min, arch.sigma_max)
-        with torch.no_grad():                           # start u in the middle of [0, 1]
+        with torch.no_grad():  # start u in the middle of [0, 1]
             self.h_s[-1].bias[: arch.m].fill_(0.5)
 
     def forward(self, x: torch.Tensor, noise: bool = True) -> dict[str, torch.Tensor]:
@@ -152,8 +159,12 @@ class HyperpriorCodec(nn.Module):
         y_rate = residual + torch.empty_like(y).uniform_(-0.5, 0.5) if noise else torch.round(residual)
         y_hat = round_ste(residual) + mean
         x_hat = self._net("g_s", y_hat)
-        return {"x_hat": x_hat, "y_likelihood": gaussian_likelihood(y_rate, sigma),
-                "z_likelihood": self.z_prior.likelihood(z_rate), "u": u}
+        return {
+            "x_hat": x_hat,
+            "y_likelihood": gaussian_likelihood(y_rate, sigma),
+            "z_likelihood": self.z_prior.likelihood(z_rate),
+            "u": u,
+        }
 
     def _net(self, net: str, x: torch.Tensor) -> torch.Tensor:
         return _run(getattr(self, net), self.specs[net], x, net, self.gdn)
@@ -164,8 +175,11 @@ class HyperpriorCodec(nn.Module):
 
     def float_weights(self) -> dict[str, np.ndarray]:
         """The flat weight dict of codec/networks.py (float32, torch layout)."""
-        weights = {name: tensor.detach().cpu().numpy().astype(np.float32)
-                   for name, tensor in self.state_dict().items() if name.split(".")[0] in self.specs}
+        weights = {
+            name: tensor.detach().cpu().numpy().astype(np.float32)
+            for name, tensor in self.state_dict().items()
+            if name.split(".")[0] in self.specs
+        }
         for key, gdn in self.gdn.items():
             net, index = key.rsplit("_", 1)
             weights[f"{net}.{index}.gdn_beta"] = gdn.beta().detach().numpy().astype(np.float32)

@@ -22,7 +22,7 @@ from codec.train.model import HyperpriorCodec, rd_loss
 # N=32, M=48 keeps the twelve packages (4 rate points x 3 precisions) under 30 MB; simplified GDN in g_a / g_s
 # trained far faster than ReLU at this size (same steps: loss 5.1 vs 7.2 at lambda 0.013 after 1000 steps).
 ARCH = networks.Architecture(n=32, m=48, transform="gdn")
-LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013)   # lambda 255^2 MSE + bpp; one package per value
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013)  # lambda 255^2 MSE + bpp; one package per value
 BASE_LAMBDA = 0.0067
 
 
@@ -31,7 +31,7 @@ class Schedule:
     steps: int
     lr: float
     batch: int = 8
-    decay_from: float = 0.8     # fraction of the steps after which the learning rate falls 10x
+    decay_from: float = 0.8  # fraction of the steps after which the learning rate falls 10x
     clip: float = 1.0
 
 
@@ -56,9 +56,16 @@ def batches(crops: np.ndarray, batch: int, seed: int, weights: np.ndarray | None
         yield torch.from_numpy(np.ascontiguousarray(picks.transpose(0, 3, 1, 2))).float().div_(255.0)
 
 
-def train(model: HyperpriorCodec, crops: np.ndarray, lmbda: float, schedule: Schedule, seed: int,
-          log_path: Path | None = None, log_every: int = 100,
-          weights: np.ndarray | None = None) -> list[dict]:
+def train(
+    model: HyperpriorCodec,
+    crops: np.ndarray,
+    lmbda: float,
+    schedule: Schedule,
+    seed: int,
+    log_path: Path | None = None,
+    log_every: int = 100,
+    weights: np.ndarray | None = None,
+) -> list[dict]:
     """Run `schedule.steps` Adam steps on the rate-distortion loss; returns the logged rows."""
     torch.manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
@@ -79,8 +86,14 @@ def train(model: HyperpriorCodec, crops: np.ndarray, lmbda: float, schedule: Sch
         window.append((terms["loss"].item(), terms["bpp"].item(), terms["mse"].item()))
         if (step + 1) % log_every == 0 or step + 1 == schedule.steps:
             loss, bpp, mse = np.mean(window, axis=0)
-            row = {"step": step + 1, "lambda": lmbda, "loss": float(loss), "bpp": float(bpp),
-                   "psnr": float(10 * np.log10(1.0 / mse)), "seconds": time.perf_counter() - start}
+            row = {
+                "step": step + 1,
+                "lambda": lmbda,
+                "loss": float(loss),
+                "bpp": float(bpp),
+                "psnr": float(10 * np.log10(1.0 / mse)),
+                "seconds": time.perf_counter() - start,
+            }
             rows.append(row)
             window.clear()
             if log_path is not None:
@@ -103,8 +116,9 @@ def load_checkpoint(path: Path) -> tuple[HyperpriorCodec, dict]:
     return model, data["meta"]
 
 
-def train_base(crops: tuple[np.ndarray, np.ndarray], seed: int, work_dir: Path,
-               schedule: Schedule = BASE) -> Path:
+def train_base(
+    crops: tuple[np.ndarray, np.ndarray], seed: int, work_dir: Path, schedule: Schedule = BASE
+) -> Path:
     model = new_model(seed)
     train(model, crops[0], BASE_LAMBDA, schedule, seed, work_dir / "base.log.jsonl", weights=crops[1])
     path = work_dir / "base.pt"
@@ -112,15 +126,34 @@ def train_base(crops: tuple[np.ndarray, np.ndarray], seed: int, work_dir: Path,
     return path
 
 
-def finetune(crops: tuple[np.ndarray, np.ndarray], seed: int, work_dir: Path, lmbda: float, base: Path,
-             schedule: Schedule = FINETUNE) -> Path:
+def finetune(
+    crops: tuple[np.ndarray, np.ndarray],
+    seed: int,
+    work_dir: Path,
+    lmbda: float,
+    base: Path,
+    schedule: Schedule = FINETUNE,
+) -> Path:
     model, meta = load_checkpoint(base)
-    train(model, crops[0], lmbda, schedule, seed + 1 + LAMBDAS.index(lmbda), work_dir / f"q{lmbda}.log.jsonl",
-          weights=crops[1])
+    train(
+        model,
+        crops[0],
+        lmbda,
+        schedule,
+        seed + 1 + LAMBDAS.index(lmbda),
+        work_dir / f"q{lmbda}.log.jsonl",
+        weights=crops[1],
+    )
     rate = LAMBDAS.index(lmbda) + 1
     path = work_dir / f"q{rate}.pt"
-    meta = {"lambda": lmbda, "seed": seed, "rate_point": rate, "base": meta, "schedule": asdict(schedule),
-            "architecture": model.arch.to_dict()}
+    meta = {
+        "lambda": lmbda,
+        "seed": seed,
+        "rate_point": rate,
+        "base": meta,
+        "schedule": asdict(schedule),
+        "architecture": model.arch.to_dict(),
+    }
     save_checkpoint(model, path, meta)
     export.save_weights(work_dir / f"q{rate}.npz", model.float_weights(), *model.z_prior_params(), meta)
     return path

@@ -110,8 +110,9 @@ def _resolve_targets(app: AppState, selectors: list[str], role: str) -> tuple[li
         elif selector in devices:
             device_id, target = devices[selector]
             if pins.get(target, device_id) != device_id:
-                raise HTTPException(422, f"{role}s name two devices of target {target!r}; name one, or the "
-                                         "target itself")
+                raise HTTPException(
+                    422, f"{role}s name two devices of target {target!r}; name one, or the target itself"
+                )
             targets.append(target)
             pins[target] = device_id
         else:

@@ -42,9 +42,12 @@ def test_layout_matches_the_documented_table():
         + bytes(range(32))
         + struct.pack("<II", 17, 31)
         + b"\x02"
-        + b"\x01z" + struct.pack("<I", 3)
-        + b"\x01y" + struct.pack("<I", 5)
-        + b"\x01\x02\x03" + b"\xff" * 5
+        + b"\x01z"
+        + struct.pack("<I", 3)
+        + b"\x01y"
+        + struct.pack("<I", 5)
+        + b"\x01\x02\x03"
+        + b"\xff" * 5
     )
     assert pack(SAMPLE) == with_crc(expected_body)
     assert len(expected_body) == SECTIONS_START + 8

@@ -21,26 +21,51 @@ def _invoke(*args: str):
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     for precision in ("int16", "float"):
-        result = _invoke("build-random", "--precision", precision, "--channels", "4,6", "--seed", "5",
-                         "--out", str(root / precision), "--levels", "32", "--json")
+        result = _invoke(
+            "build-random",
+            "--precision",
+            precision,
+            "--channels",
+            "4,6",
+            "--seed",
+            "5",
+            "--out",
+            str(root / precision),
+            "--levels",
+            "32",
+            "--json",
+        )
         assert result.exit_code == 0, result.output
     images = root / "images"
     images.mkdir()
     for index, size in enumerate([(23, 41), (64, 64)]):
-        save_png(np.ascontiguousarray(networks.synthetic_images(index, 1, 64)[0][: size[0], : size[1]]),
-                 images / f"img{index}.png")
+        save_png(
+            np.ascontiguousarray(networks.synthetic_images(index, 1, 64)[0][: size[0], : size[1]]),
+            images / f"img{index}.png",
+        )
     return root
 
 
 def test_encode_then_decode_with_another_runtime(workspace):
     source, bmc, out = workspace / "images" / "img0.png", workspace / "a.bmc", workspace / "a.png"
-    encoded = _invoke("encode", str(source), str(bmc), "--codec", str(workspace / "int16"),
-                      "--runtime", "ort-cpu", "--json")
+    encoded = _invoke(
+        "encode", str(source), str(bmc), "--codec", str(workspace / "int16"), "--runtime", "ort-cpu", "--json"
+    )
     assert encoded.exit_code == 0, encoded.output
     enc = json.loads(encoded.output)
     assert set(enc["stage_hashes"]) == STAGES and enc["bpp"] > 0 and enc["psnr"] > 0
-    decoded = _invoke("decode", str(bmc), str(out), "--codec", str(workspace / "int16"),
-                      "--runtime", "ort-cpu-1t", "--reference", str(source), "--json")
+    decoded = _invoke(
+        "decode",
+        str(bmc),
+        str(out),
+        "--codec",
+        str(workspace / "int16"),
+        "--runtime",
+        "ort-cpu-1t",
+        "--reference",
+        str(source),
+        "--json",
+    )
     assert decoded.exit_code == 0, decoded.output
     dec = json.loads(decoded.output)
     assert dec["stage_hashes"]["y_hat"] == enc["stage_hashes"]["y_hat"]
@@ -70,14 +95,25 @@ def test_typed_errors_exit_non_zero_with_one_line(workspace, tmp_path):
     assert "bad-image" in result.output and len(result.output.strip().splitlines()) == 1
 
     bmc = tmp_path / "y.bmc"
-    assert _invoke("encode", str(workspace / "images" / "img1.png"), str(bmc), "--codec",
-                   str(workspace / "int16")).exit_code == 0
+    assert (
+        _invoke(
+            "encode", str(workspace / "images" / "img1.png"), str(bmc), "--codec", str(workspace / "int16")
+        ).exit_code
+        == 0
+    )
     wrong = _invoke("decode", str(bmc), str(tmp_path / "y.png"), "--codec", str(workspace / "float"))
     assert wrong.exit_code != 0 and "wrong-codec" in wrong.output
     assert not (tmp_path / "y.png").exists()
 
-    unknown = _invoke("decode", str(bmc), str(tmp_path / "z.png"), "--codec", str(workspace / "int16"),
-                      "--runtime", "no-such-runtime")
+    unknown = _invoke(
+        "decode",
+        str(bmc),
+        str(tmp_path / "z.png"),
+        "--codec",
+        str(workspace / "int16"),
+        "--runtime",
+        "no-such-runtime",
+    )
     assert unknown.exit_code != 0 and "runtime" in unknown.output
 
 
@@ -86,18 +122,47 @@ def test_pack_writes_an_archive_with_the_same_digest(workspace, tmp_path):
     assert result.exit_code == 0, result.output
     manifest = json.loads((workspace / "int16" / "manifest.json").read_text())
     assert manifest["digest"] in result.output
-    encoded = _invoke("encode", str(workspace / "images" / "img1.png"), str(tmp_path / "a.bmc"),
-                      "--codec", str(tmp_path / "codec.bmpkg"), "--json")
+    encoded = _invoke(
+        "encode",
+        str(workspace / "images" / "img1.png"),
+        str(tmp_path / "a.bmc"),
+        "--codec",
+        str(tmp_path / "codec.bmpkg"),
+        "--json",
+    )
     assert json.loads(encoded.output)["codec"] == manifest["digest"]
 
 
 def test_build_random_is_reproducible(workspace, tmp_path):
-    first = json.loads(_invoke("build-random", "--precision", "int16", "--channels", "4,6", "--seed", "5",
-                               "--out", str(tmp_path / "again"), "--levels", "32", "--json").output)
+    first = json.loads(
+        _invoke(
+            "build-random",
+            "--precision",
+            "int16",
+            "--channels",
+            "4,6",
+            "--seed",
+            "5",
+            "--out",
+            str(tmp_path / "again"),
+            "--levels",
+            "32",
+            "--json",
+        ).output
+    )
     manifest = json.loads((workspace / "int16" / "manifest.json").read_text())
     assert first["digest"] == manifest["digest"]
-    bad = _invoke("build-random", "--precision", "int16", "--channels", "4", "--seed", "5",
-                  "--out", str(tmp_path / "bad"))
+    bad = _invoke(
+        "build-random",
+        "--precision",
+        "int16",
+        "--channels",
+        "4",
+        "--seed",
+        "5",
+        "--out",
+        str(tmp_path / "bad"),
+    )
     assert bad.exit_code != 0
 
 
@@ -109,9 +174,22 @@ def test_console_script_reports_a_typed_error_on_one_line(workspace, tmp_path):
     script = Path(sys.executable).parent / "bitmatch"
     garbage = tmp_path / "garbage.bmc"
     garbage.write_bytes(b"not a bitstream")
-    done = subprocess.run([str(script), "codec", "decode", str(garbage), str(tmp_path / "out.png"),
-                           "--codec", str(workspace / "int16"), "--runtime", "ort-cpu-1t"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            str(script),
+            "codec",
+            "decode",
+            str(garbage),
+            str(tmp_path / "out.png"),
+            "--codec",
+            str(workspace / "int16"),
+            "--runtime",
+            "ort-cpu-1t",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     assert len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith("Error: truncated:") or done.stderr.startswith("Error: bad-magic:")

@@ -20,8 +20,11 @@ N, M, SEED = 4, 6, 11
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory):
     root = tmp_path_factory.mktemp("packages")
-    return {precision: root / precision for precision in ("int16", "int8", "float")
-            if build_random(root / precision, precision, N, M, SEED)}
+    return {
+        precision: root / precision
+        for precision in ("int16", "int8", "float")
+        if build_random(root / precision, precision, N, M, SEED)
+    }
 
 
 def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -63,7 +66,7 @@ def test_encode_result_is_consistent(packages):
     assert result.scale_index.shape == (1, M, 4, 4)
     assert result.scale_index.min() >= 0 and result.scale_index.max() < 64
     assert 0 < result.psnr < 100
-    assert codec.encode(image).bitstream == result.bitstream   # deterministic on one runtime
+    assert codec.encode(image).bitstream == result.bitstream  # deterministic on one runtime
 
 
 def test_random_codec_spreads_its_scale_levels_and_codes_sanely(packages):
@@ -107,8 +110,9 @@ def test_bad_images_are_typed_errors(packages, image, message):
         Codec.load(packages["int16"]).encode(image)
 
 
-def _png(width: int, height: int, mode_byte: int, bit_depth: int = 8,
-         rows: list[bytes] | None = None) -> bytes:
+def _png(
+    width: int, height: int, mode_byte: int, bit_depth: int = 8, rows: list[bytes] | None = None
+) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -134,7 +138,7 @@ def test_png_validation(tmp_path):
     with pytest.raises(ImageError, match="16 bits"):
         decode_png(_png(2, 2, 2, bit_depth=16, rows=[b"\x00" + b"\x12\x34" * 6] * 2))
     with pytest.raises(ImageError, match="padded pixels"):
-        decode_png(_png(8192, 8192, 2))             # header only: refused before any pixel is decoded
+        decode_png(_png(8192, 8192, 2))  # header only: refused before any pixel is decoded
     with pytest.raises(ImageError, match="cannot read"):
         decode_png(b"definitely not a png")
     with pytest.raises(ImageError, match="cannot read"):
@@ -151,8 +155,15 @@ def test_build_is_deterministic_and_precisions_share_weights(packages, tmp_path)
     manifest = CodecPackage.load(packages["int8"]).manifest
     assert manifest["N"] == 64 and manifest["sigma_range"] == [0.11, 256.0]
     assert manifest["architecture"]["n"] == N and manifest["architecture"]["m"] == M
-    assert set(manifest["files"]) >= {"analysis.onnx", "synthesis.onnx", "hyper_synthesis.onnx",
-                                      "level_tables.npz", "z_tables.npz", "certificate.json", "weights.npz"}
+    assert set(manifest["files"]) >= {
+        "analysis.onnx",
+        "synthesis.onnx",
+        "hyper_synthesis.onnx",
+        "level_tables.npz",
+        "z_tables.npz",
+        "certificate.json",
+        "weights.npz",
+    }
 
 
 def test_certificates(packages):
@@ -191,8 +202,10 @@ def test_factorized_tables_code_laplace_latents_near_their_entropy():
 
     rng = np.random.default_rng(4)
     scales = np.array([0.3, 1.0, 3.0])
-    z_hat = np.rint(rng.laplace(0.0, scales[None, :, None, None], (8, 3, 16, 16)) + np.array(
-        [0, 2, -5])[None, :, None, None])
+    z_hat = np.rint(
+        rng.laplace(0.0, scales[None, :, None, None], (8, 3, 16, 16))
+        + np.array([0, 2, -5])[None, :, None, None]
+    )
     tables = factorized_z_tables(z_hat)
     indexes = np.broadcast_to(np.arange(3, dtype=np.int32)[None, :, None, None], z_hat.shape)
     values = z_hat.astype(np.int32)

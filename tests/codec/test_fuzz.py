@@ -163,8 +163,17 @@ def edit_length_field(data: bytes, rng: np.random.Generator) -> bytes:
     offset, fmt = fields[int(rng.integers(len(fields)))]
     (old,) = struct.unpack_from(fmt, data, offset)
     limit = 0xFF if fmt == "<B" else 0xFFFFFFFF
-    candidates = [0, 1, old - 1, old + 1, old * 2, old + int(rng.integers(-64, 65)), limit, limit // 2 + 1,
-                  int(rng.integers(limit + 1))]
+    candidates = [
+        0,
+        1,
+        old - 1,
+        old + 1,
+        old * 2,
+        old + int(rng.integers(-64, 65)),
+        limit,
+        limit // 2 + 1,
+        int(rng.integers(limit + 1)),
+    ]
     value = int(np.clip(candidates[int(rng.integers(len(candidates)))], 0, limit))
     out = bytearray(data)
     struct.pack_into(fmt, out, offset, value)
@@ -172,7 +181,11 @@ def edit_length_field(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 PAYLOAD_MUTATIONS: list[Callable[[bytes, np.random.Generator], bytes]] = [
-    flip_bit, replace_bytes, insert_bytes, delete_bytes, truncate,
+    flip_bit,
+    replace_bytes,
+    insert_bytes,
+    delete_bytes,
+    truncate,
 ]
 MUTATIONS = [*PAYLOAD_MUTATIONS, edit_length_field]
 
@@ -230,8 +243,10 @@ class Tally:
     max_wall_s: float = 0.0
 
     def summary(self) -> str:
-        return (f"{dict(self.outcomes)}; reached the entropy decoder: {self.reached_entropy_decoder}; "
-                f"max per case: CPU {self.max_cpu_s * 1e3:.1f} ms, wall {self.max_wall_s * 1e3:.1f} ms")
+        return (
+            f"{dict(self.outcomes)}; reached the entropy decoder: {self.reached_entropy_decoder}; "
+            f"max per case: CPU {self.max_cpu_s * 1e3:.1f} ms, wall {self.max_wall_s * 1e3:.1f} ms"
+        )
 
 
 def run_case(coder: Coder, data: bytes, backend: str, tally: Tally, damaged: bool = True) -> Decoded | None:

@@ -52,9 +52,11 @@ def _adversarial(shape: tuple[int, ...], seed: int) -> list[np.ndarray]:
 @pytest.mark.parametrize("precision", ["int16", "int8"])
 def test_integer_hs_is_bit_identical_on_random_inputs(networks, precision):
     rng = np.random.default_rng(21)
-    inputs = [rng.integers(-12, 13, size=(1, N, 3, 5)).astype(np.int32),
-              rng.integers(-300, 301, size=(1, N, 2, 2)).astype(np.int32),
-              np.zeros((1, N, 1, 1), np.int32)]
+    inputs = [
+        rng.integers(-12, 13, size=(1, N, 3, 5)).astype(np.int32),
+        rng.integers(-300, 301, size=(1, N, 2, 2)).astype(np.int32),
+        np.zeros((1, N, 1, 1), np.int32),
+    ]
     _assert_identical_everywhere(networks[precision], inputs)
 
 
@@ -68,8 +70,10 @@ def test_integer_hs_is_bit_identical_with_every_input_at_a_clamp(networks, preci
     _assert_identical_everywhere(suffix, _adversarial((1, c_in, 3, 4), seed=first_layer))
 
 
-@pytest.mark.parametrize(("kernel", "stride", "padding", "output_padding"),
-                         [(5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (5, 3, 2, 2), (2, 2, 0, 0), (3, 1, 1, 0)])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "output_padding"),
+    [(5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (5, 3, 2, 2), (2, 2, 0, 0), (3, 1, 1, 0)],
+)
 def test_transposed_conv_lowering_matches_the_definition(kernel, stride, padding, output_padding):
     rng = np.random.default_rng(kernel * 10 + stride)
     weight = rng.integers(-500, 501, size=(3, 4, kernel, kernel))

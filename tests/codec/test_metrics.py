@@ -11,7 +11,7 @@ from codec import metrics
 def _pair(shape=(96, 80, 3), noise=8.0, seed=0):
     rng = np.random.default_rng(seed)
     rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
-    base = (128 + 60 * np.sin(rows / 7.0)[..., None] * np.cos(cols / 5.0)[..., None] * np.ones(shape[2]))
+    base = 128 + 60 * np.sin(rows / 7.0)[..., None] * np.cos(cols / 5.0)[..., None] * np.ones(shape[2])
     reference = np.clip(base, 0, 255).astype(np.uint8)
     test = np.clip(base + rng.normal(0, noise, shape), 0, 255).astype(np.uint8)
     return reference, test
@@ -29,7 +29,7 @@ def test_psnr_matches_the_definition():
 def test_psnr_y_uses_bt601_luma():
     reference = np.zeros((2, 2, 3), np.uint8)
     test = np.zeros((2, 2, 3), np.uint8)
-    test[..., 1] = 255                      # pure green: luma rises by 128.553
+    test[..., 1] = 255  # pure green: luma rises by 128.553
     assert metrics.luma(reference)[0, 0] == pytest.approx(16.0)
     assert metrics.psnr_y(reference, test) == pytest.approx(10 * math.log10(255**2 / 128.553**2))
 

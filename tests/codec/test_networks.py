@@ -37,7 +37,7 @@ def _conv_numpy(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int
     out = np.zeros((out_c, rows, cols))
     for i in range(k):
         for j in range(k):
-            patch = x[:, i:i + stride * rows:stride, j:j + stride * cols:stride]
+            patch = x[:, i : i + stride * rows : stride, j : j + stride * cols : stride]
             out += np.einsum("oc,chw->ohw", weight[:, :, i, j], patch)
     return out + bias[:, None, None]
 
@@ -106,7 +106,7 @@ def test_random_hyper_synthesis_predicts_each_channels_spread():
     arch = networks.Architecture(n=8, m=12)
     weights = networks.random_weights(arch, 2)
     u_bias = weights["h_s.2.bias"][: arch.m]
-    assert u_bias.min() > 0.2 and u_bias.max() < 0.95      # sigma between ~0.3 and ~100: latents' own scale
+    assert u_bias.min() > 0.2 and u_bias.max() < 0.95  # sigma between ~0.3 and ~100: latents' own scale
     assert np.all(weights["h_s.2.bias"] * 1024 == np.rint(weights["h_s.2.bias"] * 1024))
 
 

@@ -385,8 +385,10 @@ def test_encoder_rejects_bad_input(level_tables) -> None:  # type: ignore[no-unt
     # Contract tables cannot need a payload above 2^32 - 2; a duck-typed table with offset + L - 1 past int32
     # can, and the encoder refuses it with a typed error.
     loose = SimpleNamespace(
-        cdf=np.array([[0, 1, 2, 1 << 16]], dtype=np.uint32), length=np.array([3], dtype=np.int32),
-        offset=np.array([INT32_MAX], dtype=np.int32), precision=16,
+        cdf=np.array([[0, 1, 2, 1 << 16]], dtype=np.uint32),
+        length=np.array([3], dtype=np.int32),
+        offset=np.array([INT32_MAX], dtype=np.int32),
+        precision=16,
     )
     for backend in BACKENDS:
         with pytest.raises(SymbolOutOfRange):

@@ -34,7 +34,7 @@ def test_every_precision_ships_four_rate_points_in_under_30_mb():
             assert manifest["precision"] == precision and manifest["weights"] == "trained"
             assert ("weights.npz" in manifest["files"]) == (precision == "float")
             lambdas.setdefault(rate, set()).add(manifest["lambda"])
-    assert all(len(values) == 1 for values in lambdas.values())     # one set of weights per rate point
+    assert all(len(values) == 1 for values in lambdas.values())  # one set of weights per rate point
     ordered = [lambdas[rate].pop() for rate in RATE_POINTS]
     assert ordered == sorted(ordered)
 
@@ -70,7 +70,7 @@ def test_eval_without_arguments_reports_every_family_and_the_anchors(report):
 
 def test_int16_stays_within_0_3_percent_of_its_float_twin_on_the_test_set(report):
     assert report["bd_rate"]["int16_vs_float"]["bd_rate_pct"] <= 0.3
-    assert "bd_rate_pct" in report["bd_rate"]["int8_vs_float"]     # reported, not bounded
+    assert "bd_rate_pct" in report["bd_rate"]["int8_vs_float"]  # reported, not bounded
 
 
 def test_int16_stays_within_0_3_percent_on_photographs_from_another_source():

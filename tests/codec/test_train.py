@@ -117,7 +117,7 @@ def test_evaluate_reports_families_anchors_and_bd_rates(exported, tmp_path):
     assert len(report["packages"]["jpeg"]["rd_points"]) == len(evaluate.JPEG_QUALITIES)
     point = report["packages"]["bitmatch-int16"]["rd_points"][0]
     assert point["bpp"] > 0 and 0 < point["ms_ssim"] <= 1
-    assert set(report["bd_rate"]["int16_vs_jpeg"]) == {"error"}   # one rate point: reported, not faked
+    assert set(report["bd_rate"]["int16_vs_jpeg"]) == {"error"}  # one rate point: reported, not faked
     curves = report["packages"]
     two = evaluate._bd(curves["jpeg"]["rd_points"][:5], curves["webp"]["rd_points"][:5])
     assert np.isfinite(two["bd_rate_pct"]) and np.isfinite(two["bd_rate_pct_akima"])
@@ -129,13 +129,14 @@ def test_a_few_training_steps_reduce_the_loss_and_export(tmp_path):
     from codec.train import train
 
     torch.set_num_threads(1)
-    crops = np.stack([load_png(TESTSET / "demo" / e["file"].removeprefix("demo/"))[:64, :64]
-                      for e in _manifest()["demo"]])
+    crops = np.stack(
+        [load_png(TESTSET / "demo" / e["file"].removeprefix("demo/"))[:64, :64] for e in _manifest()["demo"]]
+    )
     arch = networks.Architecture(n=4, m=6, transform="gdn")
     model = train.new_model(0, arch)
     rows = train.train(model, crops, 0.01, train.Schedule(steps=12, lr=1e-3, batch=2), seed=0, log_every=4)
     assert rows[-1]["loss"] < rows[0]["loss"]
-    again = train.new_model(0, arch)      # same seed, same thread count: the same weights, bit for bit
+    again = train.new_model(0, arch)  # same seed, same thread count: the same weights, bit for bit
     train.train(again, crops, 0.01, train.Schedule(steps=12, lr=1e-3, batch=2), seed=0, log_every=4)
     weights = model.float_weights()
     assert all(np.array_equal(weights[name], value) for name, value in again.float_weights().items())

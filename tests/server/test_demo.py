@@ -22,13 +22,23 @@ pytestmark = [pytest.mark.slow, pytest.mark.qemu]
 
 
 def demo_argv(data_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-c", "from server.cli import main; main()", "demo", "--port", "0", "--data-dir",
-            str(data_dir), *extra]
+    return [
+        sys.executable,
+        "-c",
+        "from server.cli import main; main()",
+        "demo",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        *extra,
+    ]
 
 
 def run_demo(data_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(demo_argv(data_dir, "--once", "--json"), cwd=ROOT, capture_output=True, text=True,
-                          timeout=1800)
+    return subprocess.run(
+        demo_argv(data_dir, "--once", "--json"), cwd=ROOT, capture_output=True, text=True, timeout=1800
+    )
 
 
 def processes_writing_under(directory: Path) -> list[int]:
@@ -75,8 +85,13 @@ def test_demo_once_json_runs_every_local_target(tmp_path):
 
 def test_ctrl_c_mid_job_stops_everything_the_demo_started(tmp_path):
     data_dir = tmp_path / "demo"
-    demo = subprocess.Popen(demo_argv(data_dir, "--targets", "cpu,qemu-aarch64", "--json"), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    demo = subprocess.Popen(
+        demo_argv(data_dir, "--targets", "cpu,qemu-aarch64", "--json"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = []
     try:
         for line in demo.stderr:

@@ -62,15 +62,27 @@ def kill_hard(service: Service) -> None:
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory):
     for target in sorted(EMULATED):  # idempotent and cached; CI runs `make provision` first
-        setup = subprocess.run([*BITMATCH, "targets", "setup", target], cwd=ROOT, timeout=3600,
-                               capture_output=True, text=True)
+        setup = subprocess.run(
+            [*BITMATCH, "targets", "setup", target], cwd=ROOT, timeout=3600, capture_output=True, text=True
+        )
         assert setup.returncode == 0, f"cannot provision {target}:\n{setup.stdout}\n{setup.stderr}"
     logs = tmp_path_factory.mktemp("workers")
     fleet = {}
     for name, target in WORKERS.items():
         port = free_port()
-        argv = [*WORKER, "--target", target,
-                "--host", "127.0.0.1", "--port", str(port), "--token", WORKER_TOKEN, "--log-level", "warning"]
+        argv = [
+            *WORKER,
+            "--target",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--token",
+            WORKER_TOKEN,
+            "--log-level",
+            "warning",
+        ]
         fleet[name] = Service(name, argv, f"http://127.0.0.1:{port}", logs / f"{name}.log")
     try:
         for service in fleet.values():
@@ -90,27 +102,54 @@ class Site:
     def __init__(self, workdir: Path, workers: dict[str, Service], health_package: Path) -> None:
         self.workdir, self.workers, self.health_package = workdir, workers, health_package
         self.config = workdir / "workers.json"
-        self.config.write_text(json.dumps({"workers": [
-            {"name": name, "url": workers[name].url, "token": WORKER_TOKEN, "target": target}
-            for name, target in WORKERS.items()
-        ]}))
+        self.config.write_text(
+            json.dumps(
+                {
+                    "workers": [
+                        {"name": name, "url": workers[name].url, "token": WORKER_TOKEN, "target": target}
+                        for name, target in WORKERS.items()
+                    ]
+                }
+            )
+        )
         self.coordinator: Service | None = None
         self.client: CoordinatorClient | None = None
 
     def launch(self) -> CoordinatorClient:
         port = free_port()
-        argv = [*BITMATCH, "serve", "--host", "127.0.0.1", "--port",
-                str(port), "--data-dir", str(self.workdir / "data"), "--token", TOKEN, "--workers-config",
-                str(self.config), "--health-package", str(self.health_package), "--health-interval", "3600",
-                "--log-level", "warning"]
-        self.coordinator = Service("coordinator", argv, f"http://127.0.0.1:{port}",
-                                   self.workdir / "coordinator.log").start()
+        argv = [
+            *BITMATCH,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(self.workdir / "data"),
+            "--token",
+            TOKEN,
+            "--workers-config",
+            str(self.config),
+            "--health-package",
+            str(self.health_package),
+            "--health-interval",
+            "3600",
+            "--log-level",
+            "warning",
+        ]
+        self.coordinator = Service(
+            "coordinator", argv, f"http://127.0.0.1:{port}", self.workdir / "coordinator.log"
+        ).start()
         wait_for(lambda: self.coordinator.ready() or not self.coordinator.alive(), "the coordinator", 120)
         assert self.coordinator.alive(), self.coordinator.log_tail()
         self.client = CoordinatorClient(self.coordinator.url, TOKEN)
         alive = {name for name, service in self.workers.items() if service.alive()}
-        wait_for(lambda: self.healthy() >= alive, "every live worker healthy", 600,
-                 lambda: json.dumps(self.client.workers()))
+        wait_for(
+            lambda: self.healthy() >= alive,
+            "every live worker healthy",
+            600,
+            lambda: json.dumps(self.client.workers()),
+        )
         return self.client
 
     def healthy(self) -> set[str]:
@@ -145,8 +184,10 @@ def site(tmp_path_factory, workers, packages):
 def upload(client: CoordinatorClient, packages, images: int) -> tuple[list[str], list[str]]:
     codecs = [client.upload_codec_archive(packages[p].archive)["digest"] for p in ("int16", "float")]
     makers = list(IMAGE_SETS["tiny"].items())[:images]
-    digests = [client.upload_image(encode_png(make()[:32, :40]), name=f"e2e-{name}")["digest"]
-               for name, make in makers]
+    digests = [
+        client.upload_image(encode_png(make()[:32, :40]), name=f"e2e-{name}")["digest"]
+        for name, make in makers
+    ]
     return codecs, digests
 
 
@@ -186,8 +227,13 @@ def test_coordinator_kill_9_mid_job_resumes_and_int16_never_desyncs(site, packag
     assert len(int16) == expected // 2
     assert all(c["verdict"] in PASSING for c in int16), [c for c in int16 if c["verdict"] not in PASSING]
     assert all(c["emulated"] == bool(EMULATED & {c["encoder"], c["decoder"]}) for c in cells)
-    float_differences = sorted({(c["encoder"], c["decoder"], c["verdict"]) for c in cells
-                                if c["codec"] == packages["float"].digest and c["verdict"] != "bit-exact"})
+    float_differences = sorted(
+        {
+            (c["encoder"], c["decoder"], c["verdict"])
+            for c in cells
+            if c["codec"] == packages["float"].digest and c["verdict"] != "bit-exact"
+        }
+    )
     print(f"float twin, pairs that are not bit-exact: {float_differences or 'none'}")
 
     arm = next(c for c in int16 if c["encoder"] == "qemu-aarch64" and c["decoder"] == "cpu")
@@ -205,8 +251,10 @@ def big_image(side: int = 1536) -> bytes:
 
 
 def running_on(site: Site, job_id: int, device: str) -> bool:
-    query = ("SELECT count(*) FROM {table} t JOIN devices d ON t.device_id = d.id "
-             "WHERE t.job_id = ? AND t.status = 'running' AND d.name = ?")
+    query = (
+        "SELECT count(*) FROM {table} t JOIN devices d ON t.device_id = d.id "
+        "WHERE t.job_id = ? AND t.status = 'running' AND d.name = ?"
+    )
     return any(site.sql(query.format(table=table), job_id, device)[0][0] for table in ("encodes", "decodes"))
 
 
@@ -216,8 +264,12 @@ def test_killing_a_worker_mid_job_loses_no_cell(site, workers, packages):
     image = client.upload_image(big_image(), name="e2e-big")["digest"]
     decoders = ["cpu", "cpu-1t-noopt"]
     job_id = client.submit([codec], [image], encoders=["cpu"], decoders=decoders, repeat=2)
-    wait_for(lambda: running_on(site, job_id, "cpu-a"), "a task in flight on cpu-a", JOB_S,
-             lambda: json.dumps(client.job(job_id)))
+    wait_for(
+        lambda: running_on(site, job_id, "cpu-a"),
+        "a task in flight on cpu-a",
+        JOB_S,
+        lambda: json.dumps(client.job(job_id)),
+    )
     kill_hard(workers["cpu-a"])  # with a request in flight
     summary = client.wait(job_id, timeout=JOB_S)
 
@@ -232,7 +284,10 @@ def test_killing_a_worker_mid_job_loses_no_cell(site, workers, packages):
     moved = site.sql(
         "SELECT count(*) FROM (SELECT t.attempts, d.name FROM encodes t JOIN devices d ON t.device_id = d.id "
         "WHERE t.job_id = ? UNION ALL SELECT t.attempts, d.name FROM decodes t JOIN devices d "
-        "ON t.device_id = d.id WHERE t.job_id = ?) WHERE attempts > 1 AND name = 'cpu-b'", job_id, job_id)
+        "ON t.device_id = d.id WHERE t.job_id = ?) WHERE attempts > 1 AND name = 'cpu-b'",
+        job_id,
+        job_id,
+    )
     assert moved[0][0] >= 1, "the task cpu-a held was not retried on cpu-b"
 
 
@@ -266,8 +321,9 @@ def test_an_imported_compressai_codec_runs_over_every_target(site, imported):
     assert len(cells) == 2 * 2 * len(TARGETS) ** 2
     int16 = [c for c in cells if c["codec"] == codecs["int16"]]
     assert all(c["verdict"] in PASSING for c in int16), [c for c in int16 if c["verdict"] not in PASSING]
-    floats = sorted({(c["encoder"], c["decoder"], c["verdict"])
-                     for c in cells if c["codec"] == codecs["float"]})
+    floats = sorted(
+        {(c["encoder"], c["decoder"], c["verdict"]) for c in cells if c["codec"] == codecs["float"]}
+    )
     print(f"imported mbt2018-mean float package, cells: {floats}")
     drift = [c for c in cells if c["verdict"] == "symbol-exact"]
     assert all(c["y_hat_max_abs_diff"] is not None and c["y_hat_max_abs_diff"] > 0 for c in drift), drift

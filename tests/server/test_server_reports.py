@@ -185,8 +185,10 @@ def test_junit_passes_only_exact_deterministic_cells(db, job_id):
     assert outcome["flaky"] == "failure"
     root = ET.fromstring(xml)
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("9", "3", "3")
-    verdict_of = {case.get("name"): case.find("properties/property[@name='verdict']").get("value")
-                  for case in root.iter("testcase")}
+    verdict_of = {
+        case.get("name"): case.find("properties/property[@name='verdict']").get("value")
+        for case in root.iter("testcase")
+    }
     assert sorted(set(verdict_of.values())) == sorted(verdicts.VERDICTS)
 
 

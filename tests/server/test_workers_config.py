@@ -16,17 +16,23 @@ def _config(tmp_path, *entries: dict):
 
 
 def test_token_env_reads_the_token_from_the_environment(tmp_path):
-    path = _config(tmp_path, {"url": "http://a:8200", "token": "literal"},
-                   {"name": "b", "url": "http://b:8200", "token_env": "B_TOKEN", "target": "cpu"})
+    path = _config(
+        tmp_path,
+        {"url": "http://a:8200", "token": "literal"},
+        {"name": "b", "url": "http://b:8200", "token_env": "B_TOKEN", "target": "cpu"},
+    )
     first, second = load_workers_config(path, environ={"B_TOKEN": "from-env"})
     assert (first.name, first.token) == ("http://a:8200", "literal")
     assert (second.name, second.token, second.target) == ("b", "from-env", "cpu")
 
 
-@pytest.mark.parametrize(("entry", "message"), [
-    ({"url": "http://a:8200", "token_env": "UNSET_TOKEN"}, "UNSET_TOKEN"),
-    ({"url": "http://a:8200", "token": "x", "token_env": "A"}, "either token or token_env"),
-])
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"url": "http://a:8200", "token_env": "UNSET_TOKEN"}, "UNSET_TOKEN"),
+        ({"url": "http://a:8200", "token": "x", "token_env": "A"}, "either token or token_env"),
+    ],
+)
 def test_bad_token_settings_are_refused_with_the_reason(tmp_path, entry, message):
     with pytest.raises(ValueError, match=message):
         load_workers_config(_config(tmp_path, entry), environ={"A": "a"})

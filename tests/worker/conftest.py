@@ -35,8 +35,12 @@ def worker_command() -> list[str]:
 
     if "worker" in cli.commands:
         return [*bitmatch_command(), "worker"]
-    return [sys.executable, "-c", "import sys; from worker.cli import worker_command; "
-                                  "sys.argv[0] = 'bitmatch worker'; worker_command()"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from worker.cli import worker_command; "
+        "sys.argv[0] = 'bitmatch worker'; worker_command()",
+    ]
 
 
 def subprocess_env() -> dict[str, str]:
@@ -46,13 +50,27 @@ def subprocess_env() -> dict[str, str]:
 
 
 def run_bitmatch(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([*bitmatch_command(), *args], cwd=ROOT, env=subprocess_env(), capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [*bitmatch_command(), *args],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def run_bitmatch_worker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*worker_command(), *args], cwd=ROOT, env=subprocess_env(), capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [*worker_command(), *args],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def free_port() -> int:
@@ -68,14 +86,28 @@ class WorkerProcess:
         self.target, self.token, self.port = target, token, free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / f"worker-{target}-{self.port}.log"
-        argv = [*worker_command(), "--target", target, "--host", "127.0.0.1",
-                "--port", str(self.port), "--token", token, "--cache-dir", str(workdir / "cache"), *extra]
+        argv = [
+            *worker_command(),
+            "--target",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--token",
+            token,
+            "--cache-dir",
+            str(workdir / "cache"),
+            *extra,
+        ]
         self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop())
-        self.process = subprocess.Popen(argv, cwd=ROOT, env=subprocess_env(), stdout=self._log,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env=subprocess_env(), stdout=self._log, stderr=subprocess.STDOUT
+        )
         self.url = f"http://127.0.0.1:{self.port}"
-        self.client = httpx.Client(base_url=self.url, timeout=REQUEST_TIMEOUT_S,
-                                   headers={"Authorization": f"Bearer {token}"})
+        self.client = httpx.Client(
+            base_url=self.url, timeout=REQUEST_TIMEOUT_S, headers={"Authorization": f"Bearer {token}"}
+        )
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> "WorkerProcess":
         deadline = time.monotonic() + timeout
@@ -93,7 +125,8 @@ class WorkerProcess:
 
     def alive(self) -> bool:
         return self.process.poll() is None and httpx.get(f"{self.url}/healthz", timeout=30).json() == {
-            "status": "ok"}
+            "status": "ok"
+        }
 
     def upload(self, archive: bytes, digest: str) -> httpx.Response:
         return self.client.put(f"/v1/codecs/{digest}", content=archive)
@@ -131,8 +164,19 @@ def build_package(out_dir: Path, precision: str, seed: int = 7, channels: str = 
     """A seeded random package made by `bitmatch codec build-random`; returns (digest, archive bytes)."""
     from codec.package import CodecPackage, archive_bytes
 
-    result = run_bitmatch("codec", "build-random", "--precision", precision, "--channels", channels,
-                          "--seed", str(seed), "--out", str(out_dir), "--json")
+    result = run_bitmatch(
+        "codec",
+        "build-random",
+        "--precision",
+        precision,
+        "--channels",
+        channels,
+        "--seed",
+        str(seed),
+        "--out",
+        str(out_dir),
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     digest = json.loads(result.stdout)["digest"]
     package = CodecPackage.load(out_dir)
@@ -148,8 +192,14 @@ def tiny_png(height: int = 32, width: int = 48, seed: int = 3) -> bytes:
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
-    base = np.stack([xx * 255 / max(width - 1, 1), yy * 255 / max(height - 1, 1),
-                     (xx + yy) * 127 / max(height + width - 2, 1)], axis=-1)
+    base = np.stack(
+        [
+            xx * 255 / max(width - 1, 1),
+            yy * 255 / max(height - 1, 1),
+            (xx + yy) * 127 / max(height + width - 2, 1),
+        ],
+        axis=-1,
+    )
     image = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
     return encode_png(image)
 
@@ -157,10 +207,18 @@ def tiny_png(height: int = 32, width: int = 48, seed: int = 3) -> bytes:
 @pytest.fixture(scope="session")
 def harness() -> SimpleNamespace:
     """This module's helpers, for test modules (which cannot import a conftest reliably)."""
-    return SimpleNamespace(ROOT=ROOT, TOKEN=TOKEN, WorkerProcess=WorkerProcess, start_workers=start_workers,
-                           subprocess_env=subprocess_env, run_bitmatch=run_bitmatch,
-                           run_bitmatch_worker=run_bitmatch_worker, tiny_png=tiny_png,
-                           bitmatch_command=bitmatch_command, worker_command=worker_command)
+    return SimpleNamespace(
+        ROOT=ROOT,
+        TOKEN=TOKEN,
+        WorkerProcess=WorkerProcess,
+        start_workers=start_workers,
+        subprocess_env=subprocess_env,
+        run_bitmatch=run_bitmatch,
+        run_bitmatch_worker=run_bitmatch_worker,
+        tiny_png=tiny_png,
+        bitmatch_command=bitmatch_command,
+        worker_command=worker_command,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -183,8 +241,10 @@ def shipped() -> dict[str, tuple[str, bytes]]:
     """The repository's trained packages of one rate point: {precision: (digest, archive)}."""
     from codec.package import CodecPackage, archive_bytes
 
-    loaded = {precision: CodecPackage.load(ROOT / "packages" / precision / SHIPPED_RATE_POINT)
-              for precision in ("int16", "int8", "float")}
+    loaded = {
+        precision: CodecPackage.load(ROOT / "packages" / precision / SHIPPED_RATE_POINT)
+        for precision in ("int16", "int8", "float")
+    }
     return {precision: (package.digest, archive_bytes(package)) for precision, package in loaded.items()}
 
 

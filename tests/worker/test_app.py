@@ -16,8 +16,17 @@ from codec.images import decode_png
 from codec.stages import STAGES
 
 MAX_BODY_MB = 1
-BITSTREAM_ERRORS = {"bad-magic", "unsupported-version", "wrong-codec", "truncated", "crc-mismatch",
-                    "symbol-out-of-range", "bad-length", "corrupt-stream", "bitstream-error"}
+BITSTREAM_ERRORS = {
+    "bad-magic",
+    "unsupported-version",
+    "wrong-codec",
+    "truncated",
+    "crc-mismatch",
+    "symbol-out-of-range",
+    "bad-length",
+    "corrupt-stream",
+    "bitstream-error",
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +42,11 @@ def worker(harness, packages, tmp_path_factory):
 @pytest.fixture(scope="module")
 def int16_encoded(worker, packages, png) -> dict:
     digest, _ = packages["int16"]
-    response = worker.client.post("/v1/encode", params={"codec": digest, "return_recon": "true",
-                                                        "return_index_map": "true"}, content=png)
+    response = worker.client.post(
+        "/v1/encode",
+        params={"codec": digest, "return_recon": "true", "return_index_map": "true"},
+        content=png,
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -53,11 +65,21 @@ def test_healthz_needs_no_token(worker):
     assert httpx.get(f"{worker.url}/healthz").json() == {"status": "ok"}
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
-                                     {"Authorization": "Basic dGVzdA=="}, {"Authorization": "Bearer"}])
-@pytest.mark.parametrize("method,path", [("GET", "/v1/info"), ("GET", "/v1/status"), ("GET", "/v1/codecs"),
-                                         ("PUT", "/v1/codecs/" + "0" * 64), ("POST", "/v1/encode"),
-                                         ("POST", "/v1/decode?codec=" + "0" * 64)])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dGVzdA=="}, {"Authorization": "Bearer"}],
+)
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/v1/info"),
+        ("GET", "/v1/status"),
+        ("GET", "/v1/codecs"),
+        ("PUT", "/v1/codecs/" + "0" * 64),
+        ("POST", "/v1/encode"),
+        ("POST", "/v1/decode?codec=" + "0" * 64),
+    ],
+)
 def test_every_v1_call_needs_the_bearer_token(worker, headers, method, path):
     response = httpx.request(method, worker.url + path, headers=headers, content=b"x")
     assert_error(response, 401, "unauthorized")
@@ -126,13 +148,16 @@ def test_encode_returns_hashes_metrics_bitstream_recon_and_index_map(int16_encod
 def test_decode_reproduces_the_encoders_stages(worker, packages, int16_encoded):
     digest, _ = packages["int16"]
     params = {"codec": digest, "return_recon": "true", "return_index_map": "true"}
-    response = worker.client.post("/v1/decode", content=base64.b64decode(int16_encoded["bitstream"]),
-                                  params=params)
+    response = worker.client.post(
+        "/v1/decode", content=base64.b64decode(int16_encoded["bitstream"]), params=params
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["stage_hashes"] == int16_encoded["stage_hashes"]
-    assert decode_png(base64.b64decode(body["recon_png"])).tobytes() == decode_png(
-        base64.b64decode(int16_encoded["recon_png"])).tobytes()
+    assert (
+        decode_png(base64.b64decode(body["recon_png"])).tobytes()
+        == decode_png(base64.b64decode(int16_encoded["recon_png"])).tobytes()
+    )
     assert body["index_map"] == int16_encoded["index_map"]
     assert "bitstream" not in body
 
@@ -159,8 +184,9 @@ def test_a_damaged_bitstream_gets_its_typed_error_as_json(worker, packages, int1
 def test_a_bitstream_of_another_codec_is_wrong_codec(worker, packages, int16_encoded):
     float_digest, _ = packages["float"]
     data = base64.b64decode(int16_encoded["bitstream"])
-    assert_error(worker.client.post("/v1/decode", params={"codec": float_digest}, content=data), 422,
-                 "wrong-codec")
+    assert_error(
+        worker.client.post("/v1/decode", params={"codec": float_digest}, content=data), 422, "wrong-codec"
+    )
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -170,8 +196,16 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk
 
 
-@pytest.mark.parametrize("body", [b"", b"garbage", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64,
-                                  png_header_only(70_000, 70_000), png_header_only(16, 16)])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"garbage",
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 64,
+        png_header_only(70_000, 70_000),
+        png_header_only(16, 16),
+    ],
+)
 def test_a_garbage_image_is_a_400(worker, packages, body):
     digest, _ = packages["int16"]
     assert_error(worker.client.post("/v1/encode", params={"codec": digest}, content=body), 400, "bad-image")
@@ -183,8 +217,11 @@ def test_malformed_requests_get_4xx_json(worker, packages, png):
     assert_error(client.post("/v1/encode", content=png), 400, "bad-request")
     assert_error(client.post("/v1/encode", params={"codec": "nothex"}, content=png), 400, "bad-digest")
     assert_error(client.post("/v1/encode", params={"codec": "2" * 64}, content=png), 404, "unknown-codec")
-    assert_error(client.post("/v1/encode", params={"codec": digest, "return_recon": "perhaps"}, content=png),
-                 400, "bad-request")
+    assert_error(
+        client.post("/v1/encode", params={"codec": digest, "return_recon": "perhaps"}, content=png),
+        400,
+        "bad-request",
+    )
     assert_error(client.get("/v1/nowhere"), 404, "not-found")
     assert_error(client.delete("/v1/encode"), 405, "method-not-allowed")
 
@@ -219,8 +256,9 @@ def stub_worker(harness, packages, tmp_path):
     stub = tmp_path / "stub_compute.py"
     stub.write_text(STUB_COMPUTE)
     command = shlex.join([sys.executable, str(stub)])
-    process = harness.WorkerProcess("cpu", tmp_path, "--queue", "1", "--timeout", "10",
-                                    "--compute-command", command)
+    process = harness.WorkerProcess(
+        "cpu", tmp_path, "--queue", "1", "--timeout", "10", "--compute-command", command
+    )
     process.wait_ready()
     digest, archive = packages["int16"]
     assert process.upload(archive, digest).status_code == 201

@@ -33,14 +33,17 @@ def test_frames_round_trip_and_end_cleanly():
     assert read_frame(stream) is None
 
 
-@pytest.mark.parametrize("data", [
-    PREFIX.pack(0, 0),                                   # empty header
-    PREFIX.pack(2**31, 0),                               # header length beyond the cap
-    PREFIX.pack(4, 0) + b"[1]\n",                        # header not an object
-    PREFIX.pack(2, 0) + b"\xff\xfe",                     # header not UTF-8
-    PREFIX.pack(2, 10) + b"{}" + b"short",               # payload cut short
-    PREFIX.pack(2, 0)[:5],                               # prefix cut short
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        PREFIX.pack(0, 0),  # empty header
+        PREFIX.pack(2**31, 0),  # header length beyond the cap
+        PREFIX.pack(4, 0) + b"[1]\n",  # header not an object
+        PREFIX.pack(2, 0) + b"\xff\xfe",  # header not UTF-8
+        PREFIX.pack(2, 10) + b"{}" + b"short",  # payload cut short
+        PREFIX.pack(2, 0)[:5],  # prefix cut short
+    ],
+)
 def test_malformed_frames_are_protocol_errors(data):
     with pytest.raises(ProtocolError):
         read_frame(io.BytesIO(data))
@@ -57,9 +60,13 @@ def test_blobs_pack_and_refuse_spans_outside_the_payload():
 
 class ComputeProcess:
     def __init__(self, harness, *args: str) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "worker.compute", *args], cwd=harness.ROOT,
-                                        env=harness.subprocess_env(), stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "worker.compute", *args],
+            cwd=harness.ROOT,
+            env=harness.subprocess_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         self.next_id = 0
         self.hello = read_frame(self.process.stdout)[0]
 
@@ -97,23 +104,43 @@ def test_hello_carries_the_fingerprint_of_the_process(compute):
     assert compute.hello["op"] == "hello" and compute.hello["ok"]
     assert "codec_import_error" not in compute.hello
     fp = compute.hello["fingerprint"]
-    for key in ("target", "arch", "cpu_model", "cpu_flags", "os", "python", "numpy", "onnxruntime",
-                "providers", "gpu", "emulator"):
+    for key in (
+        "target",
+        "arch",
+        "cpu_model",
+        "cpu_flags",
+        "os",
+        "python",
+        "numpy",
+        "onnxruntime",
+        "providers",
+        "gpu",
+        "emulator",
+    ):
         assert key in fp, key
     assert fp["target"] == "cpu" and fp["emulator"] is None and fp["gpu"] is None
-    assert fp["arch"] == subprocess.run([sys.executable, "-c", "import platform; print(platform.machine())"],
-                                        capture_output=True, text=True, check=True).stdout.strip()
+    assert (
+        fp["arch"]
+        == subprocess.run(
+            [sys.executable, "-c", "import platform; print(platform.machine())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     assert "CPUExecutionProvider" in fp["providers"]
 
 
 def test_bad_requests_get_typed_errors_and_the_process_keeps_serving(compute):
     reply, _ = compute.call({"op": "launch-missiles"})
     assert (reply["ok"], reply["error"], reply["category"]) == (False, "bad-request", "request")
-    reply, _ = compute.call({"op": "encode", "codec": "0" * 64, "codec_path": "/nonexistent",
-                             "shape": [2, 2, 3]}, b"\x00" * 5)
+    reply, _ = compute.call(
+        {"op": "encode", "codec": "0" * 64, "codec_path": "/nonexistent", "shape": [2, 2, 3]}, b"\x00" * 5
+    )
     assert (reply["error"], reply["category"]) == ("bad-request", "request")
-    reply, _ = compute.call({"op": "decode", "codec": "0" * 64, "codec_path": "/nonexistent/package"},
-                            b"garbage")
+    reply, _ = compute.call(
+        {"op": "decode", "codec": "0" * 64, "codec_path": "/nonexistent/package"}, b"garbage"
+    )
     assert (reply["ok"], reply["error"], reply["category"]) == (False, "bad-package", "package")
     assert compute.call({"op": "ping"})[0] == {"id": compute.next_id, "ok": True}
 
@@ -164,8 +191,6 @@ def test_a_garbled_stream_ends_the_process_with_a_protocol_error(harness):
     assert process.close() == 0
 
 
-
-
 NOISY_COMPUTE = """
 import os
 import worker.fingerprint as fingerprint
@@ -186,9 +211,14 @@ main(["--target", "cpu"])
 
 
 def test_output_of_libraries_goes_to_stderr_not_into_the_frames(harness):
-    process = subprocess.Popen([sys.executable, "-c", NOISY_COMPUTE], cwd=harness.ROOT,
-                               env=harness.subprocess_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", NOISY_COMPUTE],
+        cwd=harness.ROOT,
+        env=harness.subprocess_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     hello, _ = read_frame(process.stdout)
     assert hello["op"] == "hello"
     write_frame(process.stdin, {"op": "info", "id": 1})

@@ -30,6 +30,7 @@ INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 
 # --- a small Dockerfile reader ----------------------------------------------------------------------
 
+
 @dataclass
 class Dockerfile:
     path: Path
@@ -107,7 +108,7 @@ def parse_dockerfile(path: Path) -> Dockerfile:
         elif keyword == "CMD":
             parsed.cmd = exec_form(args, "CMD")
         elif keyword == "HEALTHCHECK":
-            parsed.healthcheck = exec_form(args[args.index("CMD ") + 4:], "HEALTHCHECK CMD")
+            parsed.healthcheck = exec_form(args[args.index("CMD ") + 4 :], "HEALTHCHECK CMD")
     assert parsed.instructions and parsed.instructions[0][0] == "FROM", f"{path.name} must start with FROM"
     return parsed
 
@@ -123,6 +124,7 @@ def compose() -> dict:
 
 
 # --- the `bitmatch` command line, as click defines it --------------------------------------------------
+
 
 def bitmatch_cli() -> click.Group:
     from server.cli import cli
@@ -153,7 +155,8 @@ def check_arguments(argv: list[str], env: dict[str, str]) -> dict[str, str | boo
         if isinstance(param, click.Option) and param.required and param.name not in given:
             envvars = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or [])
             assert any(v in env for v in envvars), (
-                f"{command.name}: {param.opts[0]} is required, neither given nor set through {envvars}")
+                f"{command.name}: {param.opts[0]} is required, neither given nor set through {envvars}"
+            )
     return given
 
 
@@ -241,6 +244,7 @@ def check_environment(argv: list[str], env: dict[str, str], where: str) -> None:
 
 def interpolate(value: str) -> str:
     """Compose's ${VAR:-default} with the defaults (no variable is set for the check)."""
+
     def replace(match: re.Match) -> str:
         assert match.group(2) is not None, f"${{{match.group(1)}}} has no default: `docker compose up` fails"
         return match.group(2)
@@ -256,6 +260,7 @@ def healthcheck_url(dockerfile: Dockerfile) -> str:
 
 
 # --- Dockerfiles --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_dockerfile_copies_existing_files_that_make_an_installable_project(dockerfiles, name):
@@ -304,8 +309,9 @@ def worker_routes(cache_dir: Path) -> set[str]:
     from worker.app import WorkerSettings, create_app
     from worker.supervisor import ComputeLaunch
 
-    settings = WorkerSettings(target="cpu", token="t", cache_dir=cache_dir,
-                              launch=ComputeLaunch(argv=["false"]))
+    settings = WorkerSettings(
+        target="cpu", token="t", cache_dir=cache_dir, launch=ComputeLaunch(argv=["false"])
+    )
     return set(create_app(settings).openapi()["paths"])
 
 
@@ -343,6 +349,7 @@ def test_coordinator_image_holds_its_health_package(dockerfiles):
 
 
 # --- compose.yaml --------------------------------------------------------------------------------
+
 
 def service_image(compose: dict, service: str, dockerfiles: dict[str, Dockerfile]) -> Dockerfile:
     build = compose["services"][service]["build"]
@@ -424,7 +431,7 @@ def test_workers_configs_reach_the_compose_workers_with_their_tokens(compose, do
     worker_services = {name for name in compose["services"] if name.startswith("worker-")}
     expectations = {mounts[default_config]: {"worker-cpu", "worker-arm64"}, gpu_config: worker_services}
     for path, expected_services in expectations.items():
-        specs = load_workers_config(path, environ=env)     # token_env resolves in the coordinator's env
+        specs = load_workers_config(path, environ=env)  # token_env resolves in the coordinator's env
         assert {urlparse(spec.url).hostname for spec in specs} == expected_services, path.name
         for spec in specs:
             service = urlparse(spec.url).hostname

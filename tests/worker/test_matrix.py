@@ -48,7 +48,8 @@ def call(worker, op: str, digest: str, content: bytes) -> dict:
     response = worker.client.post(f"/v1/{op}", params={"codec": digest}, content=content)
     body = response.json()
     assert response.status_code == 200 or (op == "decode" and response.status_code == 422), (
-        f"{op} on {worker.target}: {response.status_code} {response.text}\n{worker.log()}")
+        f"{op} on {worker.target}: {response.status_code} {response.text}\n{worker.log()}"
+    )
     return body
 
 
@@ -58,8 +59,10 @@ def run_matrix(workers: dict, digest: str, png: bytes) -> tuple[dict, dict]:
         encoded = pool.map(lambda w: call(w, "encode", digest, png), workers.values())
         encodes = dict(zip(workers, encoded, strict=True))
         pairs = [(enc, dec) for enc in workers for dec in workers]
-        decoded = pool.map(lambda p: call(workers[p[1]], "decode", digest,
-                                          base64.b64decode(encodes[p[0]]["bitstream"])), pairs)
+        decoded = pool.map(
+            lambda p: call(workers[p[1]], "decode", digest, base64.b64decode(encodes[p[0]]["bitstream"])),
+            pairs,
+        )
         decodes = dict(zip(pairs, decoded, strict=True))
     return encodes, decodes
 
@@ -123,8 +126,9 @@ def test_float_twin_matrix_is_reported(workers, packages, png, capsys):
 
 
 @pytest.mark.parametrize("precision", ["int16", "int8"])
-def test_shipped_trained_packages_every_decoder_gets_the_encoders_y_hat(workers, shipped, photo_png,
-                                                                        precision, capsys):
+def test_shipped_trained_packages_every_decoder_gets_the_encoders_y_hat(
+    workers, shipped, photo_png, precision, capsys
+):
     title = f"trained {precision} package on a photograph, encoder -> decoder:"
     assert_exact_matrix(workers, shipped[precision][0], photo_png, title, capsys)
 

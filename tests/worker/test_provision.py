@@ -30,8 +30,13 @@ def x86_sse():
 
 
 def run_in(target, python_args):
-    result = subprocess.run(target.compute_command(python_args), env=launch_environment(target),
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        target.compute_command(python_args),
+        env=launch_environment(target),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 

@@ -71,6 +71,12 @@ def test_setup_needs_a_name_or_all_available():
 def test_native_compute_process_imports_the_project_from_anywhere(tmp_path):
     target = get_target("cpu-1t-noopt")
     code = "import codec, os; print(os.path.dirname(codec.__path__[0]), os.environ['OMP_NUM_THREADS'])"
-    out = subprocess.run(target.compute_command(["-c", code]), env=launch_environment(target), cwd=tmp_path,
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        target.compute_command(["-c", code]),
+        env=launch_environment(target),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert out == [str(project_root()), "1"]
