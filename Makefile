@@ -6,7 +6,7 @@ STAMP := $(VENV)/.bitmatch-installed
 
 COMPRESSAI := $(VENV)/compressai/.installed
 
-.PHONY: demo test lint provision clean
+.PHONY: demo test lint provision postgres clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,11 +26,17 @@ demo: $(STAMP)
 provision: $(STAMP)
 	$(BIN)/bitmatch targets setup --all-available
 
+# Debian's PostgreSQL for the tests that run the coordinator on it (they start a throwaway cluster of
+# their own, tests/pg_cluster.py; the system's cluster is never started).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check codec worker server tests bench
 	$(BIN)/ruff format --check codec worker server tests bench
 
-test: $(STAMP) $(COMPRESSAI) lint provision
+test: $(STAMP) $(COMPRESSAI) lint provision postgres
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATION_LOCK_KEY = 0x6269746D  # "bitm"
 
 
 def make_engine(url: str) -> Engine:
@@ -73,6 +74,8 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (idempotent), on the given engine's connection."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":  # coordinators starting together migrate one at a time
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
@@ -154,6 +157,23 @@ class Database:
 
     def migrate(self) -> None:
         migrate(self.engine)
+
+    @contextmanager
+    def exclusive(self, key: int) -> Iterator[bool]:
+        """Whether this process may do the one-at-a-time work named `key` now (on PostgreSQL an advisory lock
+        held by a connection of its own, released with it even if the process dies; on SQLite, with its one
+        writer, always)."""
+        if self.single_writer:
+            yield True
+            return
+        with self.engine.connect() as connection:
+            got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
+            try:
+                yield bool(got)
+            finally:
+                if got:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -151,8 +151,8 @@ class PushDispatcher:
     async def _watch(self, live: LiveDevice, lease: Lease, call: asyncio.Task) -> str | None:
         """Renew the lease while the call runs; why the device is lost, "" if the lease was, or None."""
         interval = self.settings.lease_seconds / 3
-        silent_since: float | None = None
         loop = asyncio.get_running_loop()
+        last_answer = loop.time()
         while True:
             done, _ = await asyncio.wait({call}, timeout=interval)
             if done:
@@ -160,11 +160,10 @@ class PushDispatcher:
             if not await asyncio.to_thread(self.queue.renew, lease):
                 return ""  # cancelled, or claimed again after this coordinator stalled
             try:
-                await asyncio.wait_for(live.client.healthz(), PROBE_TIMEOUT_S)
-                silent_since = None
+                await asyncio.wait_for(live.client.healthz(), min(PROBE_TIMEOUT_S, interval))
+                last_answer = loop.time()
             except (WorkerCallError, TimeoutError):
-                silent_since = silent_since if silent_since is not None else loop.time()
-                if loop.time() - silent_since >= self.settings.lease_seconds:
+                if loop.time() - last_answer >= self.settings.lease_seconds:
                     return f"no answer to /healthz for {self.settings.lease_seconds:g} s during a task"
 
     def _lose_device(self, lease: Lease, reason: str) -> None:

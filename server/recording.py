@@ -33,6 +33,7 @@ from server.workerclient import CodecResult
 log = logging.getLogger("bitmatch.server.recording")
 
 UNFINISHED = ("pending", "running")
+JOB_LOCK_BASE = 1 << 40  # advisory-lock keys of job finalisation (server/db.py `exclusive`)
 MAP_NAMES = ("index_map", "symbol_map", "y_hat_map")
 BITSTREAM_ERROR_CODES = frozenset(
     cls.code
@@ -294,8 +295,14 @@ class Recorder:
 
     def finalize(self, job_id: int, status: str, detail: str) -> bool:
         """Close unfinished tasks as not-run, give every missing cell its verdict, then RD and BD-rates.
-        Returns False when another coordinator closed the job first."""
+        Returns False when another coordinator is closing, or has closed, the job."""
+        with self.db.exclusive(JOB_LOCK_BASE + job_id) as mine:
+            return mine and self._finalize(job_id, status, detail)
+
+    def _finalize(self, job_id: int, status: str, detail: str) -> bool:
         with self.db.session() as session:
+            if session.get(Job, job_id).status not in ("queued", "running", "cancelling"):
+                return False
             for model in MODELS.values():
                 session.execute(
                     update(model)

@@ -12,8 +12,8 @@ LEASE_S = 0.5
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'queue.sqlite3'}")
+def db(db_url):
+    database = Database(db_url)
     database.open()
     yield database
     database.dispose()
