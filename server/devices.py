@@ -123,16 +123,20 @@ class DevicePool:
             device.last_heartbeat = utcnow()
             return True
 
-    def live(self, device_id: int) -> LiveDevice:
+    async def live(self, device_id: int) -> LiveDevice:
         if device_id not in self._live:
-            with self.db.session() as session:
-                device = session.get(Device, device_id)
-                url, token = device.url, device.token
-            self._live[device_id] = LiveDevice(
-                client=WorkerClient(url, token, self.settings.request_timeout),
-                slots=asyncio.Semaphore(self.settings.worker_concurrency),
-            )
+            url, token = await asyncio.to_thread(self._address, device_id)
+            if device_id not in self._live:  # another coroutine may have made it meanwhile
+                self._live[device_id] = LiveDevice(
+                    client=WorkerClient(url, token, self.settings.request_timeout),
+                    slots=asyncio.Semaphore(self.settings.worker_concurrency),
+                )
         return self._live[device_id]
+
+    def _address(self, device_id: int) -> tuple[str, str | None]:
+        with self.db.session() as session:
+            device = session.get(Device, device_id)
+            return device.url, device.token
 
     def _forget(self, device_id: int) -> None:
         live = self._live.pop(device_id, None)
@@ -191,10 +195,9 @@ class DevicePool:
 
     async def check(self, device_id: int) -> str:
         """Run the health check (healthz, info, known answer) and record the outcome; returns the status."""
-        with self.db.session() as session:
-            device = session.get(Device, device_id)
-            if device is not None and device.mode == "pull":
-                return device.status  # nobody can call it; its next claim brings the check
+        pull_status = await asyncio.to_thread(self._pull_status, device_id)
+        if pull_status is not None:
+            return pull_status  # nobody can call a pull device; its next claim brings the check
         lock = self._check_locks.setdefault(device_id, asyncio.Lock())
         async with lock:
             try:
@@ -202,10 +205,15 @@ class DevicePool:
             except WorkerCallError as exc:
                 status = OFFLINE if exc.kind in ("transport", "timeout", "busy") else QUARANTINED
                 detail = f"health check failed: {exc.detail}"
-            self.mark(device_id, status, detail)
+            await asyncio.to_thread(self.mark, device_id, status, detail)
             if status == HEALTHY:
-                self.heartbeat(device_id)
+                await asyncio.to_thread(self.heartbeat, device_id)
             return status
+
+    def _pull_status(self, device_id: int) -> str | None:
+        with self.db.session() as session:
+            device = session.get(Device, device_id)
+            return device.status if device is not None and device.mode == "pull" else None
 
     async def check_all(self, statuses: tuple[str, ...] | None = None) -> None:
         """Health-check every push device, or only those whose status is in `statuses` (a pull device is
@@ -218,10 +226,10 @@ class DevicePool:
         await asyncio.gather(*(self.check(device_id) for device_id in ids))
 
     async def _check(self, device_id: int) -> tuple[str, str]:
-        live = self.live(device_id)
+        live = await self.live(device_id)
         await live.client.healthz()
         info = await live.client.info()
-        problem = self.record_fingerprint(device_id, info)
+        problem = await asyncio.to_thread(self.record_fingerprint, device_id, info)
         if problem:
             return QUARANTINED, problem
         if self.known_answer is None and self.known_answer_loading:

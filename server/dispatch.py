@@ -136,7 +136,7 @@ class PushDispatcher:
 
     async def _run(self, lease: Lease) -> None:
         inputs = await asyncio.to_thread(task_inputs, self.db, lease)
-        live = self.pool.live(lease.device_id)
+        live = await self.pool.live(lease.device_id)
         call = asyncio.create_task(self._call(live, lease, inputs))
         lost = await self._watch(live, lease, call)
         if lost is not None:

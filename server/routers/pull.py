@@ -83,7 +83,7 @@ async def claim(device_id: DeviceId, app: AppDep, wait: Annotated[float, Query(g
     while True:
         device = await asyncio.to_thread(_heartbeat, app, device_id)
         if device.status == UNCHECKED:
-            check = _check_task(app, device_id)
+            check = await asyncio.to_thread(_check_task, app, device_id)
             if check is not None:
                 return check
         elif device.status == HEALTHY:

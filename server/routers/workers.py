@@ -1,5 +1,6 @@
 """Workers (devices): registration with token and fingerprint, heartbeats, health checks, listing."""
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException
@@ -37,9 +38,9 @@ async def register_worker(body: Registration, app: AppDep) -> dict[str, Any]:
         target=body.target,
         fingerprint=body.fingerprint,
     )
-    device_id = app.pool.upsert(spec, source="registered")
+    device_id = await asyncio.to_thread(app.pool.upsert, spec, "registered")
     await app.pool.check(device_id)
-    return _device(app, device_id)
+    return await asyncio.to_thread(_device, app, device_id)
 
 
 @router.get("")
@@ -62,9 +63,9 @@ def heartbeat(device_id: DeviceId, app: AppDep) -> dict[str, Any]:
 
 @router.post("/{device_id}/check", dependencies=[WriteAccess])
 async def check_worker(device_id: DeviceId, app: AppDep) -> dict[str, Any]:
-    _device(app, device_id)
+    await asyncio.to_thread(_device, app, device_id)  # 404 for an unknown device
     await app.pool.check(device_id)
-    return _device(app, device_id)
+    return await asyncio.to_thread(_device, app, device_id)
 
 
 def _device(app, device_id: int) -> dict[str, Any]:
