@@ -101,7 +101,10 @@ async def _health_then_schedule(state: AppState) -> None:
             log.error(state.pool.known_answer_problem)
         finally:
             state.pool.known_answer_loading = False
-    await state.pool.check_all()
+    try:
+        await state.pool.check_all()
+    except Exception:  # the periodic checks below try again; the scheduler must start regardless
+        log.exception("first health check failed")
     if settings.run_scheduler:
         await state.scheduler.start()
     loop = asyncio.get_running_loop()

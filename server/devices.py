@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from server.db import Database
 from server.knownanswer import KnownAnswer, entropy_mismatches
@@ -205,6 +206,10 @@ class DevicePool:
             except WorkerCallError as exc:
                 status = OFFLINE if exc.kind in ("transport", "timeout", "busy") else QUARANTINED
                 detail = f"health check failed: {exc.detail}"
+            except Exception as exc:  # the coordinator's own fault: say so, and check again soon
+                log.exception("health check of device %s failed in the coordinator", device_id)
+                status = UNCHECKED
+                detail = f"health check failed in the coordinator ({type(exc).__name__}: {exc}); retrying"
             await asyncio.to_thread(self.mark, device_id, status, detail)
             if status == HEALTHY:
                 await asyncio.to_thread(self.heartbeat, device_id)
@@ -245,27 +250,40 @@ class DevicePool:
         if not isinstance(info, dict) or not info.get("target"):
             return "/v1/info did not report a target"
         sha = fingerprint_sha256(info)
+        fingerprint_id = self._fingerprint_id(sha, info)
         with self.db.session() as session:
-            fingerprint = session.scalar(select(Fingerprint).where(Fingerprint.sha256 == sha))
-            if fingerprint is None:
-                fingerprint = Fingerprint(
-                    sha256=sha,
-                    target=str(info["target"]),
-                    arch=str(info.get("arch", "")),
-                    emulated=info.get("emulator") is not None,
-                    info=info,
-                )
-                session.add(fingerprint)
-                session.flush()
             device = session.get(Device, device_id)
             claimed = device.claimed_fingerprint
-            device.fingerprint_id = fingerprint.id
+            device.fingerprint_id = fingerprint_id
             if device.target and device.target != info["target"]:
                 return f"configured as target {device.target!r} but reports {info['target']!r}"
             device.target = str(info["target"])
             if claimed is not None and fingerprint_sha256(claimed) != sha:
                 return "fingerprint sent at registration differs from what /v1/info reports"
         return ""
+
+    def _fingerprint_id(self, sha: str, info: dict[str, Any]) -> int:
+        """The row of a fingerprint, inserted if absent: two identical devices checked at once meet at the
+        unique key, and the loser reads the winner's row."""
+        with self.db.session() as session:
+            found = session.scalar(select(Fingerprint.id).where(Fingerprint.sha256 == sha))
+            if found is not None:
+                return found
+        row = Fingerprint(
+            sha256=sha,
+            target=str(info["target"]),
+            arch=str(info.get("arch", "")),
+            emulated=info.get("emulator") is not None,
+            info=info,
+        )
+        try:
+            with self.db.session() as session:
+                session.add(row)
+                session.flush()
+                return row.id
+        except IntegrityError:
+            with self.db.session() as session:
+                return session.scalar(select(Fingerprint.id).where(Fingerprint.sha256 == sha))
 
     async def _run_known_answer(self, live: LiveDevice) -> str:
         answer = self.known_answer
