@@ -67,6 +67,7 @@ class EncodeResult:
     scale_index: np.ndarray
     latents: Latents | None = field(repr=False, default=None)
     y_hat_real: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
+    y: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))  # g_a's output
 
 
 @dataclass
@@ -120,10 +121,11 @@ class Codec:
         self.z_model = FactorizedZ(_load_tables(package, Z_TABLES), self.format, medians)
         self.y_model = ConditionalY(_load_tables(package, LEVEL_TABLES), self.format)
         self.z_channels, self.y_channels = _channels(manifest, self.z_model, self.y_model)
-        backend = get_runtime(runtime)
-        self._analysis = backend.session(package.read(ANALYSIS))
-        self._synthesis = backend.session(package.read(SYNTHESIS))
-        self._hyper = backend.session(package.read(HYPER_SYNTHESIS))
+        self._backend = get_runtime(runtime)
+        self._analysis = self._backend.session(package.read(ANALYSIS))
+        self._synthesis = self._backend.session(package.read(SYNTHESIS))
+        self._hyper = self._backend.session(package.read(HYPER_SYNTHESIS))
+        self._hyper_raw = None  # the instrumented h_s of hyper_raw, made on first use
 
     @classmethod
     def load(cls, path: str | Path, runtime: str = "ort-cpu") -> "Codec":
@@ -164,6 +166,7 @@ class Codec:
             scale_index=scale_index,
             latents=latents,
             y_hat_real=self.y_model.real(latents.y_hat),
+            y=y,
         )
 
     # --- decoding ---------------------------------------------------------------------------------------
@@ -209,6 +212,20 @@ class Codec:
         scale_index, mean = self._hyper_synthesis(z_hat, (1, self.y_channels, lat_h, lat_w))
         clock.lap("hyper_synthesis")
         return parsed, z_hat, scale_index, mean
+
+    def hyper_raw(self, z_hat: np.ndarray) -> np.ndarray | None:
+        """The float h_s output before its head rounds it (forensics: drift and margins), or None for an
+        integer package, whose h_s is exact. Computed by a second session of the same graph with that tensor
+        as an extra output (codec/hyper.py `with_raw_output`), so the coded path keeps the package's graph
+        untouched; the coordinator checks that these values explain the decisions the coded path took."""
+        if self.precision != "float":
+            return None
+        from codec.hyper import RAW_NAME, with_raw_output  # onnx, only when asked for (forensics)
+
+        if self._hyper_raw is None:
+            self._hyper_raw = self._backend.session(with_raw_output(self.package.read(HYPER_SYNTHESIS)))
+        outputs = self._hyper_raw.run({"z_hat": np.ascontiguousarray(z_hat)})
+        return np.ascontiguousarray(outputs[RAW_NAME], dtype=np.float32)
 
     # --- shared steps -----------------------------------------------------------------------------------
 

@@ -112,6 +112,48 @@ def _model(
 # --- float ---
 
 
+RAW_NAME = "hs_raw"
+
+
+def hs_head(model: bytes) -> Head:
+    """The head an h_s graph carries in its metadata."""
+    import onnx
+
+    from codec.heads import head_from_json
+
+    proto = onnx.load_from_string(model)
+    meta = {prop.key: prop.value for prop in proto.metadata_props}
+    if "bitmatch.hs.head" in meta:
+        return head_from_json(json.loads(meta["bitmatch.hs.head"]))
+    if "bitmatch.hs.levels" in meta:  # graphs written before heads had a name: always the level head
+        return LevelHead(int(meta["bitmatch.hs.levels"]), int(meta.get("bitmatch.hs.mean_bits", 8)))
+    raise ValueError("the h_s graph names no head (metadata bitmatch.hs.head)")
+
+
+def with_raw_output(model: bytes) -> bytes:
+    """A float h_s graph with one more output, `hs_raw`: the float tensor its head rounds (u or sigma, then
+    the mean), found as the input of the head's first Slice on the way back from `scale_index`. The other
+    outputs and the nodes computing them are left as they are."""
+    import onnx
+    from onnx import helper
+
+    proto = onnx.load_from_string(model)
+    producers = {out: node for node in proto.graph.node for out in node.output}
+    frontier, seen = [INDEX_NAME], set()
+    while frontier:
+        name = frontier.pop(0)
+        node = producers.get(name)
+        if node is None or name in seen:
+            continue
+        seen.add(name)
+        if node.op_type == "Slice":
+            proto.graph.node.append(helper.make_node("Identity", [node.input[0]], [RAW_NAME]))
+            proto.graph.output.append(helper.make_tensor_value_info(RAW_NAME, TensorProto.FLOAT, None))
+            return proto.SerializeToString()
+        frontier.extend(node.input)
+    raise ValueError("no Slice of the raw h_s output on the way back from scale_index")
+
+
 def _build_float(h_s: list[Layer], head: Head, float_input: bool, input_bits: int) -> bytes:
     g = GraphBuilder()
     x = INPUT_NAME if float_input else _float_z_hat(g, INPUT_NAME, input_bits)

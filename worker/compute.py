@@ -11,9 +11,13 @@ Ops (request header fields besides `id` and `op`):
 - `ping`, `info`: no fields; `info` returns the fingerprint again.
 - `encode`: `codec` (digest), `codec_path`, `shape` [H, W, 3], `return_recon`, `return_index_map`;
   payload = the image bytes. Blobs: `bitstream`, optionally `recon`, and with `return_index_map` the
-  forensic maps `index_map` and `symbol_map` (int32 little-endian) and `y_hat_map` (float32, latent units).
+  forensic maps (zlib-compressed little-endian, each with `<name>_shape` and `<name>_dtype` in the header):
+  `index_map`, `symbol_map` (int32), `mean_map` (the latent format's mean), `y_hat_map` (float32, latent
+  units), for float packages `hs_raw_map` (float32, h_s's output before its head rounds it), and for encodes
+  `y_map` (float32, g_a's output).
 - `decode`: `codec`, `codec_path`, `return_recon`, `return_index_map`; payload = the bitstream.
-  Blobs: optionally `recon` and the forensic maps.
+  Blobs: optionally `recon` and the forensic maps but `y_map`; a decode whose y section fails returns, with
+  `return_index_map`, what it decoded before (`index_map`, `mean_map`, `hs_raw_map`) and why it stopped.
 
 The protocol owns the real stdout: fd 1 is pointed at stderr at start-up, so a library that prints cannot
 corrupt a frame.
@@ -106,7 +110,7 @@ class ComputeServer:
             "timings": {**_timings(result.timings), "compute_total": elapsed_ms},
         }
         blobs = {"bitstream": bytes(result.bitstream)}
-        return _with_extras(header, body, blobs, result)
+        return _with_extras(header, body, blobs, result, codec)
 
     def _decode(self, header: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
         codec = self._codec(header)
@@ -126,7 +130,7 @@ class ComputeServer:
             "metrics": {"bpp": 8.0 * len(payload) / (height * width)},
             "timings": {**_timings(result.timings), "compute_total": elapsed_ms},
         }
-        return _with_extras(header, body, {}, result)
+        return _with_extras(header, body, {}, result, codec)
 
 
 def _partial_decode(codec: Any, payload: bytes, error: BitstreamError) -> tuple[dict[str, Any], bytes]:
@@ -136,6 +140,7 @@ def _partial_decode(codec: Any, payload: bytes, error: BitstreamError) -> tuple[
     from codec.hashing import stage_hash
 
     z_hat, scale_index, mean = codec.decode_hyper(payload)  # a failure here is the answer itself
+    hs_raw = codec.hyper_raw(z_hat)
     body = {
         "height": 0,
         "width": 0,
@@ -150,7 +155,10 @@ def _partial_decode(codec: Any, payload: bytes, error: BitstreamError) -> tuple[
         "timings": {},
     }
     blobs: dict[str, bytes] = {}
-    _add_maps(body, blobs, {"index_map": np.ascontiguousarray(scale_index, dtype="<i4")})
+    maps = {"index_map": np.ascontiguousarray(scale_index, dtype="<i4"), "mean_map": _little(mean)}
+    if hs_raw is not None:
+        maps["hs_raw_map"] = _little(hs_raw)
+    _add_maps(body, blobs, maps)
     index, out = pack_blobs(blobs)
     return {"ok": True, **body, "blobs": index}, out
 
@@ -171,9 +179,9 @@ def _image_shape(header: dict[str, Any], size: int) -> tuple[int, int, int]:
 
 
 def _with_extras(
-    header: dict[str, Any], body: dict[str, Any], blobs: dict[str, bytes], result: Any
+    header: dict[str, Any], body: dict[str, Any], blobs: dict[str, bytes], result: Any, codec: Any
 ) -> tuple[dict[str, Any], bytes]:
-    """The reconstruction and, for forensics, the per-element maps: scale index, symbols, y_hat."""
+    """The reconstruction and, for forensics, the per-element maps (see the module docstring)."""
     import numpy as np
 
     if header.get("return_recon"):
@@ -181,11 +189,18 @@ def _with_extras(
         body["recon_shape"] = list(recon.shape)
         blobs["recon"] = recon.tobytes()
     if header.get("return_index_map"):
+        latents = result.latents
         maps = {
             "index_map": np.ascontiguousarray(result.scale_index, dtype="<i4"),
-            "symbol_map": np.ascontiguousarray(result.latents.symbols, dtype="<i4"),
+            "symbol_map": np.ascontiguousarray(latents.symbols, dtype="<i4"),
+            "mean_map": _little(latents.mean),
             "y_hat_map": np.ascontiguousarray(result.y_hat_real, dtype="<f4"),
         }
+        hs_raw = codec.hyper_raw(latents.z_hat)
+        if hs_raw is not None:
+            maps["hs_raw_map"] = _little(hs_raw)
+        if getattr(result, "y", None) is not None and result.y.size:
+            maps["y_map"] = _little(result.y)
         _add_maps(body, blobs, maps)
     index, out = pack_blobs(blobs)
     return {"ok": True, **body, "blobs": index}, out
@@ -201,7 +216,16 @@ def _add_maps(body: dict[str, Any], blobs: dict[str, bytes], maps: dict[str, Any
         return
     for name, values in maps.items():
         body[f"{name}_shape"] = list(values.shape)
+        body[f"{name}_dtype"] = values.dtype.name
         blobs[name] = zlib.compress(values.tobytes(), 1)
+
+
+def _little(values: Any) -> Any:
+    """A contiguous little-endian copy of a map (int32 or float32, as the codec computed it)."""
+    import numpy as np
+
+    values = np.asarray(values)
+    return np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
 
 
 def _finite(value: float) -> float | None:

@@ -42,7 +42,8 @@ CATEGORY_STATUS = {
     "resource": 507,
 }
 COMPUTE_ERROR_STATUS = {QueueFull: 503, ComputeUnavailable: 503, ComputeTimeout: 504, ComputeDied: 502}
-FORENSIC_MAPS = {"index_map": "int32", "symbol_map": "int32", "y_hat_map": "float32"}
+FORENSIC_MAPS = ("index_map", "symbol_map", "mean_map", "y_hat_map", "hs_raw_map", "y_map")
+MAP_DTYPES = frozenset({"int32", "float32"})
 
 
 class ApiError(Exception):
@@ -122,8 +123,11 @@ async def result_body(target: str, digest: str, reply: Any, started: float) -> d
     if "recon" in blobs:
         recon = np.frombuffer(blobs["recon"], dtype=np.uint8).reshape(header["recon_shape"])
         body["recon_png"] = base64.b64encode(await asyncio.to_thread(encode_png, recon)).decode("ascii")
-    for name, dtype in FORENSIC_MAPS.items():
+    for name in FORENSIC_MAPS:
         if name in blobs:
+            dtype = header.get(f"{name}_dtype", "int32")
+            if dtype not in MAP_DTYPES:
+                raise ApiError(500, "internal-error", f"the compute process sent {name} as {dtype}")
             body[name] = {
                 "shape": header[f"{name}_shape"],
                 "dtype": dtype,
