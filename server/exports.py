@@ -1,9 +1,11 @@
 """Per-job exports: JSON (everything), CSV (one row per cell) and JUnit XML (one testcase per cell).
 
 In JUnit only the passing verdicts (bit-exact, latent-exact, symbol-exact) without nondeterminism pass; a
-symbol-exact case carries its y_hat drift as a property. desync and nondeterminism are
-failures; error, timeout and worker-lost are errors; not-run is a failure too, since a test that did not run
-must never read as passed (a CI would count <skipped> as green).
+symbol-exact case carries its y_hat drift as a property, and every case its near-miss risk (server/drift.py:
+basis, smallest margin, predicted and observed flips, failure probability, at-risk) and h_s drift. A passing
+cell at risk still passes: the verdict is what happened, the risk what may happen on other images. desync
+and nondeterminism are failures; error, timeout and worker-lost are errors; not-run is a failure too, since a
+test that did not run must never read as passed (a CI would count <skipped> as green).
 """
 
 import csv
@@ -39,8 +41,20 @@ CSV_COLUMNS = (
     "mismatch_x",
     "mismatch_encoder_level",
     "mismatch_decoder_level",
+    "silent_corruption",
+    "risk",
+    "min_margin_ulp",
+    "predicted_flips",
+    "observed_flips",
+    "failure_probability",
+    "at_risk",
+    "hs_max_ulp",
+    "hs_fraction_differing",
+    "y_max_ulp",
+    "recon_max_abs_diff",
     "detail",
 )
+RISK_FIELDS = ("min_margin_ulp", "predicted_flips", "observed_flips", "failure_probability", "at_risk")
 JUNIT_ERRORS = frozenset({verdicts.ERROR, verdicts.TIMEOUT, verdicts.WORKER_LOST})
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -68,8 +82,20 @@ def to_csv(session: Session, job: Job) -> str:
         row = {name: cell.get(name) for name in CSV_COLUMNS}
         for name in ("channel", "y", "x", "encoder_level", "decoder_level"):
             row[f"mismatch_{name}"] = mismatch.get(name)
+        row.update(_risk_columns(cell))
         writer.writerow({name: _cell_text(value) for name, value in row.items()})
     return buffer.getvalue()
+
+
+def _risk_columns(cell: dict[str, Any]) -> dict[str, Any]:
+    risk, drift = cell["risk"], cell["drift"]
+    columns = {name: risk[name] for name in RISK_FIELDS}
+    columns["risk"] = risk["basis"]
+    columns["hs_max_ulp"] = drift.get("h_s", {}).get("max_ulp")
+    columns["hs_fraction_differing"] = drift.get("h_s", {}).get("fraction")
+    columns["y_max_ulp"] = drift.get("y", {}).get("max_ulp")
+    columns["recon_max_abs_diff"] = drift.get("recon", {}).get("max_abs_diff")
+    return columns
 
 
 def _cell_text(value: Any) -> Any:
@@ -118,6 +144,11 @@ def _add_testcase(suite: ET.Element, cell: dict[str, Any]) -> str:
     if cell.get("y_hat_max_abs_diff") is not None:
         drift = repr(cell["y_hat_max_abs_diff"])
         ET.SubElement(properties, "property", name="y_hat_max_abs_diff", value=drift)
+    for name, value in _risk_columns(cell).items():
+        if value is not None:
+            ET.SubElement(properties, "property", name=name, value=_property_text(value))
+    if cell.get("silent_corruption"):
+        ET.SubElement(properties, "property", name="silent_corruption", value="true")
     if verdict in JUNIT_ERRORS:
         ET.SubElement(case, "error", type=verdict, message=message)
         return "errors"
@@ -131,3 +162,9 @@ def _add_testcase(suite: ET.Element, cell: dict[str, Any]) -> str:
         return "failures"
     ET.SubElement(case, "system-out").text = message
     return ""
+
+
+def _property_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)

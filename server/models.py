@@ -7,7 +7,18 @@ rows with insert-if-absent semantics and can never record a second encode, decod
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -171,8 +182,29 @@ class Cell(Base):
     max_abs_diff: Mapped[int | None] = mapped_column(Integer)
     recon_psnr: Mapped[float | None] = mapped_column(Float)  # between the two reconstructions
     y_hat_max_abs_diff: Mapped[float | None] = mapped_column(Float)  # symbol-exact: the drift of y_hat
+    # near-miss risk (server/drift.py): measured | certificate | not-measured
+    risk: Mapped[str | None] = mapped_column(String(16))
+    min_margin_ulp: Mapped[int | None] = mapped_column(BigInteger)
+    predicted_flips: Mapped[int | None] = mapped_column(Integer)
+    observed_flips: Mapped[int | None] = mapped_column(Integer)
+    failure_probability: Mapped[float | None] = mapped_column(Float)  # of a 768x512 image, this device pair
+    silent_corruption: Mapped[bool] = mapped_column(Boolean, default=False)  # desync the decoder did not see
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Drift(Base):
+    """How far apart a cell's two sides computed one stage (server/drift.py `DRIFT_STAGES`)."""
+
+    __tablename__ = "drifts"
+    __table_args__ = (UniqueConstraint("cell_id", "stage"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cell_id: Mapped[int] = mapped_column(ForeignKey("cells.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    elements: Mapped[int] = mapped_column(BigInteger)
+    differing: Mapped[int] = mapped_column(BigInteger)
+    max_abs_diff: Mapped[float] = mapped_column(Float)
+    max_ulp: Mapped[int] = mapped_column(BigInteger)
 
 
 class Mismatch(Base):

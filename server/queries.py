@@ -12,12 +12,14 @@ from sqlalchemy.orm import Session
 from codec.stages import STAGES
 from server import verdicts
 from server.catalog import codec_label
+from server.drift import DRIFT_STAGES, is_at_risk
 from server.models import (
     BdRate,
     Cell,
     Codec,
     Decode,
     Device,
+    Drift,
     Encode,
     Fingerprint,
     Image,
@@ -118,7 +120,8 @@ def list_jobs(session: Session, limit: int = 100, offset: int = 0) -> list[dict[
 
 
 def cell_rows(session: Session, job_id: int) -> list[dict[str, Any]]:
-    """Every cell of a job, flat, with codec and image names and the mismatch when there is one."""
+    """Every cell of a job, flat, with codec and image names, the mismatch when there is one and the drift
+    per stage: two queries."""
     rows = session.execute(
         select(Cell, Codec, Image, Mismatch)
         .join(Codec, Cell.codec_id == Codec.id)
@@ -127,10 +130,47 @@ def cell_rows(session: Session, job_id: int) -> list[dict[str, Any]]:
         .where(Cell.job_id == job_id)
         .order_by(Codec.name, Image.name, Cell.encoder_target, Cell.decoder_target)
     )
-    return [_cell_dict(cell, codec, image, mismatch) for cell, codec, image, mismatch in rows]
+    drifts: dict[int, list[Drift]] = defaultdict(list)
+    for row in session.scalars(
+        select(Drift).join(Cell, Drift.cell_id == Cell.id).where(Cell.job_id == job_id)
+    ):
+        drifts[row.cell_id].append(row)
+    return [
+        _cell_dict(cell, codec, image, mismatch, drifts.get(cell.id, []))
+        for cell, codec, image, mismatch in rows
+    ]
 
 
-def _cell_dict(cell: Cell, codec: Codec, image: Image, mismatch: Mismatch | None) -> dict[str, Any]:
+def _drift_dict(rows: list[Drift]) -> dict[str, Any]:
+    """{stage: {elements, differing, fraction, max_abs_diff, max_ulp}} for the stages that were measured."""
+    by_stage = {row.stage: row for row in rows}
+    return {
+        stage: {
+            "elements": row.elements,
+            "differing": row.differing,
+            "fraction": row.differing / row.elements if row.elements else 0.0,
+            "max_abs_diff": row.max_abs_diff,
+            "max_ulp": row.max_ulp,
+        }
+        for stage in DRIFT_STAGES
+        if (row := by_stage.get(stage)) is not None
+    }
+
+
+def _risk_dict(cell: Cell) -> dict[str, Any]:
+    return {
+        "basis": cell.risk,
+        "min_margin_ulp": cell.min_margin_ulp,
+        "predicted_flips": cell.predicted_flips,
+        "observed_flips": cell.observed_flips,
+        "failure_probability": cell.failure_probability,
+        "at_risk": is_at_risk(cell.verdict in verdicts.PASSING, cell.failure_probability),
+    }
+
+
+def _cell_dict(
+    cell: Cell, codec: Codec, image: Image, mismatch: Mismatch | None, drifts: list[Drift]
+) -> dict[str, Any]:
     return {
         "id": cell.id,
         "job": cell.job_id,
@@ -154,6 +194,9 @@ def _cell_dict(cell: Cell, codec: Codec, image: Image, mismatch: Mismatch | None
         "encoder_fingerprint": cell.encoder_fingerprint_id,
         "decoder_fingerprint": cell.decoder_fingerprint_id,
         "mismatch": _mismatch_dict(mismatch),
+        "silent_corruption": cell.silent_corruption,
+        "drift": _drift_dict(drifts),
+        "risk": _risk_dict(cell),
     }
 
 
@@ -193,13 +236,18 @@ def job_matrix(session: Session, job: Job) -> list[dict[str, Any]]:
             row = []
             for decoder in job.decoder_targets:
                 cells = positions.get((encoder, decoder), [])
+                verdict = _worst(cells)
                 row.append(
                     {
                         "encoder": encoder,
                         "decoder": decoder,
-                        "verdict": _worst(cells),
+                        "verdict": verdict,
                         "counts": dict(Counter(c["verdict"] for c in cells)),
                         "nondeterministic": any(c["nondeterministic"] for c in cells),
+                        "hs_max_ulp": _largest(c["drift"].get("h_s", {}).get("max_ulp") for c in cells),
+                        "failure_probability": _largest(c["risk"]["failure_probability"] for c in cells),
+                        "at_risk": verdict in verdicts.PASSING and any(c["risk"]["at_risk"] for c in cells),
+                        "silent_corruption": sum(c["silent_corruption"] for c in cells),
                         "cells": cells,
                     }
                 )
@@ -214,6 +262,11 @@ def job_matrix(session: Session, job: Job) -> list[dict[str, Any]]:
             }
         )
     return matrices
+
+
+def _largest(values: Any) -> Any:
+    present = [value for value in values if value is not None]
+    return max(present) if present else None
 
 
 def _worst(cells: list[dict[str, Any]]) -> str:
@@ -249,7 +302,8 @@ def cell_detail(session: Session, cell_id: int) -> dict[str, Any] | None:
         return None
     cell, codec, image = row
     mismatch = session.scalar(select(Mismatch).where(Mismatch.cell_id == cell.id))
-    detail = _cell_dict(cell, codec, image, mismatch)
+    drifts = list(session.scalars(select(Drift).where(Drift.cell_id == cell.id)))
+    detail = _cell_dict(cell, codec, image, mismatch, drifts)
     encode = session.get(Encode, cell.encode_id) if cell.encode_id else None
     decode = session.get(Decode, cell.decode_id) if cell.decode_id else None
     detail["encode"] = _task_dict(session, encode)
@@ -282,6 +336,7 @@ def _task_dict(session: Session, task: Encode | Decode | None) -> dict[str, Any]
         "emulated": task.emulated,
         "fingerprint": fingerprint.info if fingerprint else None,
         "psnr": task.psnr,
+        "maps": task.maps_sha256,
     }
     if isinstance(task, Encode):
         result.update(bitstream=task.bitstream_sha256, bpp=task.bpp)

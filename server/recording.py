@@ -20,11 +20,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from codec import errors as codec_errors
+from codec.codec import latent_format
+from codec.entropy import FLOAT
+from codec.errors import CodecError
 from codec.images import decode_png
-from server import bdrate, verdicts
+from server import bdrate, drift, verdicts
 from server.db import Database
 from server.forensics import IndexMapError, decode_array, first_mismatch, max_abs_difference
-from server.models import Cell, Decode, Encode, Image, Job, Mismatch, utcnow
+from server.models import Cell, Decode, Drift, Encode, Image, Job, Mismatch, utcnow
+from server.models import Codec as CodecRow
 from server.planning import Unit, plan_decodes, units
 from server.storage import BlobStore
 from server.taskqueue import MODELS, Lease, TaskQueue
@@ -34,7 +38,7 @@ log = logging.getLogger("bitmatch.server.recording")
 
 UNFINISHED = ("pending", "running")
 JOB_LOCK_BASE = 1 << 40  # advisory-lock keys of job finalisation (server/db.py `exclusive`)
-MAP_NAMES = ("index_map", "symbol_map", "y_hat_map")
+MAP_NAMES = ("index_map", "symbol_map", "mean_map", "y_hat_map", "hs_raw_map", "y_map")
 BITSTREAM_ERROR_CODES = frozenset(
     cls.code
     for cls in vars(codec_errors).values()
@@ -157,12 +161,14 @@ class Recorder:
             if not final and not _ready(encodes, decodes):
                 return
             cell = self._evaluate(job_id, unit, decoder_target, encodes, decodes)
+            first_decode = decodes[0] if decodes else None
             mismatch = None
             if cell.verdict == verdicts.DESYNC:
-                mismatch = self._locate(first, decodes[0] if decodes else None, cell.first_stage)
+                mismatch = self._locate(first, first_decode, cell.first_stage)
             elif cell.verdict == verdicts.SYMBOL_EXACT:
-                self._measure_latent_drift(cell, first, decodes[0])
-        self._insert(cell, mismatch)
+                self._measure_latent_drift(cell, first, first_decode)
+            drifts = self._measure_drift(session, cell, unit, first, first_decode)
+        self._insert(cell, mismatch, drifts)
 
     def _evaluate(
         self, job_id: int, unit: Unit, decoder_target: str, encodes: list[Encode], decodes: list[Decode]
@@ -170,7 +176,10 @@ class Recorder:
         first_encode = encodes[0] if encodes else None
         first_decode = decodes[0] if decodes else None
         encode_outcome = _outcome(first_encode) if first_encode else verdicts.Outcome(verdicts.NOT_RUN)
-        verdict = verdicts.decide(encode_outcome, _outcome(first_decode) if first_decode else None)
+        float_mean = self._has_float_mean(unit.codec_id)
+        verdict = verdicts.decide(
+            encode_outcome, _outcome(first_decode) if first_decode else None, float_mean
+        )
         notes = [
             note
             for note in (
@@ -207,6 +216,14 @@ class Recorder:
             self._measure_recon_difference(cell, first_encode, first_decode)
         return cell
 
+    def _has_float_mean(self, codec_id: int) -> bool:
+        with self.db.session() as session:
+            manifest = session.get(CodecRow, codec_id).manifest
+        try:
+            return latent_format(manifest).mean == FLOAT
+        except (CodecError, KeyError, TypeError, ValueError):
+            return True  # a manifest this coordinator cannot read: the more lenient verdict, with no claim
+
     def _measure_recon_difference(self, cell: Cell, encode: Encode, decode: Decode) -> None:
         if not (encode.recon_sha256 and decode.recon_sha256):
             cell.detail += "; reconstructions not returned, difference not measured"
@@ -226,6 +243,7 @@ class Recorder:
         notes = []
         if decode is not None and decode.status == verdicts.FAILED:
             notes.append(f"the decoder refused the stream: {decode.error_code}: {decode.error_detail}")
+        what = "first element whose scale index or symbol differs (C order, the coding order)"
         try:
             encoder, decoder = self._maps(encode), self._maps(decode)
             symbols = [
@@ -237,6 +255,14 @@ class Recorder:
             found = first_mismatch(
                 decode_array(encoder["index_map"]), decode_array(decoder["index_map"]), *symbols
             )
+            if found is None and "mean_map" in encoder and "mean_map" in decoder:
+                found = first_mismatch(
+                    decode_array(encoder["index_map"]),
+                    decode_array(decoder["index_map"]),
+                    decode_array(encoder["mean_map"]),
+                    decode_array(decoder["mean_map"]),
+                )
+                what = "first element whose fixed-point mean differs (C order; values are the means)"
         except (IndexMapError, KeyError) as exc:
             notes.append(f"not located: {exc}")
             mismatch.detail = "; ".join(notes)
@@ -255,7 +281,7 @@ class Recorder:
                 "decoder_value",
             ):
                 setattr(mismatch, name, getattr(found, name))
-            notes.append("first element whose scale index or symbol differs (C order, the coding order)")
+            notes.append(what)
         mismatch.detail = "; ".join(notes)
         return mismatch
 
@@ -269,7 +295,76 @@ class Recorder:
         except (IndexMapError, KeyError) as exc:
             cell.detail += f"; y_hat drift not measured: {exc}"
 
-    def _insert(self, cell: Cell, mismatch: Mismatch | None) -> None:
+    def _measure_drift(
+        self, session: Session, cell: Cell, unit: Unit, encode: Encode | None, decode: Decode | None
+    ) -> list[Drift]:
+        """Drift per stage and the near-miss risk (server/drift.py), for a cell whose decode got an answer."""
+        if encode is None or decode is None or encode.status != verdicts.DONE:
+            return []
+        if decode.status not in (verdicts.DONE, verdicts.FAILED):
+            return []
+        cell.silent_corruption = (
+            cell.verdict == verdicts.DESYNC
+            and decode.status == verdicts.DONE
+            and (encode.stage_hashes or {}).get("y_hat") != (decode.stage_hashes or {}).get("y_hat")
+        )
+        codec = session.get(CodecRow, unit.codec_id)
+        notes: list[str] = []
+        head = None
+        if codec.precision == "float":
+            try:
+                head = drift.codec_head(str(self.store.root), codec.archive_sha256)
+            except (CodecError, ValueError, OSError) as exc:
+                notes.append(f"h_s head unreadable: {exc}")
+        peer = self._peer_encode(session, cell.job_id, unit, cell.decoder_target)
+        try:
+            sides = drift.Sides(
+                self._maps_or_none(encode),
+                self._maps_or_none(decode),
+                self._maps_or_none(peer),
+                self._recon(encode),
+                self._recon(decode),
+            )
+            measured = drift.measure(codec.precision, head, sides)
+        except (IndexMapError, ValueError, KeyError) as exc:
+            measured = drift.CellDrift([], drift.CellRisk(drift.RISK_NOT_MEASURED, notes=[str(exc)]))
+        risk = measured.risk
+        cell.risk, cell.min_margin_ulp = risk.basis, risk.min_margin_ulp
+        cell.predicted_flips, cell.observed_flips = risk.predicted_flips, risk.observed_flips
+        cell.failure_probability = risk.failure_probability
+        notes += [note for note in risk.notes if note != drift.CERTIFICATE_NOTE]
+        if notes:
+            cell.detail = "; ".join(filter(None, [cell.detail, *notes]))
+        return [
+            Drift(
+                stage=stage.stage,
+                elements=stage.figures.elements,
+                differing=stage.figures.differing,
+                max_abs_diff=stage.figures.max_abs_diff,
+                max_ulp=stage.figures.max_ulp,
+            )
+            for stage in measured.stages
+        ]
+
+    def _peer_encode(self, session: Session, job_id: int, unit: Unit, decoder_target: str) -> Encode | None:
+        """The decoder target's own first encode of the cell's image (its y against the encoder's)."""
+        if decoder_target == unit.target:
+            return None
+        peer = _unit_encodes(session, job_id, Unit(unit.codec_id, unit.image_id, decoder_target))
+        return peer[0] if peer and peer[0].status == verdicts.DONE else None
+
+    def _maps_or_none(self, row: Encode | Decode | None) -> dict[str, Any] | None:
+        try:
+            return self._maps(row)
+        except IndexMapError:
+            return None
+
+    def _recon(self, row: Encode | Decode) -> Any:
+        if not row.recon_sha256 or not self.store.exists(row.recon_sha256):
+            return None
+        return decode_png(self.store.get(row.recon_sha256))
+
+    def _insert(self, cell: Cell, mismatch: Mismatch | None, drifts: list[Drift]) -> None:
         try:
             with self.db.session() as session:
                 session.add(cell)
@@ -277,6 +372,9 @@ class Recorder:
                 if mismatch is not None:
                     mismatch.cell_id = cell.id
                     session.add(mismatch)
+                for row in drifts:
+                    row.cell_id = cell.id
+                    session.add(row)
         except IntegrityError:
             log.info(
                 "cell already recorded: job %s %s->%s", cell.job_id, cell.encoder_target, cell.decoder_target

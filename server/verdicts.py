@@ -2,9 +2,10 @@
 
 Order of comparison: an outcome that is not a result (error, timeout, worker-lost, not-run) is the verdict;
 a decode the codec refused in the entropy path is a desync; then the parse stages in coding order (z_hat,
-scale_index, symbols: the first that differs is a desync); then the rebuilt latents (mean, y_hat: a difference
-with the parse intact is symbol-exact, the drift of a float mean); then the reconstruction (bit-exact or
-latent-exact).
+scale_index, symbols: the first that differs is a desync); then the rebuilt latents (mean, y_hat): with a
+float mean a difference over an intact parse is symbol-exact, the drift of that mean; with a fixed-point
+mean it is a desync, a mean that rounded the other way (the decoder's y_hat is silently wrong); then the
+reconstruction (bit-exact or latent-exact).
 
 Passing verdicts: bit-exact, latent-exact and symbol-exact. The last two mean the decoder read exactly the
 symbols the encoder wrote, and then rebuilt y_hat (symbol-exact) or only the image (latent-exact) a little
@@ -60,7 +61,9 @@ class Verdict:
     detail: str = ""
 
 
-def decide(encode: Outcome, decode: Outcome | None) -> Verdict:
+def decide(encode: Outcome, decode: Outcome | None, float_mean: bool = True) -> Verdict:
+    """The cell's verdict; `float_mean`: whether the package's mean is float (latent drift is then
+    symbol-exact) or fixed point (a differing mean is then a desync)."""
     if encode.status != DONE:
         verdict = UNFINISHED_TO_VERDICT.get(encode.status, ERROR)
         return Verdict(verdict, detail=f"encoder {encode.status}: {_why(encode)}")
@@ -71,10 +74,10 @@ def decide(encode: Outcome, decode: Outcome | None) -> Verdict:
     if decode.status != DONE:
         verdict = UNFINISHED_TO_VERDICT.get(decode.status, ERROR)
         return Verdict(verdict, detail=f"decoder {decode.status}: {_why(decode)}")
-    return compare_hashes(encode.stage_hashes or {}, decode.stage_hashes or {})
+    return compare_hashes(encode.stage_hashes or {}, decode.stage_hashes or {}, float_mean)
 
 
-def compare_hashes(encoder: dict[str, Any], decoder: dict[str, Any]) -> Verdict:
+def compare_hashes(encoder: dict[str, Any], decoder: dict[str, Any], float_mean: bool = True) -> Verdict:
     for stage in STAGES:
         if not encoder.get(stage) or not decoder.get(stage):
             side = "encoder" if not encoder.get(stage) else "decoder"
@@ -88,6 +91,9 @@ def compare_hashes(encoder: dict[str, Any], decoder: dict[str, Any]) -> Verdict:
             )
     if encoder["y_hat"] != decoder["y_hat"]:
         stage = next(s for s in LATENT_STAGES if encoder[s] != decoder[s])
+        if not float_mean:
+            detail = "symbols identical, but a fixed-point mean rounded the other way: y_hat differs"
+            return Verdict(DESYNC, stage, detail)
         return Verdict(SYMBOL_EXACT, stage, "symbols identical, y_hat differs by the drift of the mean")
     if encoder[RECON] == decoder[RECON]:
         return Verdict(BIT_EXACT)
@@ -131,3 +137,22 @@ def nondeterminism(repeats: Sequence[Outcome], extra: Sequence[str | None] = ())
     if not differing:
         return ""
     return f"{len(finished)} repeats disagree on {', '.join(differing)}"
+
+
+def broken_line(cells: Sequence[dict[str, Any]]) -> str:
+    """One line on what a job shows: per codec, how many of its cross-device decodes broke (desynced), e.g.
+    "float: 5 of 48 cross-device decodes broke; int16: 0". Codecs are named by precision when that is
+    unambiguous within the job, else by name."""
+    order: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        order.setdefault(cell["codec"], cell)
+    precisions = [cell["precision"] for cell in order.values()]
+    parts = []
+    for digest, first in order.items():
+        label = first["precision"] if precisions.count(first["precision"]) == 1 else first["codec_name"]
+        cross = [c for c in cells if c["codec"] == digest and c["encoder"] != c["decoder"]]
+        broken = sum(c["verdict"] == DESYNC for c in cross)
+        parts.append(
+            f"{label}: {broken} of {len(cross)} cross-device decodes broke" if broken else f"{label}: 0"
+        )
+    return "; ".join(parts)

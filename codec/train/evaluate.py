@@ -172,7 +172,7 @@ def _bd_values(anchor: list[dict], test: list[dict]) -> dict:
 
 
 def plot_rd(report: dict, out_path: Path) -> None:
-    """PSNR and MS-SSIM against bpp for every family (needs matplotlib, a train/bench extra)."""
+    """PSNR and MS-SSIM against bpp for every family (matplotlib)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,6 +1,7 @@
 """Jinja2 rendering shared by the live dashboard and the static report: environment, filters, view models."""
 
 import functools
+import math
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -10,9 +11,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from server import queries
+from server import queries, verdicts
 from server.bdrate import ENCODER
 from server.dashboard.charts import rd_chart
+from server.drift import AT_RISK_PROBABILITY
 from server.models import Job
 
 HERE = Path(__file__).parent
@@ -23,7 +25,7 @@ LEGEND = (
     ("bit-exact", "reconstruction identical to the encoder's"),
     ("latent-exact", "y_hat identical, reconstruction differs"),
     ("symbol-exact", "parse identical, y_hat drifts with a float mean"),
-    ("desync", "scale indexes or symbols differ, or the entropy decode failed"),
+    ("desync", "scale indexes, symbols or fixed-point means differ, or the entropy decode failed"),
     ("error", "a side failed"),
     ("timeout", "a side ran out of time"),
     ("worker-lost", "the worker died, no other could take it"),
@@ -40,8 +42,17 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(short=short, when=when, number=number, percent=percent, by_severity=by_severity)
-    env.globals.update(legend=LEGEND, stylesheet=stylesheet)
+    env.filters.update(
+        short=short,
+        when=when,
+        number=number,
+        percent=percent,
+        by_severity=by_severity,
+        probability=probability,
+        ulp_label=ulp_label,
+        drift_class=drift_class,
+    )
+    env.globals.update(legend=LEGEND, stylesheet=stylesheet, at_risk_probability=AT_RISK_PROBABILITY)
     return env
 
 
@@ -80,6 +91,32 @@ def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f} %"
 
 
+def probability(value: float | None) -> str:
+    """A failure probability: '0' when exactly none, else two significant digits (percent above 1 %)."""
+    if value is None:
+        return "—"
+    if value == 0:
+        return "0"
+    return f"{100 * value:.2g} %" if value >= 0.01 else f"{value:.1e}"
+
+
+def ulp_label(max_ulp: int | None) -> str:
+    if max_ulp is None:
+        return "—"
+    if max_ulp == 0:
+        return "exact"
+    return f"{max_ulp} ulp" if max_ulp < 1000 else f"10^{math.log10(max_ulp):.1f} ulp"
+
+
+def drift_class(max_ulp: int | None) -> str:
+    """d-none, d-exact, then d1 (< 10 ulp), d2 (< 100), d3 (< 1000), d4 (more)."""
+    if max_ulp is None:
+        return "d-none"
+    if max_ulp == 0:
+        return "d-exact"
+    return f"d{min(4, 1 + int(math.log10(max_ulp)))}"
+
+
 def target_emulation(session: Session) -> dict[str, bool]:
     """Whether each target runs under an emulator, from its devices' fingerprints."""
     emulated: dict[str, bool] = {}
@@ -110,6 +147,7 @@ def job_view(session: Session, job: Job) -> dict[str, Any]:
         "bd_rates": queries.bd_rates(session, job.id),
         "charts": rd_charts(points),
         "verdict_counts": queries.verdict_counts(session, job.id),
+        "broken_line": verdicts.broken_line(cells),
     }
 
 

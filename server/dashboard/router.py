@@ -7,13 +7,15 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
 
-from codec.errors import ImageError
+from codec.errors import CodecError, ImageError
 from codec.images import decode_png
-from server import queries
+from server import drift, queries
 from server.api import AppDep, CellId, JobId
 from server.dashboard import render as views
 from server.dashboard.images import ErrorMap, error_map
+from server.dashboard.margins import margin_histogram_png
 from server.dashboard.repro import build_bundle, bundle_name, replay_commands
+from server.forensics import IndexMapError
 from server.models import Job
 from server.state import AppState
 from server.storage import BlobNotFound
@@ -78,6 +80,17 @@ def error_map_png(cell_id: CellId, app: AppDep) -> Response:
     return Response(result.png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
+@router.get("/cells/{cell_id}/margins.png")
+def margins_png(cell_id: CellId, app: AppDep) -> Response:
+    cell = _cell(app, cell_id)
+    data = _margins(app, cell) if cell else None
+    if data is None:
+        return _not_found(f"Cell {cell_id} has no raw h_s outputs on both sides to compare.")
+    return Response(
+        margin_histogram_png(*data), media_type="image/png", headers={"Cache-Control": "max-age=3600"}
+    )
+
+
 @router.get("/cells/{cell_id}/{side}.png")
 def side_png(cell_id: CellId, side: str, app: AppDep) -> Response:
     cell = _cell(app, cell_id)
@@ -138,6 +151,21 @@ def _error_map(app: AppState, cell: dict[str, Any]) -> ErrorMap | None:
     try:
         return error_map(decode_png(app.store.get(encoder_digest)), decode_png(app.store.get(decoder_digest)))
     except (BlobNotFound, ImageError, ValueError):
+        return None
+
+
+def _margins(app: AppState, cell: dict[str, Any]) -> tuple[Any, Any] | None:
+    """(margins, drift) in ULPs of a float cell, from both sides' stored maps."""
+    if cell.get("precision") != "float":
+        return None
+    try:
+        head = drift.codec_head(str(app.store.root), cell["codec_archive"])
+        maps = [
+            drift.maps_json(app.store.get(side["maps"])) if side and side.get("maps") else None
+            for side in (cell["encode"], cell["decode"])
+        ]
+        return drift.margin_histogram_data(head, drift.Sides(maps[0], maps[1], None, None, None))
+    except (BlobNotFound, CodecError, IndexMapError, ValueError, KeyError):
         return None
 
 

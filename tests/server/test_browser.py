@@ -174,8 +174,11 @@ def test_matrix_renders_every_cell_and_a_cell_page_opens(browser, finished_job):
     browser.find_element(By.CSS_SELECTOR, f'table.jobs a[href="/jobs/{job_id}"]').click()
     assert browser.current_url == f"{base}/jobs/{job_id}"
     assert browser.find_element(By.TAG_NAME, "h1").text == f"Job {job_id}"
-    matrices = browser.find_elements(By.CSS_SELECTOR, "table.matrix")
+    matrices = browser.find_elements(By.CSS_SELECTOR, "table.matrix:not(.drift-matrix)")
     assert len(matrices) == 2
+    drift_matrices = browser.find_elements(By.CSS_SELECTOR, "table.drift-matrix")
+    assert len(drift_matrices) == 2
+    assert len(browser.find_elements(By.CSS_SELECTOR, "td.drift-cell")) == 2 * len(TARGETS) ** 2
     positions = browser.find_elements(By.CSS_SELECTOR, "td.matrix-cell")
     assert len(positions) == 2 * len(TARGETS) ** 2
     chips = browser.find_elements(By.CSS_SELECTOR, "td.matrix-cell a.chip")
@@ -190,6 +193,12 @@ def test_matrix_renders_every_cell_and_a_cell_page_opens(browser, finished_job):
     assert {
         p.get_attribute("data-verdict") for p in int16.find_elements(By.CSS_SELECTOR, "td.matrix-cell")
     } <= {"bit-exact"}  # the integer package is exact across these devices
+    int16_drift = drift_matrices[matrices.index(int16)]
+    assert {
+        c.get_attribute("class") for c in int16_drift.find_elements(By.CSS_SELECTOR, "td.drift-cell")
+    } == {"drift-cell d-exact"}
+    float_chip = matrices[1 - matrices.index(int16)].find_element(By.CSS_SELECTOR, "a.chip")
+    float_cell = float_chip.get_attribute("href")
     colour = positions[0].value_of_css_property("background-color")
     assert colour not in ("rgba(0, 0, 0, 0)", "transparent")  # the stylesheet loaded and coloured the cell
     assert browser.find_elements(By.CSS_SELECTOR, "svg.rd-chart")
@@ -204,6 +213,12 @@ def test_matrix_renders_every_cell_and_a_cell_page_opens(browser, finished_job):
     for image in browser.find_elements(By.CSS_SELECTOR, ".images img"):
         assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 0
     screenshot(browser, "cell.png")
+
+    browser.get(float_cell)  # a float cell: its risk was measured, and its histogram draws
+    assert browser.find_element(By.CSS_SELECTOR, ".facts.risk").get_attribute("data-risk") == "measured"
+    margins = browser.find_element(By.CSS_SELECTOR, "img.margins")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", margins) > 0
+    screenshot(browser, "float-cell.png")
 
     browser.get(f"{base}/devices")
     assert len(browser.find_elements(By.CSS_SELECTOR, "tr.device")) == len(TARGETS)

@@ -25,7 +25,7 @@ from server.bdrate import ENCODER
 from server.catalog import add_codec, ensure_image_set
 from server.dashboard.charts import nice_ticks, rd_chart
 from server.dashboard.images import error_map
-from server.models import BdRate, Cell, Decode, Device, Encode, Fingerprint, Job, Mismatch, RdPoint
+from server.models import BdRate, Cell, Decode, Device, Drift, Encode, Fingerprint, Job, Mismatch, RdPoint
 from server.report import render_report, write_report
 from server.settings import Settings
 
@@ -45,6 +45,22 @@ def planned_verdict(precision: str, encoder: str, decoder: str, image_index: int
     if precision == "float" and (encoder, decoder) == ("qemu-aarch64", "qemu-aarch64") and image_index == 2:
         return "not-run"
     return "bit-exact"
+
+
+def seeded_risk(precision: str, encoder: str, decoder: str, image_index: int, kind: str) -> dict:
+    """int16: the certificate. float: drift off the diagonal; cpu->cpu image 0 passes at a 30 % risk."""
+    if precision == "int16":
+        return {"risk": "certificate", "predicted_flips": 0, "observed_flips": 0, "failure_probability": 0.0}
+    flips = 1 if kind == "desync" else 0
+    probability = 0.3 if (encoder, decoder, image_index) == ("cpu", "cpu", 0) else 0.002
+    return {
+        "risk": "measured",
+        "min_margin_ulp": 2,
+        "predicted_flips": flips,
+        "observed_flips": flips,
+        "failure_probability": probability,
+        "silent_corruption": kind == "desync",
+    }
 
 
 def hashes(tag: str, differing: tuple[str, ...] = ()) -> dict[str, str]:
@@ -241,10 +257,25 @@ class Seeder:
             max_abs_diff=3 if differs else None,
             recon_psnr=50.2 if differs else None,
             detail=DETAIL.get(kind, ""),
+            **seeded_risk(codec.precision, encode.target, decoder, image_index, kind),
         )
         s.add(cell)
         s.flush()
         self.cells.setdefault(f"{codec.precision}:{kind}", cell.id)
+        if cell.failure_probability == 0.3:
+            self.cells["float:at-risk"] = cell.id
+        if decode is not None and decode.status == "done":
+            ulp = 0 if codec.precision == "int16" or encode.target == decoder else 1500
+            s.add(
+                Drift(
+                    cell_id=cell.id,
+                    stage="h_s",
+                    elements=4096,
+                    differing=min(ulp, 40),
+                    max_abs_diff=ulp * 1e-7,
+                    max_ulp=ulp,
+                )
+            )
         if kind == "desync":
             s.add(
                 Mismatch(
@@ -496,3 +527,44 @@ def test_rd_chart_escapes_labels_and_handles_no_points():
     svg = rd_chart({"<int16>": [(0.5, 30.0), (0.2, 28.0)]}, "a & b")
     assert "&lt;int16&gt;" in svg and "a &amp; b" in svg and "<polyline" in svg
     assert "no RD points" in rd_chart({}, "empty")
+
+
+def test_job_page_shows_a_drift_matrix_beside_each_verdict_matrix(site):
+    html = site.client.get(f"/jobs/{site.job_id}").text
+    assert count(r'<table class="matrix drift-matrix"', html) == 2
+    assert count(r'class="drift-cell d-exact"', html) == 4 + 2  # int16 everywhere, float on the diagonal
+    assert count(r'class="drift-cell d4"', html) == 2  # float across the devices: 1500 ulp
+    assert "float: 1 of 6 cross-device decodes broke; int16: 0" in html
+
+
+def test_a_passing_position_with_a_high_failure_estimate_is_at_risk_not_green(site):
+    html = site.client.get(f"/jobs/{site.job_id}").text
+    at_risk = re.findall(
+        r'<td class="matrix-cell v-bit-exact at-risk"[^>]*data-encoder="cpu" data-decoder="cpu"', html
+    )
+    assert len(at_risk) == 1  # the float matrix's cpu -> cpu; int16's stays green
+    page = site.client.get(f"/cells/{site.cells['float:at-risk']}").text
+    assert 'class="tag risk"' in page and "30 %" in page and 'data-risk="measured"' in page
+
+
+def test_cell_pages_show_drift_risk_certificate_and_silent_corruption(site):
+    desync = site.client.get(f"/cells/{site.cells['float:desync']}").text
+    assert 'id="silent-corruption"' in desync and "margins.png" in desync
+    assert '<b class="predicted-flips">1</b>' in desync and '<b class="observed-flips">1</b>' in desync
+    clean = site.client.get(f"/cells/{site.cells['int16:bit-exact']}").text
+    assert 'data-risk="certificate"' in clean and "Zero by construction" in clean
+    assert 'id="silent-corruption"' not in clean
+    # the seeded cells have no maps: the histogram says so instead of drawing nothing
+    assert site.client.get(f"/cells/{site.cells['float:desync']}/margins.png").status_code == 404
+
+
+def test_exports_carry_the_risk_of_every_cell(site):
+    csv_text = site.client.get(f"/api/jobs/{site.job_id}/export/csv").text
+    header = csv_text.splitlines()[0].split(",")
+    assert {"risk", "failure_probability", "at_risk", "hs_max_ulp", "silent_corruption"} <= set(header)
+    junit = site.client.get(f"/api/jobs/{site.job_id}/export/junit").text
+    assert junit.count('name="risk" value="certificate"') == 12
+    assert junit.count('name="at_risk" value="true"') == 1
+    document = site.client.get(f"/api/jobs/{site.job_id}/export/json").json()
+    risky = [c for c in document["cells"] if c["risk"]["at_risk"]]
+    assert len(risky) == 1 and risky[0]["verdict"] == "bit-exact"

@@ -327,6 +327,12 @@ def test_an_imported_compressai_codec_runs_over_every_target(site, imported):
     print(f"imported mbt2018-mean float package, cells: {floats}")
     drift = [c for c in cells if c["verdict"] == "symbol-exact"]
     assert all(c["y_hat_max_abs_diff"] is not None and c["y_hat_max_abs_diff"] > 0 for c in drift), drift
+    for cell in cells:  # the scale-table margins explain the float package's decisions on every pair
+        risk = cell["risk"]
+        if cell["codec"] == codecs["float"]:
+            assert risk["basis"] == "measured" and risk["predicted_flips"] == risk["observed_flips"], cell
+        else:
+            assert risk["basis"] == "certificate" and risk["observed_flips"] == 0, cell
 
 
 def desyncing_image(package: Path) -> tuple[str, int]:
@@ -349,20 +355,67 @@ def desyncing_image(package: Path) -> tuple[str, int]:
     raise AssertionError("no Kodak-size image desyncs the float twin between ort-cpu and ort-cpu-1t here")
 
 
-def test_a_real_desync_ends_done_with_its_first_mismatch_located(site):
-    """The shipped float twin at q2 on a Kodak-size photograph, cpu -> cpu-1t-noopt: a real desync."""
-    package = ROOT / "packages" / "float" / "q2"
-    name, first_flat = desyncing_image(package)
+def test_the_kodak_set_on_two_native_targets_breaks_the_float_twin_and_never_int16(site):
+    """The shipped q2 packages on every Kodak-size photograph, cpu x cpu-1t-noopt: real float desyncs, each
+    located; the flips the drift and margins predict are the flips observed; int16 is certified clean."""
+    float_package, int16_package = (ROOT / "packages" / p / "q2" for p in ("float", "int16"))
+    name, first_flat = desyncing_image(float_package)
     client = site.client if site.coordinator and site.coordinator.alive() else site.launch()
-    codec = client.upload_codec(package)["digest"]
-    png = (ROOT / "data" / "kodak" / name).read_bytes()
-    image = client.upload_image(png, name=f"e2e-kodak-{name}")["digest"]
-    job_id = client.submit([codec], [image], encoders=["cpu"], decoders=["cpu-1t-noopt"])
+    codecs = {
+        p: client.upload_codec(path)["digest"]
+        for p, path in (("float", float_package), ("int16", int16_package))
+    }
+    photos = sorted((ROOT / "data" / "kodak").glob("*.png"))
+    images = {
+        path.name: client.upload_image(path.read_bytes(), name=f"e2e-kodak-{path.stem}")["digest"]
+        for path in photos
+    }
+    targets = ["cpu", "cpu-1t-noopt"]
+    job_id = client.submit(list(codecs.values()), list(images.values()), encoders=targets, decoders=targets)
     summary = client.wait(job_id, timeout=JOB_S)
     assert summary["status"] == "done", summary
-    (cell,) = client.cells(job_id)
-    assert cell["verdict"] == "desync" and cell["first_stage"] in ("scale_index", "entropy-decode"), cell
-    mismatch = cell["mismatch"]
-    assert mismatch is not None and mismatch["flat_index"] == first_flat, mismatch
-    assert None not in (mismatch["channel"], mismatch["y"], mismatch["x"])
-    assert mismatch["encoder_level"] != mismatch["decoder_level"]
+    cells = client.cells(job_id)
+    assert len(cells) == 2 * len(photos) * 4
+    floats = [c for c in cells if c["codec"] == codecs["float"]]
+    int16 = [c for c in cells if c["codec"] == codecs["int16"]]
+
+    assert not [c for c in int16 if c["verdict"] not in PASSING]
+    assert all(c["risk"]["basis"] == "certificate" and c["risk"]["failure_probability"] == 0 for c in int16)
+    assert all(c["risk"]["observed_flips"] == 0 for c in int16)
+
+    desyncs = [c for c in floats if c["verdict"] == "desync"]
+    assert desyncs and all(c["encoder"] != c["decoder"] for c in desyncs), floats
+    for cell in desyncs:  # every desync located, at its first differing element
+        assert cell["mismatch"] is not None and cell["mismatch"]["channel"] is not None, cell
+    known = next(
+        c for c in floats if c["image"] == images[name] and (c["encoder"], c["decoder"]) == tuple(targets)
+    )
+    assert known["verdict"] == "desync" and known["mismatch"]["flat_index"] == first_flat, known
+    for cell in floats:  # drift and margins explain every decision the decoder took
+        risk = cell["risk"]
+        assert risk["basis"] == "measured", cell
+        assert risk["predicted_flips"] == risk["observed_flips"], cell
+        assert risk["min_margin_ulp"] is not None and risk["min_margin_ulp"] >= 1
+        assert (risk["observed_flips"] > 0) == (cell["verdict"] == "desync"), cell
+    cross = [c for c in floats if c["encoder"] != c["decoder"]]
+    assert all(c["drift"]["h_s"]["max_ulp"] > 0 for c in cross), [c["drift"] for c in cross]
+    assert all(c["risk"]["failure_probability"] > 0 for c in cross)
+    same = [c for c in floats if c["encoder"] == c["decoder"]]
+    assert all(c["drift"]["h_s"]["max_ulp"] == 0 and c["risk"]["failure_probability"] == 0 for c in same)
+    for pair in (("cpu", "cpu-1t-noopt"), ("cpu-1t-noopt", "cpu")):
+        pair_cells = [c for c in floats if (c["encoder"], c["decoder"]) == pair]
+        broke = sum(c["verdict"] == "desync" for c in pair_cells)
+        estimate = np.mean([c["risk"]["failure_probability"] for c in pair_cells])
+        print(
+            f"float q2 {pair[0]} -> {pair[1]}: {broke} of {len(pair_cells)} Kodak images broke, "
+            f"max h_s drift {max(c['drift']['h_s']['max_ulp'] for c in pair_cells)} ulp, "
+            f"mean estimated failure probability {estimate:.3f}"
+        )
+    silent = [c for c in desyncs if c["silent_corruption"]]
+    print(f"silent corruptions: {len(silent)} of {len(desyncs)} desyncs")
+    page = client.http.get(f"/cells/{known['id']}").text
+    assert "predicted flips" in page and "margins.png" in page
+    histogram = client.http.get(f"/cells/{known['id']}/margins.png")
+    assert histogram.status_code == 200 and histogram.headers["content-type"] == "image/png"
+    junit = client.http.get(f"/api/jobs/{job_id}/export/junit").text
+    assert 'name="failure_probability"' in junit and 'name="risk" value="certificate"' in junit

@@ -89,6 +89,6 @@ def test_the_migration_renders_for_postgresql_unchanged():
     config.output_buffer = io.StringIO()
     command.upgrade(config, "head", sql=True)
     sql = config.output_buffer.getvalue()
-    assert sql.count("CREATE TABLE") == 12  # eleven tables and alembic_version
+    assert sql.count("CREATE TABLE") == 13  # twelve tables and alembic_version
     assert "UNIQUE (job_id, codec_id, image_id, encoder_target, decoder_target)" in sql
     assert "PRAGMA" not in sql

@@ -44,6 +44,13 @@ def test_a_drifting_y_hat_over_an_intact_parse_is_symbol_exact(differing, first)
     assert verdicts.SYMBOL_EXACT in verdicts.PASSING
 
 
+def test_a_fixed_point_mean_that_rounded_the_other_way_is_a_desync():
+    """Our float twin rounds its mean to 2^-8: a differing y_hat over an intact parse is a silent failure."""
+    result = decide(done(), done(mean="0" * 64, y_hat="0" * 64, recon="0" * 64), float_mean=False)
+    assert (result.verdict, result.first_stage) == (verdicts.DESYNC, "mean")
+    assert "rounded the other way" in result.detail
+
+
 def test_a_drifting_mean_that_leaves_y_hat_alone_is_not_symbol_exact():
     assert decide(done(), done(mean="0" * 64)).verdict == verdicts.BIT_EXACT
 
