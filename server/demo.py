@@ -2,10 +2,16 @@
 
 Starts the coordinator and one worker per local target that can run here (provisioning what it can, saying
 why the others are missing), uploads the int16 and float packages (the trained ones in packages/ when they
-exist, else seeded random ones, cached) and the demo images, runs one job (every encoder x every decoder),
-prints the verdict matrix per codec, writes the static HTML report and leaves the dashboard running until
-Ctrl-C. With `--once` it exits when the job is done; `--json` prints one JSON object on stdout
-(`{"job", "report", "codecs": {NAME: {VERDICT: COUNT}}}`) and everything else on stderr.
+exist, else seeded random ones, cached) and the demo images, and runs the jobs (every encoder x every
+decoder). By default that is two jobs: the Kodak-size photographs (data/kodak) on the native targets, where
+the float twin's cross-device decodes break and int16's do not, and the small demo images (data/testset's
+96x64 subset, else the synthetic 'tiny' set) on every target, emulated ones included (they are 100-250x
+slower). It prints the verdict matrix per codec and one line on
+what broke, writes a static HTML report per job and leaves the dashboard running until Ctrl-C. With `--once`
+it exits when the jobs are done; `--json` prints one JSON object on stdout and everything else on stderr:
+`{"job", "report", "summary", "codecs": {NAME: {VERDICT: COUNT}}, "jobs": [...]}`, the first three of the
+first job, `codecs` summed over the jobs, and per job its `id`, `label`, `targets`, `report`, `summary` and
+`codecs`.
 
 Every process it starts runs in its own process group and is stopped on exit, including on errors.
 """
@@ -34,11 +40,14 @@ import platformdirs
 
 from server.client import CoordinatorClient, CoordinatorError
 from server.imagesets import set_names
+from server.verdicts import broken_line
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRAINED_PACKAGES = PROJECT_ROOT / "packages"
 DEMO_IMAGES_MANIFEST = PROJECT_ROOT / "data" / "testset" / "manifest.json"
+KODAK_DIR = PROJECT_ROOT / "data" / "kodak"
 PRECISIONS = ("int16", "float")
+DEMO_RATE_POINT = "q2"
 RANDOM_SEED = 7
 COORDINATOR_START_S = 120.0
 WORKER_START_S = 900.0  # emulated targets start Python, numpy and onnxruntime under qemu
@@ -264,7 +273,8 @@ def local_targets(console: Console, provision: bool, only: list[str] | None) -> 
 
 
 def trained_packages() -> dict[str, Path] | None:
-    """One rate point of the trained packages (packages/PRECISION/qN): the first one every precision has."""
+    """One rate point of the trained packages (packages/PRECISION/qN): q2 when every precision has it (the
+    float twin's q2 is the one whose cross-device failures the demo shows), else the first common one."""
     found: dict[str, set[str]] = {
         precision: {p.parent.name for p in (TRAINED_PACKAGES / precision).glob("q*/manifest.json")}
         for precision in PRECISIONS
@@ -272,7 +282,8 @@ def trained_packages() -> dict[str, Path] | None:
     common = sorted(set.intersection(*found.values()))
     if not common:
         return None
-    return {precision: TRAINED_PACKAGES / precision / common[0] for precision in PRECISIONS}
+    point = DEMO_RATE_POINT if DEMO_RATE_POINT in common else common[0]
+    return {precision: TRAINED_PACKAGES / precision / point for precision in PRECISIONS}
 
 
 def random_packages(channels: tuple[int, int], console: Console) -> dict[str, Path]:
@@ -388,10 +399,13 @@ def wait_for_coordinator(fleet: Fleet) -> None:
         raise DemoError(f"the coordinator did not start (log {service.log_path}):\n{service.log_tail()}")
 
 
-def enlist_workers(fleet: Fleet, client: CoordinatorClient, worker_token: str, console: Console) -> list[str]:
-    """Wait for every worker, register it and its health check; returns the healthy targets."""
+def enlist_workers(
+    fleet: Fleet, client: CoordinatorClient, worker_token: str, console: Console
+) -> dict[str, bool]:
+    """Wait for every worker, register it and its health check; returns the healthy targets, each mapped to
+    whether it runs under an emulator."""
     pending = dict(fleet.workers)
-    healthy = []
+    healthy: dict[str, bool] = {}
     deadline = time.monotonic() + WORKER_START_S
     while pending and time.monotonic() < deadline:
         for target, service in list(pending.items()):
@@ -400,17 +414,17 @@ def enlist_workers(fleet: Fleet, client: CoordinatorClient, worker_token: str, c
                 del pending[target]
             elif service.ready():
                 del pending[target]
-                status, detail = register(client, service, target, worker_token)
-                console.say(f"  {target}: {status} ({detail})")
-                if status == "healthy":
-                    healthy.append(target)
+                device = register(client, service, target, worker_token)
+                console.say(f"  {target}: {device['status']} ({device.get('health_detail') or ''})")
+                if device["status"] == "healthy":
+                    healthy[target] = bool(device.get("emulated"))
         time.sleep(0.3)
     for target, service in pending.items():
         console.say(f"  {target}: worker not up within {WORKER_START_S:.0f} s (log {service.log_path})")
     return healthy
 
 
-def register(client: CoordinatorClient, service: Service, target: str, token: str) -> tuple[str, str]:
+def register(client: CoordinatorClient, service: Service, target: str, token: str) -> dict[str, Any]:
     """Register a worker; the coordinator health-checks it (known-answer test) before answering."""
     device = client.register_worker(service.url, token=token, name=f"demo-{target}", target=target)
     deadline = time.monotonic() + HEALTH_CHECK_S
@@ -420,30 +434,55 @@ def register(client: CoordinatorClient, service: Service, target: str, token: st
         response = client.http.post(f"/api/workers/{device['id']}/check")
         response.raise_for_status()
         device = response.json()
-    return device["status"], device.get("health_detail") or ""
+    return device
 
 
-def upload_inputs(
-    client: CoordinatorClient, packages: dict[str, Path], images: str, console: Console
-) -> tuple[list[str], str | list[str]]:
+@dataclass
+class PlannedJob:
+    label: str
+    images: str | list[str]
+    targets: list[str]
+
+
+def upload_codecs(client: CoordinatorClient, packages: dict[str, Path], console: Console) -> list[str]:
     codecs = []
     for path in packages.values():
         row = client.upload_codec(path)
         codecs.append(row["digest"])
         console.say(f"  codec {row['name']} ({row['precision']}, {path})")
+    return codecs
+
+
+def plan_jobs(
+    client: CoordinatorClient, images: str, healthy: dict[str, bool], console: Console
+) -> list[PlannedJob]:
+    """The default: Kodak-size photographs on the native targets, then the small demo images on every target
+    when some are emulated. An explicit --images: that set on every target."""
+    native = [target for target, emulated in healthy.items() if not emulated]
+    if images != "auto" or not native or not any(KODAK_DIR.glob("*.png")):
+        return [PlannedJob(f"{len(healthy)} targets", upload_images(client, images, console), list(healthy))]
+    kodak = upload_images(client, str(KODAK_DIR), console)
+    jobs = [PlannedJob("Kodak-size photographs on the native targets", kodak, native)]
+    if len(native) < len(healthy):
+        small = upload_images(client, "auto", console)
+        jobs.append(PlannedJob("the small demo images on every target", small, list(healthy)))
+    return jobs
+
+
+def upload_images(client: CoordinatorClient, images: str, console: Console) -> str | list[str]:
     if Path(images).is_dir():
         photos = [(path.stem, path.read_bytes()) for path in sorted(Path(images).glob("*.png"))]
         digests = [client.upload_image(png, name=name)["digest"] for name, png in photos]
         console.say(f"  images: {len(digests)} PNGs of {images}")
-        return codecs, digests
+        return digests
     photos = demo_images() if images == "auto" else None
     if photos is None:
         image_set = "tiny" if images == "auto" else images
         console.say(f"  images: bundled synthetic set {image_set!r}")
-        return codecs, image_set
+        return image_set
     digests = [client.upload_image(png, name=name)["digest"] for name, png in photos]
     console.say(f"  images: {len(digests)} photos, the demo subset of {DEMO_IMAGES_MANIFEST.parent}")
-    return codecs, digests
+    return digests
 
 
 def progress_line(summary: dict[str, Any]) -> str:
@@ -553,34 +592,80 @@ def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
         if not healthy:
             raise DemoError("no worker passed its health check")
         console.say("inputs:")
-        codecs, images = upload_inputs(client, packages, config.images, console)
-        try:
-            # the targets registered just now: a device an earlier run left in the database is never used
-            job_id = client.submit(codecs, images, encoders=healthy, decoders=healthy, repeat=config.repeat)
-        except CoordinatorError as exc:
-            raise DemoError(f"the coordinator refused the job: {exc}") from None
-        console.say(
-            f"job {job_id}: {len(healthy)} encoders x {len(healthy)} decoders "
-            f"({fleet.coordinator.url}/jobs/{job_id})"
-        )
-        summary = follow(client, job_id, config.timeout, console)
-        if summary["status"] != "done":
-            raise DemoError(f"job {job_id} ended {summary['status']}: {summary.get('detail')}")
-        matrices = client.matrix(job_id)
-        console.say()
-        for matrix in matrices:
-            console.say(matrix_text(matrix))
-        console.say(legend())
-        # with --once the dashboard goes away with the demo: the report then links nowhere
-        report = write_job_report(config, job_id, None if config.once else fleet.coordinator.url)
-        result = {"job": job_id, "report": str(report), "codecs": verdict_counts(matrices)}
-        for name, counts in result["codecs"].items():
-            console.say(f"{name}: " + ", ".join(f"{v} {n}" for v, n in counts.items()))
-        console.say(f"report: {report}")
+        codecs = upload_codecs(client, packages, console)
+        planned = plan_jobs(client, config.images, healthy, console)
+        deadline = time.monotonic() + config.timeout
+        runs = [run_job(config, fleet, client, codecs, job, deadline, console) for job in planned]
+        result = {
+            "job": runs[0]["id"],
+            "report": runs[0]["report"],
+            "summary": runs[0]["summary"],
+            "codecs": summed_counts(run["codecs"] for run in runs),
+            "jobs": runs,
+        }
         if not config.once:
             console.say(f"dashboard: {fleet.coordinator.url}/  (Ctrl-C stops everything)")
             serve_until_interrupted(fleet, console)
         return result
+
+
+def run_job(
+    config: DemoConfig,
+    fleet: Fleet,
+    client: CoordinatorClient,
+    codecs: list[str],
+    job: PlannedJob,
+    deadline: float,
+    console: Console,
+) -> dict[str, Any]:
+    """Submit one job, follow it, print its matrices and its one line, write its report."""
+    try:
+        # the targets registered just now: a device an earlier run left in the database is never used
+        job_id = client.submit(
+            codecs, job.images, encoders=job.targets, decoders=job.targets, repeat=config.repeat
+        )
+    except CoordinatorError as exc:
+        raise DemoError(f"the coordinator refused the job: {exc}") from None
+    console.say(
+        f"job {job_id}: {job.label}, {len(job.targets)} encoders x {len(job.targets)} decoders "
+        f"({fleet.coordinator.url}/jobs/{job_id})"
+    )
+    summary = follow(client, job_id, max(1.0, deadline - time.monotonic()), console)
+    if summary["status"] != "done":
+        raise DemoError(f"job {job_id} ended {summary['status']}: {summary.get('detail')}")
+    matrices = client.matrix(job_id)
+    console.say()
+    for matrix in matrices:
+        console.say(matrix_text(matrix))
+    console.say(legend())
+    line = broken_line(client.cells(job_id))
+    counts = verdict_counts(matrices)
+    for name, by_verdict in counts.items():
+        console.say(f"{name}: " + ", ".join(f"{v} {n}" for v, n in by_verdict.items()))
+    console.say(line)
+    # with --once the dashboard goes away with the demo: the report then links nowhere
+    report = write_job_report(config, job_id, None if config.once else fleet.coordinator.url)
+    console.say(f"report: {report}")
+    console.say()
+    return {
+        "id": job_id,
+        "label": job.label,
+        "targets": job.targets,
+        "report": str(report),
+        "summary": line,
+        "codecs": counts,
+    }
+
+
+def summed_counts(per_job: Iterator[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    total: dict[str, Counter[str]] = {}
+    for counts in per_job:
+        for name, by_verdict in counts.items():
+            total.setdefault(name, Counter()).update(by_verdict)
+    return {
+        name: dict(sorted(counter.items(), key=lambda kv: verdict_rank(kv[0])))
+        for name, counter in total.items()
+    }
 
 
 def write_job_report(config: DemoConfig, job_id: int, dashboard_url: str | None) -> Path:
@@ -627,7 +712,8 @@ def parse_images(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "--json",
     "json_mode",
     is_flag=True,
-    help='Print one JSON object {"job", "report", "codecs"} on stdout; progress goes to stderr.',
+    help='Print one JSON object {"job", "report", "summary", "codecs", "jobs"} on stdout; progress goes '
+    "to stderr.",
 )
 @click.option(
     "--data-dir",
@@ -655,8 +741,8 @@ def parse_images(ctx: click.Context, param: click.Parameter, value: str) -> str:
     show_default=True,
     callback=parse_images,
     metavar="SET|DIR",
-    help=f"A bundled image set ({', '.join(set_names())}), a directory of PNGs (e.g. "
-    "data/kodak), or 'auto': the photo demo subset when present, else 'tiny'.",
+    help=f"A bundled image set ({', '.join(set_names())}) or a directory of PNGs, run on every target; "
+    "'auto': data/kodak on the native targets, then the 96x64 demo photographs on every target.",
 )
 @click.option(
     "--codec",
@@ -686,7 +772,7 @@ def parse_images(ctx: click.Context, param: click.Parameter, value: str) -> str:
     type=click.FloatRange(min=1),
     default=1800.0,
     show_default=True,
-    help="Seconds the job may take.",
+    help="Seconds the jobs may take.",
 )
 def demo_command(
     once: bool,
