@@ -30,6 +30,7 @@ from codec.intnet import RateFn, integerize_hs
 from codec.layers import Layer
 from codec.package import CodecPackage
 from codec.tables import CodeTables, code_bits
+from codec.vocabulary import Precision
 
 CALIBRATION_IMAGES = 6
 CALIBRATION_SIZE = 256
@@ -144,7 +145,7 @@ def build_hyper_synthesis(
     """h_s as ONNX in the given precision, and its overflow certificate (None for the float package)."""
     from codec.hyper import build_hs_onnx
 
-    if precision == "float":
+    if precision == Precision.FLOAT:
         return build_hs_onnx(
             "float", h_s=h_s, head=head, float_input=float_input, input_bits=input_bits
         ), None

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import click
 
+from codec.vocabulary import Precision
+
 
 @click.group(name="codec")
 def codec_group() -> None:
@@ -46,7 +48,7 @@ def _emit(payload: dict, as_json: bool, text: str) -> None:
 
 
 @codec_group.command("build-random")
-@click.option("--precision", type=click.Choice(["int16", "int8", "float"]), required=True)
+@click.option("--precision", type=click.Choice([p.value for p in Precision]), required=True)
 @click.option("--channels", required=True, metavar="N,M", help="hidden/z channels N and latent channels M")
 @click.option("--seed", type=int, required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)

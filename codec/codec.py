@@ -34,6 +34,7 @@ from codec.metrics import psnr as psnr_db
 from codec.package import CodecPackage
 from codec.stages import STAGES
 from codec.tables import CodeTables
+from codec.vocabulary import Precision
 
 SECTIONS = ("z", "y")
 ANALYSIS, SYNTHESIS, HYPER_SYNTHESIS = "analysis.onnx", "synthesis.onnx", "hyper_synthesis.onnx"
@@ -78,6 +79,7 @@ class DecodeResult:
     scale_index: np.ndarray
     latents: Latents | None = field(repr=False, default=None)
     y_hat_real: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
+    bitstream_codec: str = ""  # the digest the bitstream names (another package's, with allow_foreign)
 
 
 class _Clock:
@@ -171,10 +173,12 @@ class Codec:
 
     # --- decoding ---------------------------------------------------------------------------------------
 
-    def decode(self, data: bytes) -> DecodeResult:
-        """Decode a `.bmc` bitstream made by this package (typed BitstreamError subclasses otherwise)."""
+    def decode(self, data: bytes, allow_foreign: bool = False) -> DecodeResult:
+        """Decode a `.bmc` bitstream made by this package (typed BitstreamError subclasses otherwise).
+        `allow_foreign`: also one another package wrote (codec-version compatibility checks); its digest
+        is then `DecodeResult.bitstream_codec`."""
         clock = _Clock()
-        parsed, z_hat, scale_index, mean = self._parse_hyper(data, clock)
+        parsed, z_hat, scale_index, mean = self._parse_hyper(data, clock, allow_foreign)
         symbols = rans.decode(parsed.sections["y"], scale_index, self.y_model.tables)
         latents = Latents(z_hat, scale_index, symbols, mean, self.y_model.dequantize(symbols, mean))
         clock.lap("y_coding")
@@ -187,18 +191,21 @@ class Codec:
             scale_index=scale_index,
             latents=latents,
             y_hat_real=self.y_model.real(latents.y_hat),
+            bitstream_codec=parsed.codec_digest,
         )
 
-    def decode_hyper(self, data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode_hyper(
+        self, data: bytes, allow_foreign: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(z_hat, scale_index, mean) of a bitstream, without reading its y section (forensics: a desynced
         decoder's scale indexes, even when its y section then fails)."""
-        _, z_hat, scale_index, mean = self._parse_hyper(data, _Clock())
+        _, z_hat, scale_index, mean = self._parse_hyper(data, _Clock(), allow_foreign)
         return z_hat, scale_index, mean
 
     def _parse_hyper(
-        self, data: bytes, clock: _Clock
+        self, data: bytes, clock: _Clock, allow_foreign: bool = False
     ) -> tuple[bitstream.Bitstream, np.ndarray, np.ndarray, np.ndarray]:
-        parsed = bitstream.unpack(data, expected_digest=self.digest)
+        parsed = bitstream.unpack(data, expected_digest=None if allow_foreign else self.digest)
         problem = size_problem(parsed.height, parsed.width)  # what the header declares, decoding costs
         if problem is not None:
             raise LengthFieldError(f"the bitstream declares an image the decoder refuses: {problem}")
@@ -218,7 +225,7 @@ class Codec:
         integer package, whose h_s is exact. Computed by a second session of the same graph with that tensor
         as an extra output (codec/hyper.py `with_raw_output`), so the coded path keeps the package's graph
         untouched; the coordinator checks that these values explain the decisions the coded path took."""
-        if self.precision != "float":
+        if self.precision != Precision.FLOAT:
             return None
         from codec.hyper import RAW_NAME, with_raw_output  # onnx, only when asked for (forensics)
 

@@ -26,6 +26,7 @@ from codec.heads import MEAN_LIMIT, Head, LevelHead, ScaleTableHead
 from codec.intnet import IntHyperSynthesis, IntLayer, certify, validate_hs_layers
 from codec.layers import Layer, LayerSpec
 from codec.onnxgraph import INT64_MAX, GraphBuilder, tensor_info
+from codec.vocabulary import Precision
 
 INPUT_NAME = "z_hat"
 INDEX_NAME, MEAN_NAME = "scale_index", "mean"
@@ -82,13 +83,13 @@ def build_hs_onnx(
     """Serialized ONNX ModelProto of h_s. `float` needs the float layers `h_s` and its `head` (default: 64
     levels, mean in 2^-8) and takes float32 z_hat when `float_input`, else int32 z_hat in units of
     2^-input_bits; `int16` / `int8` need `int_hs`."""
-    if precision == "float":
+    if precision == Precision.FLOAT:
         if h_s is None:
             raise ValueError("the float h_s needs the float layers")
         head = head or LevelHead(64, 8)
         validate_hs_layers(h_s, head)
         return _build_float(h_s, head, float_input, input_bits)
-    if precision not in ("int16", "int8"):
+    if precision not in (Precision.INT16, Precision.INT8):
         raise ValueError(f"unknown h_s precision {precision!r}")
     if int_hs is None or int_hs.precision != precision:
         raise ValueError(f"the {precision} h_s needs an IntHyperSynthesis of that precision")
@@ -356,7 +357,7 @@ def _integer_layer(g: GraphBuilder, x: str, layer: IntLayer, precision: str) -> 
     phases = geometry.get("phases", 1)
     matrix = kernel.transpose(2, 3, 1, 0).reshape(-1, kernel.shape[0])
     bias = np.tile(layer.bias.astype(np.float64), phases**2)
-    if precision == "int8":
+    if precision == Precision.INT8:
         x = g.op("Cast", [x], to=TensorProto.INT8)
         columns = _im2col_nhwc(g, x, geometry["D"], geometry["pads"], geometry["stride"])
         product = g.op("MatMulInteger", [columns, g.const(matrix.astype(np.int8), "w")])

@@ -59,6 +59,7 @@ from codec import layers as nn
 from codec.errors import PackageError
 from codec.heads import Head, LevelHead, float_outputs, head_from_json, integer_mean
 from codec.layers import Layer, LayerSpec, channel_l1
+from codec.vocabulary import Precision
 
 ACC_BITS = 32
 ACC_LIMIT = 2**31 - 1
@@ -91,8 +92,8 @@ class PrecisionSpec:
 
 
 PRECISIONS = {
-    "int16": PrecisionSpec("int16", 2**15 - 1, (12, 14, 16), (1, 2)),
-    "int8": PrecisionSpec("int8", 63, (8,), (-2, -1, 0, 1)),
+    Precision.INT16: PrecisionSpec(Precision.INT16, 2**15 - 1, (12, 14, 16), (1, 2)),
+    Precision.INT8: PrecisionSpec(Precision.INT8, 63, (8,), (-2, -1, 0, 1)),
 }
 
 
@@ -321,7 +322,7 @@ def certify(int_hs: IntHyperSynthesis) -> dict[str, Any]:
                 "shift_max": int(layer.shift.max()),
             }
         )
-    if int_hs.precision == "int8":
+    if int_hs.precision == Precision.INT8:
         pair = 2 * 255 * spec.weight_max
         if pair > INT16_PAIR_LIMIT:
             problems.append(f"int8 pair sum {pair} saturates 16 bits")
@@ -427,7 +428,7 @@ def integerize_hs(
     h_s: list[Layer],
     calib_z: np.ndarray,
     head: Head | None = None,
-    precision: str = "int16",
+    precision: str = Precision.INT16,
     rate: RateFn | None = None,
     input_bits: int = 0,
 ) -> IntHyperSynthesis:

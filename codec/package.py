@@ -33,11 +33,12 @@ import tarfile
 from pathlib import Path
 
 from codec.errors import PackageError
+from codec.vocabulary import Precision
 
 FORMAT = "bitmatch-codec-package"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-PRECISIONS = ("int16", "int8", "float")
+PRECISIONS = (Precision.INT16, Precision.INT8, Precision.FLOAT)
 MAX_MEMBER_BYTES = 512 * 2**20
 MAX_ARCHIVE_MEMBERS = 64
 MAX_ARCHIVE_BYTES = 1024 * 2**20

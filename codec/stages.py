@@ -8,7 +8,9 @@ the reports share.
 - `RECON` is the decoded image.
 """
 
-PARSE_STAGES = ("z_hat", "scale_index", "symbols")
-LATENT_STAGES = ("mean", "y_hat")
-RECON = "recon"
-STAGES = (*PARSE_STAGES, *LATENT_STAGES, RECON)
+from codec.vocabulary import Stage
+
+PARSE_STAGES = (Stage.Z_HAT, Stage.SCALE_INDEX, Stage.SYMBOLS)
+LATENT_STAGES = (Stage.MEAN, Stage.Y_HAT)
+RECON = Stage.RECON
+STAGES = tuple(Stage)

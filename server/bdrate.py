@@ -19,11 +19,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from codec.metrics import bd_rate
+from codec.vocabulary import Precision, TaskStatus
 from server.models import BdRate, Codec, Decode, Encode, RdPoint
 
 ENCODER = "@encoder"  # decoder_target of the encoder's own reconstruction
 CODEC_VS_CODEC, DECODER_VS_ENCODER = "codec-vs-codec", "decoder-vs-encoder"
-ANCHOR_PRECISION = "float"
+ANCHOR_PRECISION = Precision.FLOAT
 MIN_POINTS = 2
 
 Points = list[tuple[float, float]]
@@ -45,11 +46,13 @@ def record(session: Session, job_id: int) -> None:
 def _rd_points(session: Session, job_id: int) -> list[RdPoint]:
     points = []
     encodes = session.scalars(
-        select(Encode).where(Encode.job_id == job_id, Encode.repeat == 0, Encode.status == "done")
+        select(Encode).where(Encode.job_id == job_id, Encode.repeat == 0, Encode.status == TaskStatus.DONE)
     )
     for encode in encodes:
         decodes = session.scalars(
-            select(Decode).where(Decode.encode_id == encode.id, Decode.repeat == 0, Decode.status == "done")
+            select(Decode).where(
+                Decode.encode_id == encode.id, Decode.repeat == 0, Decode.status == TaskStatus.DONE
+            )
         )
         # the encoder's own reconstruction, then every decoder's, all at the encoder's rate
         qualities = [(ENCODER, encode.psnr), *((decode.target, decode.psnr) for decode in decodes)]

@@ -12,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 
 from codec.errors import ImageError, PackageError
 from codec.images import decode_png, encode_png
+from codec.imagesets import make_set
 from codec.package import canonical_json, extract_archive
 from server.db import Database
-from server.imagesets import make_set
 from server.models import Codec, Image
 from server.storage import BlobStore
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from codec.vocabulary import JobStatus
+
 
 class CoordinatorError(Exception):
     def __init__(self, status: int, code: str, detail: Any) -> None:
@@ -18,7 +20,7 @@ class CoordinatorError(Exception):
         self.status, self.code, self.detail = status, code, detail
 
 
-FINAL_JOB_STATES = ("done", "failed", "cancelled")
+FINAL_JOB_STATES = tuple(status for status in JobStatus if not status.is_active)
 
 
 class CoordinatorClient:
@@ -77,14 +79,20 @@ class CoordinatorClient:
         encoders: list[str] | None = None,
         decoders: list[str] | None = None,
         repeat: int = 1,
+        *,
+        series: str | None = None,
+        label: str | None = None,
+        decode_with: dict[str, str] | None = None,
     ) -> int:
-        body = {
+        body: dict[str, Any] = {
             "codecs": codecs,
             "images": images,
             "encoders": encoders or ["*"],
             "decoders": decoders or ["*"],
             "repeat": repeat,
         }
+        extra = {"series": series, "label": label, "decode_with": decode_with}
+        body.update({key: value for key, value in extra.items() if value})
         return self._json("POST", "/api/jobs", json=body)["id"]
 
     def job(self, job_id: int) -> dict[str, Any]:

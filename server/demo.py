@@ -38,15 +38,16 @@ import click
 import httpx
 import platformdirs
 
+from codec.imagesets import set_names
+from codec.vocabulary import DeviceStatus, JobStatus, Precision, Verdict
 from server.client import CoordinatorClient, CoordinatorError
-from server.imagesets import set_names
 from server.verdicts import broken_line
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRAINED_PACKAGES = PROJECT_ROOT / "packages"
 DEMO_IMAGES_MANIFEST = PROJECT_ROOT / "data" / "testset" / "manifest.json"
 KODAK_DIR = PROJECT_ROOT / "data" / "kodak"
-PRECISIONS = ("int16", "float")
+PRECISIONS = (Precision.INT16, Precision.FLOAT)
 DEMO_RATE_POINT = "q2"
 RANDOM_SEED = 7
 COORDINATOR_START_S = 120.0
@@ -54,26 +55,18 @@ WORKER_START_S = 900.0  # emulated targets start Python, numpy and onnxruntime u
 HEALTH_CHECK_S = 600.0
 STOP_GRACE_S = 20.0
 CANCEL_WAIT_S = 15.0
-VERDICT_ORDER = (
-    "bit-exact",
-    "latent-exact",
-    "symbol-exact",
-    "desync",
-    "error",
-    "timeout",
-    "worker-lost",
-    "not-run",
-)
+VERDICT_ORDER = tuple(Verdict)
+PENDING = "pending"  # a matrix position no cell has reached yet
 VERDICT_MARKS = {
-    "bit-exact": "=",
-    "latent-exact": "~",
-    "symbol-exact": "s",
-    "desync": "X",
-    "error": "E",
-    "timeout": "T",
-    "worker-lost": "L",
-    "not-run": "-",
-    "pending": "?",
+    Verdict.BIT_EXACT: "=",
+    Verdict.LATENT_EXACT: "~",
+    Verdict.SYMBOL_EXACT: "s",
+    Verdict.DESYNC: "X",
+    Verdict.ERROR: "E",
+    Verdict.TIMEOUT: "T",
+    Verdict.WORKER_LOST: "L",
+    Verdict.NOT_RUN: "-",
+    PENDING: "?",
 }
 
 
@@ -345,8 +338,29 @@ class DemoConfig:
 def plan_fleet(
     config: DemoConfig, targets: list[str], token: str, worker_token: str, health_package: Path
 ) -> Fleet:
-    logs = config.data_dir / "logs"
-    coordinator_url = f"http://127.0.0.1:{config.port}"
+    return local_fleet(
+        config.data_dir / "coordinator",
+        config.data_dir / "logs",
+        config.port,
+        targets,
+        token,
+        worker_token,
+        health_package,
+    )
+
+
+def local_fleet(
+    coordinator_dir: Path,
+    logs: Path,
+    port: int,
+    targets: list[str],
+    token: str,
+    worker_token: str,
+    health_package: Path,
+) -> Fleet:
+    """A coordinator on 127.0.0.1:`port` over `coordinator_dir` and one worker per target (the embedded
+    default the demo and `bitmatch matrix` run on); each logs to `logs`."""
+    coordinator_url = f"http://127.0.0.1:{port}"
     coordinator = Service(
         "coordinator",
         [
@@ -355,9 +369,9 @@ def plan_fleet(
             "--host",
             "127.0.0.1",
             "--port",
-            str(config.port),
+            str(port),
             "--data-dir",
-            str(config.data_dir / "coordinator"),
+            str(coordinator_dir),
             "--token",
             token,
             "--health-package",
@@ -370,7 +384,7 @@ def plan_fleet(
     )
     fleet = Fleet(coordinator)
     for target in targets:
-        port = free_port()
+        worker_port = free_port()
         fleet.workers[target] = Service(
             f"worker {target}",
             [
@@ -380,13 +394,13 @@ def plan_fleet(
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(port),
+                str(worker_port),
                 "--token",
                 worker_token,
                 "--log-level",
                 "warning",
             ],
-            f"http://127.0.0.1:{port}",
+            f"http://127.0.0.1:{worker_port}",
             logs / f"worker-{target}.log",
         )
     return fleet
@@ -416,7 +430,7 @@ def enlist_workers(
                 del pending[target]
                 device = register(client, service, target, worker_token)
                 console.say(f"  {target}: {device['status']} ({device.get('health_detail') or ''})")
-                if device["status"] == "healthy":
+                if device["status"] == DeviceStatus.HEALTHY:
                     healthy[target] = bool(device.get("emulated"))
         time.sleep(0.3)
     for target, service in pending.items():
@@ -429,7 +443,7 @@ def register(client: CoordinatorClient, service: Service, target: str, token: st
     device = client.register_worker(service.url, token=token, name=f"demo-{target}", target=target)
     deadline = time.monotonic() + HEALTH_CHECK_S
     # the coordinator loads its known answer in the background at start-up; until then devices stay unchecked
-    while device["status"] == "unchecked" and time.monotonic() < deadline:
+    while device["status"] == DeviceStatus.UNCHECKED and time.monotonic() < deadline:
         time.sleep(1.0)
         response = client.http.post(f"/api/workers/{device['id']}/check")
         response.raise_for_status()
@@ -540,7 +554,7 @@ def matrix_text(matrix: dict[str, Any]) -> str:
                 VERDICT_MARKS.get(c["verdict"], "?") + ("!" if c["nondeterministic"] else "")
                 for c in position["cells"]
             )
-            or VERDICT_MARKS["pending"]
+            or VERDICT_MARKS[PENDING]
             for position in row
         ]
         for row in matrix["rows"]
@@ -564,7 +578,7 @@ def matrix_text(matrix: dict[str, Any]) -> str:
 
 
 def legend() -> str:
-    shown = ", ".join(f"{mark} {verdict}" for verdict, mark in VERDICT_MARKS.items() if verdict != "pending")
+    shown = ", ".join(f"{mark} {verdict}" for verdict, mark in VERDICT_MARKS.items() if verdict != PENDING)
     return f"  one mark per image: {shown}; ! nondeterministic"
 
 
@@ -579,7 +593,7 @@ def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
     if packages is None:
         console.say(f"  no trained packages in {TRAINED_PACKAGES}; using seeded random ones")
         packages = random_packages(config.channels, console)
-    health_package = packages["int16"]  # the known-answer test needs a package exact everywhere
+    health_package = packages[Precision.INT16]  # the known-answer test needs a package exact everywhere
     if config.codecs:
         packages = {str(path): path for path in config.codecs}
     token, worker_token = secrets.token_hex(16), secrets.token_hex(16)
@@ -631,7 +645,7 @@ def run_job(
         f"({fleet.coordinator.url}/jobs/{job_id})"
     )
     summary = follow(client, job_id, max(1.0, deadline - time.monotonic()), console)
-    if summary["status"] != "done":
+    if summary["status"] != JobStatus.DONE:
         raise DemoError(f"job {job_id} ended {summary['status']}: {summary.get('detail')}")
     matrices = client.matrix(job_id)
     console.say()

@@ -6,7 +6,6 @@ devices failed the known-answer test or misreported themselves; `offline` device
 """
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -19,15 +18,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from codec.vocabulary import DeviceStatus
 from server.db import Database
 from server.knownanswer import KnownAnswer, entropy_mismatches
 from server.models import Device, Fingerprint, utcnow
 from server.settings import Settings
 from server.workerclient import WorkerCallError, WorkerClient
+from worker.fingerprint import fingerprint_sha256
 
 log = logging.getLogger("bitmatch.server.devices")
 
-HEALTHY, QUARANTINED, OFFLINE, UNCHECKED = "healthy", "quarantined", "offline", "unchecked"
+HEALTHY, QUARANTINED = DeviceStatus.HEALTHY, DeviceStatus.QUARANTINED
+OFFLINE, UNCHECKED = DeviceStatus.OFFLINE, DeviceStatus.UNCHECKED
 
 
 @dataclass
@@ -70,10 +72,6 @@ def _entry_token(entry: dict[str, Any], name: str, environ: Mapping[str, str]) -
     if variable not in environ:
         raise ValueError(f"worker {name}: environment variable {variable} (its token_env) is not set")
     return environ[variable]
-
-
-def fingerprint_sha256(info: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(info, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass

@@ -45,6 +45,7 @@ class TaskInputs:
     codec_digest: str
     archive_sha256: str
     payload_sha256: str  # the image PNG of an encode, the bitstream of a decode
+    allow_foreign: bool = False  # a decode by another package than the encode's (compatibility)
 
 
 def task_inputs(db: Database, lease: Lease) -> TaskInputs:
@@ -57,8 +58,9 @@ def task_inputs(db: Database, lease: Lease) -> TaskInputs:
             row = session.get(Decode, lease.task_id)
             encode = session.get(Encode, row.encode_id)
             payload = encode.bitstream_sha256
-        codec = session.get(Codec, encode.codec_id)
-        return TaskInputs(codec.digest, codec.archive_sha256, payload)
+        codec_id = row.codec_id if lease.kind == "decode" and row.codec_id else encode.codec_id
+        codec = session.get(Codec, codec_id)
+        return TaskInputs(codec.digest, codec.archive_sha256, payload, codec_id != encode.codec_id)
 
 
 class Signal:
@@ -184,7 +186,13 @@ class PushDispatcher:
             try:
                 if lease.kind == "encode":
                     return await live.client.encode(inputs.codec_digest, payload, recon=True, index_map=True)
-                return await live.client.decode(inputs.codec_digest, payload, recon=True, index_map=True)
+                return await live.client.decode(
+                    inputs.codec_digest,
+                    payload,
+                    recon=True,
+                    index_map=True,
+                    allow_foreign=inputs.allow_foreign,
+                )
             except WorkerRejected as exc:
                 if exc.code != "unknown-codec" or attempt == 2:
                     raise

@@ -8,7 +8,7 @@ differ:
   the same image (absent on the diagonal and when the decoder's target did not encode).
 - `recon`: the two reconstructions (uint8: one ULP is one grey level).
 
-Risk (`RISK_BASES`): `measured` for a float package: the encoder's margins, the flips predicted from the
+Risk (`RiskBasis`): `measured` for a float package: the encoder's margins, the flips predicted from the
 drift, the flips observed in the decoder's scale indexes and means, and the failure probability of a 768x512
 image; `certificate` for an integer package (no flip is possible: the risk is zero by construction);
 `not-measured` when the maps needed are missing, with the reason.
@@ -27,12 +27,13 @@ from codec import nearmiss, networks
 from codec.heads import Head, LevelHead
 from codec.hyper import hs_head
 from codec.package import CodecPackage
+from codec.vocabulary import Precision, RiskBasis
 from server.forensics import IndexMapError, decode_array
 from server.storage import BlobStore
 
 DRIFT_STAGES = ("h_s", "y", "recon")
-RISK_MEASURED, RISK_CERTIFICATE, RISK_NOT_MEASURED = "measured", "certificate", "not-measured"
-RISK_BASES = (RISK_MEASURED, RISK_CERTIFICATE, RISK_NOT_MEASURED)
+RISK_MEASURED, RISK_CERTIFICATE = RiskBasis.MEASURED, RiskBasis.CERTIFICATE
+RISK_NOT_MEASURED = RiskBasis.NOT_MEASURED
 AT_RISK_PROBABILITY = 0.01  # a passing cell whose 768x512 failure estimate reaches this is shown at risk
 CERTIFICATE_NOTE = (
     "integer h_s: its overflow certificate proves every device computes the same integers, so no scale "
@@ -86,7 +87,7 @@ def codec_head(store_root: str, archive_sha256: str) -> Head:
 
 def measure(precision: str, head: Head | None, sides: Sides) -> CellDrift:
     stages = [drift for drift in (_hs_drift(sides), _y_drift(sides), _recon_drift(sides)) if drift]
-    if precision != "float":
+    if precision != Precision.FLOAT:
         risk = _certified(sides)
     elif head is None:
         risk = CellRisk(RISK_NOT_MEASURED, notes=["the codec's h_s head is unknown"])

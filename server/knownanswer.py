@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from codec.imagesets import known_answer_image
 from codec.stages import LATENT_STAGES, PARSE_STAGES
-from server.imagesets import known_answer_image
 
 ENTROPY_STAGES = PARSE_STAGES + LATENT_STAGES
 

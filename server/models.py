@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from codec.vocabulary import DeviceStatus, JobStatus, TaskStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -54,7 +56,7 @@ class Device(Base):
     token: Mapped[str | None] = mapped_column(String(512))
     source: Mapped[str] = mapped_column(String(16))  # "config" | "registered"
     # healthy | quarantined | offline | unchecked
-    status: Mapped[str] = mapped_column(String(16), default="unchecked")
+    status: Mapped[str] = mapped_column(String(16), default=DeviceStatus.UNCHECKED)
     mode: Mapped[str] = mapped_column(String(8), default="push")  # push: we call it; pull: it polls us
     health_detail: Mapped[str] = mapped_column(Text, default="")
     fingerprint_id: Mapped[int | None] = mapped_column(ForeignKey("fingerprints.id"))
@@ -92,7 +94,7 @@ class Image(Base):
 class Job(Base):
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(primary_key=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|cancelled|failed
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)  # codec.vocabulary.JobStatus
     request: Mapped[dict[str, Any]]  # the request as submitted
     codec_digests: Mapped[list[Any]]
     image_digests: Mapped[list[Any]]
@@ -102,6 +104,9 @@ class Job(Base):
     # target -> device id, for targets selected by naming a device: that target's work runs there only
     encoder_pins: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     decoder_pins: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # codec-version compatibility: encoder package digest -> the digest of the package that decodes its
+    # bitstreams (absent: the same package)
+    decode_with: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -116,8 +121,7 @@ class _TaskColumns:
     `pending`, with the attempt counted; a result is accepted only under the lease it was claimed with.
     """
 
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
-    # pending|running|done|failed|error|timeout|worker-lost|not-run
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.PENDING, index=True)  # TaskStatus
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
     pinned_device_id: Mapped[int | None] = mapped_column(Integer)  # a device id (no FK: devices come and go)
     lease_token: Mapped[str | None] = mapped_column(String(32))
@@ -156,6 +160,7 @@ class Decode(_TaskColumns, Base):
     encode_id: Mapped[int] = mapped_column(ForeignKey("encodes.id"))
     target: Mapped[str] = mapped_column(String(64))
     repeat: Mapped[int] = mapped_column(Integer)
+    codec_id: Mapped[int | None] = mapped_column(ForeignKey("codecs.id"))  # None: the encode's own
     psnr: Mapped[float | None] = mapped_column(Float)  # reconstruction against the source image
 
 
@@ -170,6 +175,7 @@ class Cell(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
     encoder_target: Mapped[str] = mapped_column(String(64))
     decoder_target: Mapped[str] = mapped_column(String(64))
+    decoder_codec_id: Mapped[int | None] = mapped_column(ForeignKey("codecs.id"))  # None: the same codec
     verdict: Mapped[str] = mapped_column(String(16))
     encode_id: Mapped[int | None] = mapped_column(ForeignKey("encodes.id"))
     decode_id: Mapped[int | None] = mapped_column(ForeignKey("decodes.id"))

@@ -14,9 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from codec.vocabulary import JobStatus, TaskStatus
 from server.models import Codec, Decode, Encode, Image, Job, utcnow
 
-PENDING = "pending"
+PENDING = TaskStatus.PENDING
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ def units(session: Session, job: Job) -> list[Unit]:
 
 def plan_encodes(session: Session, job: Job) -> None:
     """The job's encodes (idempotent); a queued job becomes running."""
-    if job.status == "queued":
-        job.status, job.started_at = "running", utcnow()
+    if job.status == JobStatus.QUEUED:
+        job.status, job.started_at = JobStatus.RUNNING, utcnow()
     pins = job.encoder_pins or {}
     rows = [
         {
@@ -75,7 +76,9 @@ def plan_missing_decodes(session: Session, job: Job) -> bool:
     missing = [
         encode
         for encode in session.scalars(
-            select(Encode).where(Encode.job_id == job.id, Encode.repeat == 0, Encode.status == "done")
+            select(Encode).where(
+                Encode.job_id == job.id, Encode.repeat == 0, Encode.status == TaskStatus.DONE
+            )
         )
         if encode.id not in planned
     ]
@@ -84,9 +87,18 @@ def plan_missing_decodes(session: Session, job: Job) -> bool:
     return bool(missing)
 
 
+def decoder_codec_id(session: Session, job: Job, encode: Encode) -> int | None:
+    """The package that decodes an encode's bitstreams when the job maps its codec to another one
+    (codec-version compatibility), else None: the encode's own."""
+    digest = session.scalar(select(Codec.digest).where(Codec.id == encode.codec_id))
+    other = (job.decode_with or {}).get(digest)
+    return None if other is None else session.scalar(select(Codec.id).where(Codec.digest == other))
+
+
 def plan_decodes(session: Session, job: Job, encode: Encode) -> None:
     """The decodes of one finished encode (idempotent)."""
     pins = job.decoder_pins or {}
+    codec_id = decoder_codec_id(session, job, encode)
     rows = [
         {
             "job_id": job.id,
@@ -96,6 +108,7 @@ def plan_decodes(session: Session, job: Job, encode: Encode) -> None:
             "status": PENDING,
             "attempts": 0,
             "pinned_device_id": pins.get(target),
+            "codec_id": codec_id,
         }
         for target in job.decoder_targets
         for r in range(job.repeat)

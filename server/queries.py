@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from codec.stages import STAGES
+from codec.vocabulary import TaskStatus
 from server import verdicts
 from server.catalog import codec_label
 from server.drift import DRIFT_STAGES, is_at_risk
@@ -28,7 +29,8 @@ from server.models import (
     RdPoint,
 )
 
-FINISHED_TASK = ("done", "failed", "error", "timeout", "worker-lost", "not-run")
+PENDING_POSITION = "pending"  # a matrix position no cell has reached yet (not a verdict)
+FINISHED_TASK = tuple(s for s in TaskStatus if s not in (TaskStatus.PENDING, TaskStatus.RUNNING))
 # Worst first: the verdict a matrix position shows when its images disagree.
 VERDICT_SEVERITY = (
     verdicts.DESYNC,
@@ -271,7 +273,7 @@ def _largest(values: Any) -> Any:
 
 def _worst(cells: list[dict[str, Any]]) -> str:
     if not cells:
-        return "pending"
+        return PENDING_POSITION
     present = {c["verdict"] for c in cells}
     return next(v for v in VERDICT_SEVERITY if v in present)
 

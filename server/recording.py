@@ -24,6 +24,7 @@ from codec.codec import latent_format
 from codec.entropy import FLOAT
 from codec.errors import CodecError
 from codec.images import decode_png
+from codec.vocabulary import JobStatus, Precision, TaskStatus
 from server import bdrate, drift, verdicts
 from server.db import Database
 from server.forensics import IndexMapError, decode_array, first_mismatch, max_abs_difference
@@ -36,7 +37,8 @@ from server.workerclient import CodecResult
 
 log = logging.getLogger("bitmatch.server.recording")
 
-UNFINISHED = ("pending", "running")
+UNFINISHED = (TaskStatus.PENDING, TaskStatus.RUNNING)
+ACTIVE_JOB = tuple(status for status in JobStatus if status.is_active)
 JOB_LOCK_BASE = 1 << 40  # advisory-lock keys of job finalisation (server/db.py `exclusive`)
 MAP_NAMES = ("index_map", "symbol_map", "mean_map", "y_hat_map", "hs_raw_map", "y_map")
 BITSTREAM_ERROR_CODES = frozenset(
@@ -52,6 +54,22 @@ class TaskFailure:
     status: str  # error | timeout | worker-lost | rejected
     code: str
     detail: str
+
+
+def failure_of(error: dict[str, Any]) -> TaskFailure | None:
+    """A worker's error answer as the task's outcome (None: not the task's fault, run it elsewhere)."""
+    status, code, detail = (
+        int(error.get("status", 500)),
+        str(error.get("error", "error")),
+        str(error.get("detail", "")),
+    )
+    if status in (502, 503):
+        return None
+    if status == 504:
+        return TaskFailure(TaskStatus.TIMEOUT, code, detail)
+    if 400 <= status < 500:
+        return TaskFailure("rejected", code, detail)
+    return TaskFailure(TaskStatus.ERROR, code, detail)
 
 
 class Recorder:
@@ -206,6 +224,7 @@ class Recorder:
             nondeterminism_detail="; ".join(notes),
             encode_id=first_encode.id if first_encode else None,
             decode_id=first_decode.id if first_decode else None,
+            decoder_codec_id=first_decode.codec_id if first_decode else None,
             encoder_fingerprint_id=first_encode.fingerprint_id if first_encode else None,
             decoder_fingerprint_id=first_decode.fingerprint_id if first_decode else None,
             emulated=bool(
@@ -311,7 +330,7 @@ class Recorder:
         codec = session.get(CodecRow, unit.codec_id)
         notes: list[str] = []
         head = None
-        if codec.precision == "float":
+        if codec.precision == Precision.FLOAT:
             try:
                 head = drift.codec_head(str(self.store.root), codec.archive_sha256)
             except (CodecError, ValueError, OSError) as exc:
@@ -399,7 +418,7 @@ class Recorder:
 
     def _finalize(self, job_id: int, status: str, detail: str) -> bool:
         with self.db.session() as session:
-            if session.get(Job, job_id).status not in ("queued", "running", "cancelling"):
+            if session.get(Job, job_id).status not in ACTIVE_JOB:
                 return False
             for model in MODELS.values():
                 session.execute(
@@ -422,7 +441,7 @@ class Recorder:
         with self.db.session() as session:
             closed = session.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.status.in_(("queued", "running", "cancelling")))
+                .where(Job.id == job_id, Job.status.in_(ACTIVE_JOB))
                 .values(status=status, detail=detail, finished_at=utcnow())
             )
             return closed.rowcount == 1

@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from codec.vocabulary import JobStatus
 from server import verdicts
 from server.db import Database
 from server.devices import HEALTHY, OFFLINE, UNCHECKED, DevicePool
@@ -35,7 +36,7 @@ from server.taskqueue import MODELS, PENDING, TaskQueue
 
 log = logging.getLogger("bitmatch.server.scheduler")
 
-ACTIVE_JOB_STATES = ("queued", "running", "cancelling")
+ACTIVE_JOB_STATES = tuple(status for status in JobStatus if status.is_active)
 
 
 class Scheduler:
@@ -96,23 +97,27 @@ class Scheduler:
         with self.db.session() as session:
             jobs = session.execute(select(Job.id, Job.status).where(Job.status.in_(ACTIVE_JOB_STATES))).all()
         for job_id, status in jobs:
-            if status == "queued":
+            if status == JobStatus.QUEUED:
                 self._plan(job_id)
-            elif status == "cancelling":
-                self.recorder.finalize(job_id, "cancelled", "cancelled on request")
+            elif status == JobStatus.CANCELLING:
+                self.recorder.finalize(job_id, JobStatus.CANCELLED, "cancelled on request")
         if self.queue.reap():
             self.notify_work()
         self._silence_quiet_pull_workers()
         self._give_up_on_orphans()
         for job_id, status in jobs:
-            if status != "cancelling" and self.recorder.unfinished(job_id) == 0 and not self._replan(job_id):
-                self.recorder.finalize(job_id, "done", "")
+            if (
+                status != JobStatus.CANCELLING
+                and self.recorder.unfinished(job_id) == 0
+                and not self._replan(job_id)
+            ):
+                self.recorder.finalize(job_id, JobStatus.DONE, "")
 
     def _replan(self, job_id: int) -> bool:
         """Decodes a finished encode should have (a coordinator that died between the two); True if any."""
         with self.db.session() as session:
             job = session.get(Job, job_id)
-            if job.status != "running":
+            if job.status != JobStatus.RUNNING:
                 return False
             planned = plan_missing_decodes(session, job)
         if planned:
@@ -122,7 +127,7 @@ class Scheduler:
     def _plan(self, job_id: int) -> None:
         with self.db.session() as session:
             job = session.get(Job, job_id, with_for_update=self.queue.locking)
-            if job.status == "queued":
+            if job.status == JobStatus.QUEUED:
                 plan_encodes(session, job)
         self.notify_work()
 

@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from codec.vocabulary import JobStatus, TaskStatus
 from server.db import Database
 from server.models import Decode, Device, Encode, Job, utcnow
 
-PENDING, RUNNING = "pending", "running"
-WORKER_LOST = "worker-lost"
+PENDING, RUNNING, WORKER_LOST = TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.WORKER_LOST
 KINDS = ("decode", "encode")  # claim order
 MODELS: dict[str, type[Encode] | type[Decode]] = {"encode": Encode, "decode": Decode}
 
@@ -78,7 +78,7 @@ class TaskQueue:
             .where(
                 model.status == PENDING,
                 model.target == target,
-                Job.status == "running",
+                Job.status == JobStatus.RUNNING,
                 or_(model.pinned_device_id.is_(None), model.pinned_device_id == device_id),
             )
             .order_by(model.id)
@@ -105,6 +105,28 @@ class TaskQueue:
             return None
         attempts = session.scalar(select(model.attempts).where(model.id == row.id))
         return Lease(kind, row.id, token, device_id, row.job_id, target, attempts)
+
+    def lease_task(self, kind: str, task_id: int, device_id: int) -> Lease | None:
+        """Claim one given pending task for a device (a replay of recorded results, server/offline.py, where
+        the result exists before the claim); None when it is not pending."""
+        model = MODELS[kind]
+        token = secrets.token_hex(16)
+        with self._claims, self.db.session() as session:
+            claimed = session.execute(
+                update(model)
+                .where(model.id == task_id, model.status == PENDING)
+                .values(
+                    status=RUNNING,
+                    device_id=device_id,
+                    lease_token=token,
+                    lease_expires_at=self._expiry(),
+                    attempts=model.attempts + 1,
+                )
+            )
+            if claimed.rowcount != 1:
+                return None
+            row = session.get(model, task_id)
+            return Lease(kind, task_id, token, device_id, row.job_id, row.target, row.attempts)
 
     def holds(self, lease: Lease) -> bool:
         model = MODELS[lease.kind]

@@ -19,27 +19,22 @@ from typing import Any
 import numpy as np
 
 from codec.stages import LATENT_STAGES, PARSE_STAGES, RECON, STAGES
+from codec.vocabulary import TaskStatus, Verdict
 
-BIT_EXACT = "bit-exact"
-LATENT_EXACT = "latent-exact"
-SYMBOL_EXACT = "symbol-exact"
-DESYNC = "desync"
-ERROR = "error"
-TIMEOUT = "timeout"
-WORKER_LOST = "worker-lost"
-NOT_RUN = "not-run"
-VERDICTS = (BIT_EXACT, LATENT_EXACT, SYMBOL_EXACT, DESYNC, ERROR, TIMEOUT, WORKER_LOST, NOT_RUN)
-PASSING = frozenset({BIT_EXACT, LATENT_EXACT, SYMBOL_EXACT})
+BIT_EXACT, LATENT_EXACT, SYMBOL_EXACT = Verdict.BIT_EXACT, Verdict.LATENT_EXACT, Verdict.SYMBOL_EXACT
+DESYNC, ERROR, TIMEOUT = Verdict.DESYNC, Verdict.ERROR, Verdict.TIMEOUT
+WORKER_LOST, NOT_RUN = Verdict.WORKER_LOST, Verdict.NOT_RUN
+VERDICTS = tuple(Verdict)
+PASSING = frozenset(v for v in Verdict if v.passes)
 
-# Task statuses. "failed" is a decode the codec refused with a typed bitstream error: a result, not an outage.
-DONE, FAILED = "done", "failed"
+DONE, FAILED = TaskStatus.DONE, TaskStatus.FAILED
 UNFINISHED_TO_VERDICT = {
-    ERROR: ERROR,
-    TIMEOUT: TIMEOUT,
-    WORKER_LOST: WORKER_LOST,
-    NOT_RUN: NOT_RUN,
-    "pending": NOT_RUN,
-    "running": NOT_RUN,
+    TaskStatus.ERROR: Verdict.ERROR,
+    TaskStatus.TIMEOUT: Verdict.TIMEOUT,
+    TaskStatus.WORKER_LOST: Verdict.WORKER_LOST,
+    TaskStatus.NOT_RUN: Verdict.NOT_RUN,
+    TaskStatus.PENDING: Verdict.NOT_RUN,
+    TaskStatus.RUNNING: Verdict.NOT_RUN,
 }
 ENTROPY_DECODE_STAGE = "entropy-decode"
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
+
+from worker.contract import DecodeResult, EncodeResult, parse_result
 
 
 class WorkerCallError(Exception):
@@ -49,9 +52,10 @@ class WorkerFailed(WorkerCallError):
 
 @dataclass
 class CodecResult:
-    """An encode or decode answer, normalised."""
+    """An encode or decode answer (worker/contract.py), validated, with its binary fields decoded."""
 
-    raw: dict[str, Any]
+    model: EncodeResult | DecodeResult
+    raw: dict[str, Any]  # the model as JSON: what the recorder stores and the maps are read from
     stage_hashes: dict[str, str]
     bitstream: bytes | None
     recon_png: bytes | None
@@ -59,47 +63,41 @@ class CodecResult:
     metrics: dict[str, Any]
 
     @classmethod
-    def from_json(cls, body: dict[str, Any]) -> "CodecResult":
-        metrics = body.get("metrics") if isinstance(body.get("metrics"), dict) else {}
-        for key in ("bpp", "psnr"):
-            if key in body and key not in metrics:
-                metrics[key] = body[key]
+    def from_json(cls, body: Any, kind: str | None = None) -> "CodecResult":
+        """Validate a result JSON against the contract (`WorkerFailed` when it breaks it)."""
+        if not isinstance(body, dict):
+            raise WorkerFailed("the result is not a JSON object")
+        kind = kind or ("encode" if "bitstream" in body else "decode")
+        try:
+            model = parse_result(kind, body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first.get("loc", ()))) or "result"
+            raise WorkerFailed(f"the {kind} result breaks the contract at {where}: {first['msg']}") from None
+        return cls.from_model(model)
+
+    @classmethod
+    def from_model(cls, model: EncodeResult | DecodeResult) -> "CodecResult":
+        raw = model.model_dump(mode="json", exclude_none=True)
+        bitstream = _b64(model.bitstream, "bitstream") if isinstance(model, EncodeResult) else None
         return cls(
-            raw=body,
-            stage_hashes=dict(body.get("stage_hashes") or {}),
-            bitstream=_b64(body, "bitstream"),
-            recon_png=_b64(body, "recon_png", "recon"),
-            timings=dict(body.get("timings") or {}),
-            metrics=metrics,
+            model=model,
+            raw=raw,
+            stage_hashes=dict(raw["stage_hashes"]),
+            bitstream=bitstream,
+            recon_png=_b64(model.recon_png, "recon_png"),
+            timings=dict(model.timings),
+            metrics=model.metrics.model_dump(),
         )
 
-    def index_map(self) -> Any:
-        return _first(self.raw, "index_map", "scale_index_map", "scale_levels")
 
-    def symbol_map(self) -> Any:
-        return self.raw.get("symbol_map")
-
-    def y_hat_map(self) -> Any:
-        return self.raw.get("y_hat_map")
-
-
-def _first(body: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if body.get(key) is not None:
-            return body[key]
-    return None
-
-
-def _b64(body: dict[str, Any], *keys: str) -> bytes | None:
-    value = _first(body, *keys)
-    if isinstance(value, dict):
-        value = _first(value, "data", "base64", "png")
-    if not isinstance(value, str):
+def _b64(value: str | None, name: str) -> bytes | None:
+    if value is None:
         return None
     try:
         return base64.b64decode(value, validate=True)
     except ValueError as exc:
-        raise WorkerFailed(f"field {keys[0]!r} is not valid base64: {exc}") from None
+        raise WorkerFailed(f"field {name!r} is not valid base64: {exc}") from None
 
 
 class WorkerClient:
@@ -134,12 +132,20 @@ class WorkerClient:
         body = await self._call(
             "POST", "/v1/encode", params=params, content=png, headers={"Content-Type": "image/png"}
         )
-        return CodecResult.from_json(body)
+        return CodecResult.from_json(body, "encode")
 
     async def decode(
-        self, digest: str, bitstream: bytes, *, recon: bool = True, index_map: bool = False
+        self,
+        digest: str,
+        bitstream: bytes,
+        *,
+        recon: bool = True,
+        index_map: bool = False,
+        allow_foreign: bool = False,
     ) -> CodecResult:
         params = {"codec": digest, "return_recon": _flag(recon), "return_index_map": _flag(index_map)}
+        if allow_foreign:
+            params["allow_foreign"] = "true"
         body = await self._call(
             "POST",
             "/v1/decode",
@@ -147,7 +153,7 @@ class WorkerClient:
             content=bitstream,
             headers={"Content-Type": "application/octet-stream"},
         )
-        return CodecResult.from_json(body)
+        return CodecResult.from_json(body, "decode")
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:

@@ -49,6 +49,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from codec.errors import CodecError
+from worker.contract import DecodeResult, EncodeResult
 from worker.execute import (
     DIGEST_PATTERN,
     ApiError,
@@ -174,29 +175,33 @@ def _v1_router(settings: WorkerSettings, supervisor: ComputeSupervisor, store: C
             raise ApiError(422, exc.code, str(exc)) from None
         return JSONResponse({"digest": digest, "cached": False}, status_code=201)
 
-    @router.post("/encode")
+    @router.post("/encode", response_model_exclude_none=True)
     async def encode(
         request: Request, codec: str | None = None, return_recon: bool = False, return_index_map: bool = False
-    ) -> dict[str, Any]:
+    ) -> EncodeResult:
         started = time.perf_counter()
         digest = _known_codec(store, codec)
         _refuse_if_full(supervisor)
         image = await asyncio.to_thread(decode_image, await read_body(request, settings.max_body_bytes))
         header = encode_header(store, digest, image, return_recon, return_index_map)
         reply = await call(supervisor, header, image.tobytes())
-        return await result_body(settings.target, digest, reply, started)
+        return await result_body(settings.target, digest, reply, started, supervisor.fingerprint)
 
-    @router.post("/decode")
+    @router.post("/decode", response_model_exclude_none=True)
     async def decode(
-        request: Request, codec: str | None = None, return_recon: bool = False, return_index_map: bool = False
-    ) -> dict[str, Any]:
+        request: Request,
+        codec: str | None = None,
+        return_recon: bool = False,
+        return_index_map: bool = False,
+        allow_foreign: bool = False,
+    ) -> DecodeResult:
         started = time.perf_counter()
         digest = _known_codec(store, codec)
         _refuse_if_full(supervisor)
         bitstream = await read_body(request, settings.max_body_bytes)
-        header = decode_header(store, digest, return_recon, return_index_map)
+        header = decode_header(store, digest, return_recon, return_index_map, allow_foreign)
         reply = await call(supervisor, header, bitstream)
-        return await result_body(settings.target, digest, reply, started)
+        return await result_body(settings.target, digest, reply, started, supervisor.fingerprint)
 
     return router
 

@@ -15,7 +15,8 @@ Ops (request header fields besides `id` and `op`):
   `index_map`, `symbol_map` (int32), `mean_map` (the latent format's mean), `y_hat_map` (float32, latent
   units), for float packages `hs_raw_map` (float32, h_s's output before its head rounds it), and for encodes
   `y_map` (float32, g_a's output).
-- `decode`: `codec`, `codec_path`, `return_recon`, `return_index_map`; payload = the bitstream.
+- `decode`: `codec`, `codec_path`, `return_recon`, `return_index_map`, `allow_foreign` (decode a
+  bitstream another package wrote: its digest comes back as `foreign_codec`); payload = the bitstream.
   Blobs: optionally `recon` and the forensic maps but `y_map`; a decode whose y section fails returns, with
   `return_index_map`, what it decoded before (`index_map`, `mean_map`, `hs_raw_map`) and why it stopped.
 
@@ -115,12 +116,13 @@ class ComputeServer:
     def _decode(self, header: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
         codec = self._codec(header)
         start = time.perf_counter()
+        foreign = bool(header.get("allow_foreign"))
         try:
-            result = codec.decode(bytes(payload))
+            result = codec.decode(bytes(payload), allow_foreign=foreign)
         except BitstreamError as exc:
             if not header.get("return_index_map"):
                 raise
-            return _partial_decode(codec, bytes(payload), exc)
+            return _partial_decode(codec, bytes(payload), exc, foreign)
         elapsed_ms = (time.perf_counter() - start) * 1e3
         height, width = int(result.recon.shape[0]), int(result.recon.shape[1])
         body = {
@@ -130,16 +132,20 @@ class ComputeServer:
             "metrics": {"bpp": 8.0 * len(payload) / (height * width)},
             "timings": {**_timings(result.timings), "compute_total": elapsed_ms},
         }
+        if result.bitstream_codec != codec.digest:
+            body["foreign_codec"] = result.bitstream_codec
         return _with_extras(header, body, {}, result, codec)
 
 
-def _partial_decode(codec: Any, payload: bytes, error: BitstreamError) -> tuple[dict[str, Any], bytes]:
+def _partial_decode(
+    codec: Any, payload: bytes, error: BitstreamError, allow_foreign: bool
+) -> tuple[dict[str, Any], bytes]:
     """A forensic decode whose y section failed: the scale indexes it decoded with, and why it stopped."""
     import numpy as np
 
     from codec.hashing import stage_hash
 
-    z_hat, scale_index, mean = codec.decode_hyper(payload)  # a failure here is the answer itself
+    z_hat, scale_index, mean = codec.decode_hyper(payload, allow_foreign)  # a failure: the answer itself
     hs_raw = codec.hyper_raw(z_hat)
     body = {
         "height": 0,

@@ -23,6 +23,8 @@ import numpy as np
 from codec.errors import ImageError
 from codec.images import decode_png, encode_png
 from codec.package import extract_archive
+from worker.contract import MAP_NAMES, DecodeResult, EncodeResult
+from worker.fingerprint import fingerprint_sha256
 from worker.supervisor import (
     ComputeDied,
     ComputeError,
@@ -42,7 +44,7 @@ CATEGORY_STATUS = {
     "resource": 507,
 }
 COMPUTE_ERROR_STATUS = {QueueFull: 503, ComputeUnavailable: 503, ComputeTimeout: 504, ComputeDied: 502}
-FORENSIC_MAPS = ("index_map", "symbol_map", "mean_map", "y_hat_map", "hs_raw_map", "y_map")
+FORENSIC_MAPS = MAP_NAMES
 MAP_DTYPES = frozenset({"int32", "float32"})
 
 
@@ -104,7 +106,10 @@ async def call(supervisor: ComputeSupervisor, header: dict[str, Any], payload: b
     return reply
 
 
-async def result_body(target: str, digest: str, reply: Any, started: float) -> dict[str, Any]:
+async def result_body(
+    target: str, digest: str, reply: Any, started: float, fingerprint: dict[str, Any] | None = None
+) -> EncodeResult | DecodeResult:
+    """The compute process's reply as the result contract (worker/contract.py)."""
     header, blobs = reply.header, reply.blobs
     body: dict[str, Any] = {
         "codec": digest,
@@ -114,12 +119,16 @@ async def result_body(target: str, digest: str, reply: Any, started: float) -> d
         "stage_hashes": header["stage_hashes"],
         "metrics": header["metrics"],
         "timings": header["timings"],
+        "fingerprint_sha256": fingerprint_sha256(fingerprint) if fingerprint else None,
     }
     if header.get("partial"):  # a forensic decode that stopped in the y section: its maps so far
         body.update(partial=True, decode_error=header["decode_error"])
+    if header.get("foreign_codec"):
+        body["foreign_codec"] = header["foreign_codec"]
     if "bitstream" in blobs:
         body["bitstream"] = base64.b64encode(blobs["bitstream"]).decode("ascii")
         body["bitstream_sha256"] = hashlib.sha256(blobs["bitstream"]).hexdigest()
+        body["bitstream_bytes"] = len(blobs["bitstream"])
     if "recon" in blobs:
         recon = np.frombuffer(blobs["recon"], dtype=np.uint8).reshape(header["recon_shape"])
         body["recon_png"] = base64.b64encode(await asyncio.to_thread(encode_png, recon)).decode("ascii")
@@ -138,7 +147,7 @@ async def result_body(target: str, digest: str, reply: Any, started: float) -> d
     if "maps_omitted" in header:
         body["maps_omitted"] = header["maps_omitted"]
     body["timings"]["request_total"] = (time.perf_counter() - started) * 1e3
-    return body
+    return EncodeResult(**body) if "bitstream" in body else DecodeResult(**body)
 
 
 def encode_header(
@@ -154,11 +163,15 @@ def encode_header(
     }
 
 
-def decode_header(store: CodecStore, digest: str, recon: bool, maps: bool) -> dict[str, Any]:
+def decode_header(
+    store: CodecStore, digest: str, recon: bool, maps: bool, allow_foreign: bool = False
+) -> dict[str, Any]:
+    """`allow_foreign`: decode a bitstream another package wrote (codec-version compatibility)."""
     return {
         "op": "decode",
         "codec": digest,
         "codec_path": str(store.path(digest)),
         "return_recon": recon,
         "return_index_map": maps,
+        "allow_foreign": allow_foreign,
     }

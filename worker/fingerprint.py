@@ -23,6 +23,13 @@ _CPU_FLAG_KEYS = ("flags", "Features", "features")
 _NVIDIA_SMI_TIMEOUT_S = 10
 
 
+def fingerprint_sha256(info: dict[str, Any]) -> str:
+    """The identity of a fingerprint: SHA-256 of its canonical JSON (the coordinator stores one row each)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(info, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def device_class(target: str, machine: str) -> str:
     """The name the coordinator groups devices by: the target, qualified by the machine for native targets
     off x86-64, so `cpu` in an arm64 container never shares a matrix row (or a retry pool) with x86 `cpu`.

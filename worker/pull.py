@@ -127,9 +127,13 @@ class PullWorker:
                 image = await asyncio.to_thread(decode_image, payload)
                 header, data = encode_header(self.store, task["codec"], image, True, True), image.tobytes()
             else:
-                header, data = decode_header(self.store, task["codec"], True, True), payload
+                foreign = bool(task.get("allow_foreign"))
+                header, data = decode_header(self.store, task["codec"], True, True, foreign), payload
             reply = await call(self.supervisor, header, data)
-            return {"result": await result_body(self.target, task["codec"], reply, started)}
+            result = await result_body(
+                self.target, task["codec"], reply, started, self.supervisor.fingerprint
+            )
+            return {"result": result.model_dump(mode="json", exclude_none=True)}
         except ApiError as exc:
             return {"error": {"status": exc.status, "error": exc.code, "detail": exc.detail}}
 

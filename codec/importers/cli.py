@@ -26,7 +26,7 @@ _CALIBRATION = click.option(
 _PRECISION = click.option(
     "--precision",
     "precisions",
-    type=click.Choice(PRECISIONS),
+    type=click.Choice([str(p) for p in PRECISIONS]),
     multiple=True,
     help="build only these (repeatable; default: float, int16 and int8)",
 )

@@ -42,10 +42,11 @@ from codec.importers.torchfile import CheckpointError, load_checkpoint, state_di
 from codec.layers import Layer, LayerSpec
 from codec.package import write_package
 from codec.tables import CodeTables
+from codec.vocabulary import Precision
 
 COMPRESSAI_VERSION = "1.2.8"
 ARCHITECTURES = ("bmshj2018-hyperprior", "mbt2018-mean")
-PRECISIONS = ("float", "int16", "int8")
+PRECISIONS = (Precision.FLOAT, Precision.INT16, Precision.INT8)
 Z_BITS = MEAN_BITS = 8
 COMPRESSAI_LEAKY = 0.01  # torch.nn.LeakyReLU's default, as CompressAI uses it
 GDN_SUFFIXES = (
@@ -128,7 +129,7 @@ class CompressAIModel:
         return ScaleTableHead(self.scale_table, self.scale_bound, MEAN_BITS if self.has_mean else None)
 
     def latent_format(self, precision: str) -> LatentFormat:
-        if precision == "float":
+        if precision == Precision.FLOAT:
             return LatentFormat(FLOAT, "float" if self.has_mean else "none", MEAN_BITS, 0)
         return LatentFormat(FIXED, "fixed" if self.has_mean else "none", MEAN_BITS, Z_BITS)
 
@@ -300,7 +301,7 @@ def build_packages(
             fixed_z_hat(model, z, precision),
             y_rate(model.y_tables, y, fmt),
             input_bits=fmt.z_bits,
-            float_input=precision == "float",
+            float_input=precision == Precision.FLOAT,
         )
         files = {
             ANALYSIS: analysis,

@@ -49,8 +49,9 @@ from codec.importers.tables import compressai_tables
 from codec.layers import Layer, LayerSpec
 from codec.package import write_package
 from codec.tables import CodeTables, gaussian_level_tables
+from codec.vocabulary import Precision
 
-PRECISIONS = ("float", "int16", "int8")
+PRECISIONS = (Precision.FLOAT, Precision.INT16, Precision.INT8)
 Z_BITS = MEAN_BITS = 8
 GRAPHS = ("g_a", "h_a", "h_s", "g_s")
 INTEGERIZABLE_OPS = ("Conv", "ConvTranspose", "Relu", "LeakyRelu", "Add", "Concat")
@@ -79,7 +80,7 @@ class OnnxCodec:
 
     def latent_format(self, precision: str) -> LatentFormat:
         has_mean = self.head_fixed.has_mean
-        if precision == "float" and self.model == "gaussian":
+        if precision == Precision.FLOAT and self.model == "gaussian":
             return LatentFormat(FLOAT, "float" if has_mean else "none", MEAN_BITS, 0)
         return LatentFormat(FIXED, "fixed" if has_mean else "none", MEAN_BITS, Z_BITS)
 
@@ -450,7 +451,7 @@ def build_packages(
     calibration_name: str,
     precisions: tuple[str, ...] = PRECISIONS,
 ) -> list[dict]:
-    integer = [p for p in precisions if p != "float"]
+    integer = [p for p in precisions if p != Precision.FLOAT]
     if integer and codec.h_s is None:
         raise UnsupportedOp(f"{codec.h_s_problem}; import with --precision float for the float package alone")
     analysis, synthesis = analysis_graph(codec.graphs), synthesis_graph(codec.graphs)
@@ -460,7 +461,7 @@ def build_packages(
         fmt = codec.latent_format(precision)
         z_model = FactorizedZ(codec.z_tables, fmt, codec.medians)
         z_hat = z_model.dequantize(z_model.symbols(z)).astype(np.float64) * 2.0**-fmt.z_bits
-        head = codec.head_float if precision == "float" else codec.head_fixed
+        head = codec.head_float if precision == Precision.FLOAT else codec.head_fixed
         hyper, certificate = _hyper(codec, precision, head, z_hat, y_rate(codec.y_tables, y, fmt), fmt)
         files = {
             ANALYSIS: analysis,

@@ -25,11 +25,12 @@ from PIL import Image
 from codec.errors import ImageError
 from codec.images import load_png
 from codec.metrics import bd_summary, bpp, ms_ssim, psnr
+from codec.vocabulary import Precision
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES_DIR = REPO_ROOT / "packages"
 TESTSET_DIR = REPO_ROOT / "data" / "testset"
-PRECISIONS = ("int16", "int8", "float")
+PRECISIONS = (Precision.INT16, Precision.INT8, Precision.FLOAT)
 JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
 WEBP_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
 COMPARISONS = (

@@ -22,9 +22,10 @@ import numpy as np
 from codec import networks
 from codec.build import build_package
 from codec.tables import CodeTables, tables_from_pmfs
+from codec.vocabulary import Precision
 
-PRECISIONS = ("int16", "int8", "float")
-WEIGHTS_PRECISION = "float"  # the one package per rate point that keeps a copy of the float weights
+PRECISIONS = (Precision.INT16, Precision.INT8, Precision.FLOAT)
+WEIGHTS_PRECISION = Precision.FLOAT  # the one package per rate point that keeps a copy of the float weights
 Z_LOC, Z_LOG_SCALE, META = "z_prior.loc", "z_prior.log_scale", "meta"
 Z_MIN_SCALE = 0.05  # the training density clamps the Laplace scale to this
 Z_TAIL = 10.0  # the z tables cover +-10 scales around the location, escapes beyond
@@ -124,7 +125,9 @@ def _build(
     return rows
 
 
-def rebuild_integer(packages_dir: Path, precisions: tuple[str, ...] = ("int16", "int8")) -> list[dict]:
+def rebuild_integer(
+    packages_dir: Path, precisions: tuple[str, ...] = (Precision.INT16, Precision.INT8)
+) -> list[dict]:
     """Re-integerise the shipped families from the weights their float twins carry (no training needed)."""
     from codec.build import load_weights as package_weights
     from codec.codec import Z_TABLES

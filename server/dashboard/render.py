@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
+from codec.vocabulary import JobStatus
 from server import queries, verdicts
 from server.bdrate import ENCODER
 from server.dashboard.charts import rd_chart
@@ -19,7 +20,7 @@ from server.models import Job
 
 HERE = Path(__file__).parent
 CSS_PATH = HERE / "static" / "dashboard.css"
-RUNNING_STATUSES = ("queued", "running", "cancelling")
+RUNNING_STATUSES = tuple(status for status in JobStatus if status.is_active)
 
 LEGEND = (
     ("bit-exact", "reconstruction identical to the encoder's"),

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 
 from codec.errors import CodecError, ImageError
 from codec.images import decode_png
+from codec.vocabulary import Precision
 from server import drift, queries
 from server.api import AppDep, CellId, JobId
 from server.dashboard import render as views
@@ -156,7 +157,7 @@ def _error_map(app: AppState, cell: dict[str, Any]) -> ErrorMap | None:
 
 def _margins(app: AppState, cell: dict[str, Any]) -> tuple[Any, Any] | None:
     """(margins, drift) in ULPs of a float cell, from both sides' stored maps."""
-    if cell.get("precision") != "float":
+    if cell.get("precision") != Precision.FLOAT:
         return None
     try:
         head = drift.codec_head(str(app.store.root), cell["codec_archive"])

@@ -9,10 +9,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from codec.errors import ImageError
+from codec.imagesets import IMAGE_SETS
 from server import queries
 from server.api import AppDep, DigestPath, WriteAccess, read_body
 from server.catalog import add_image
-from server.imagesets import IMAGE_SETS
 from server.models import Image
 
 router = APIRouter(prefix="/api", tags=["images"])

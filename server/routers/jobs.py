@@ -6,10 +6,11 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 
+from codec.imagesets import set_names
+from codec.vocabulary import JobStatus
 from server import queries
 from server.api import AppDep, CellId, JobId, WriteAccess
 from server.catalog import ensure_image_set
-from server.imagesets import set_names
 from server.models import Codec, Image, Job
 from server.state import AppState
 
@@ -36,6 +37,18 @@ class JobRequest(BaseModel):
     repeat: int = Field(
         default=1, ge=1, le=10, description="runs per (device, input), compared for determinism"
     )
+    series: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        default=None, description="the history this job is one run of (a CI matrix's name); see /history"
+    )
+    label: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        default=None, description="this run's name in its history, e.g. the night's date"
+    )
+    decode_with: dict[Digest, Digest] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="codec-version compatibility: the bitstreams of each codec named here are decoded "
+        "by the package it maps to (e.g. an older release of the same family) instead of by itself",
+    )
 
 
 class JobCreated(BaseModel):
@@ -47,18 +60,22 @@ class JobCreated(BaseModel):
 @router.post("/jobs", status_code=202, response_model=JobCreated, dependencies=[WriteAccess])
 def submit_job(body: JobRequest, app: AppDep) -> JobCreated:
     codecs = _unique(body.codecs)
+    strangers = sorted(set(body.decode_with) - set(codecs))
+    if strangers:
+        raise HTTPException(422, f"decode_with names codecs the job does not encode with: {strangers}")
     images = _resolve_images(app, body.images)
     encoders, encoder_pins = _resolve_targets(app, body.encoders, "encoder")
     decoders, decoder_pins = _resolve_targets(app, body.decoders, "decoder")
     with app.db.session() as session:
-        known = set(session.scalars(select(Codec.digest).where(Codec.digest.in_(codecs))))
-        missing = [d for d in codecs if d not in known]
+        wanted = _unique([*codecs, *body.decode_with.values()])
+        known = set(session.scalars(select(Codec.digest).where(Codec.digest.in_(wanted))))
+        missing = [d for d in wanted if d not in known]
         if missing:
             raise HTTPException(
                 422, f"unknown codec digest(s) {missing}: upload with PUT /api/codecs/{{digest}}"
             )
         job = Job(
-            status="queued",
+            status=JobStatus.QUEUED,
             request=body.model_dump(),
             codec_digests=codecs,
             image_digests=images,
@@ -66,13 +83,14 @@ def submit_job(body: JobRequest, app: AppDep) -> JobCreated:
             decoder_targets=decoders,
             encoder_pins=encoder_pins,
             decoder_pins=decoder_pins,
+            decode_with=dict(body.decode_with),
             repeat=body.repeat,
         )
         session.add(job)
         session.flush()
         job_id = job.id
     app.scheduler.wake()
-    return JobCreated(id=job_id, status="queued", url=f"/api/jobs/{job_id}")
+    return JobCreated(id=job_id, status=JobStatus.QUEUED, url=f"/api/jobs/{job_id}")
 
 
 def _unique(values: list[str]) -> list[str]:
@@ -153,9 +171,9 @@ def get_job(job_id: JobId, app: AppDep) -> dict[str, Any]:
 def cancel_job(job_id: JobId, app: AppDep) -> dict[str, Any]:
     with app.db.session() as session:
         job = _job(session, job_id)
-        if job.status not in ("queued", "running", "cancelling"):
+        if not JobStatus(job.status).is_active:
             raise HTTPException(409, f"job {job_id} is already {job.status}")
-        job.status = "cancelling"
+        job.status = JobStatus.CANCELLING
         summary = queries.job_summary(session, job)
     app.scheduler.wake()
     return summary

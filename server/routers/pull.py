@@ -15,16 +15,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from codec.vocabulary import TaskStatus
 from server import queries
 from server.api import AppDep, DeviceId, WriteAccess
 from server.devices import HEALTHY, OFFLINE, QUARANTINED, UNCHECKED, WorkerSpec
 from server.dispatch import task_inputs
 from server.knownanswer import entropy_mismatches
 from server.models import Device, utcnow
-from server.recording import TaskFailure
+from server.recording import TaskFailure, failure_of
 from server.state import AppState
 from server.taskqueue import Lease
-from server.workerclient import CodecResult
+from server.workerclient import CodecResult, WorkerFailed
 
 router = APIRouter(prefix="/api/workers", tags=["pull workers"], dependencies=[WriteAccess])
 Token = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
@@ -139,6 +140,7 @@ def _task(app: AppState, lease: Lease) -> dict[str, Any]:
         "codec": inputs.codec_digest,
         "archive": inputs.archive_sha256,
         "payload": inputs.payload_sha256,
+        "allow_foreign": inputs.allow_foreign,
     }
 
 
@@ -182,7 +184,10 @@ def post_result(
     lease = _lease(app, device_id, kind, task_id, body.lease)
     recorder = app.scheduler.recorder
     if body.result is not None:
-        accepted = recorder.result(lease, CodecResult.from_json(body.result))
+        try:
+            accepted = recorder.result(lease, CodecResult.from_json(body.result, kind))
+        except WorkerFailed as exc:  # a result that breaks the contract is the task's error, on record
+            accepted = recorder.failure(lease, TaskFailure(TaskStatus.ERROR, "bad-result", exc.detail))
     else:
         failure = failure_of(body.error or {})
         if failure is None:  # the worker itself cannot run it now: back to the queue
@@ -195,22 +200,6 @@ def post_result(
         raise HTTPException(409, "the lease is no longer held; the result was not recorded")
     app.scheduler.notify_work()
     return {"recorded": True}
-
-
-def failure_of(error: dict[str, Any]) -> TaskFailure | None:
-    """A worker's error answer as the task's outcome (None: not the task's fault, run it elsewhere)."""
-    status, code, detail = (
-        int(error.get("status", 500)),
-        str(error.get("error", "error")),
-        str(error.get("detail", "")),
-    )
-    if status in (502, 503):
-        return None
-    if status == 504:
-        return TaskFailure("timeout", code, detail)
-    if 400 <= status < 500:
-        return TaskFailure("rejected", code, detail)
-    return TaskFailure("error", code, detail)
 
 
 def _device(app: AppState, device_id: int) -> dict[str, Any]:

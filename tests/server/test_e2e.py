@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from codec.images import encode_png
+from codec.imagesets import IMAGE_SETS
 from server.client import CoordinatorClient
 from server.demo import Service, free_port, python_command
-from server.imagesets import IMAGE_SETS
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN, WORKER_TOKEN = "e2e-coordinator-token", "e2e-worker-token"

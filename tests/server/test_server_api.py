@@ -6,7 +6,7 @@ import pytest
 from server_harness import TOKEN, auth
 
 from codec.images import encode_png
-from server.imagesets import known_answer_image
+from codec.imagesets import known_answer_image
 
 DIGEST = "ab" * 32
 

@@ -19,7 +19,7 @@ import pytest
 from server_harness import WORKER_TOKEN, auth, ensure_target, start_coordinator, start_worker
 
 from codec.images import encode_png
-from server.imagesets import IMAGE_SETS
+from codec.imagesets import IMAGE_SETS
 
 pytestmark = [pytest.mark.slow, pytest.mark.qemu]
 
@@ -255,7 +255,7 @@ def test_a_worker_whose_fingerprint_differs_from_its_claim_is_quarantined(site, 
 def test_a_worker_failing_the_known_answer_test_is_quarantined(tmp_path, fleet, packages):
     """A recorded answer no correct device reproduces: the bitstream is real, the recorded hashes are not."""
     from codec.codec import Codec
-    from server.imagesets import known_answer_image
+    from codec.imagesets import known_answer_image
     from server.knownanswer import write_cache
 
     package = packages["int16"]

@@ -1,0 +1,110 @@
+"""bitmatch's closed vocabularies, defined once: every module, the database, the HTTP APIs and the offline
+files use these names.
+
+They are `StrEnum`s: a member is its string (`Verdict.DESYNC == "desync"`), so rows, JSON and old files keep
+reading the same, while code names the member instead of spelling the string. They live in the codec package
+because it is the one every other package imports.
+"""
+
+from enum import StrEnum
+
+
+class Stage(StrEnum):
+    """What a codec reports a hash of, in coding order (codec/stages.py groups them)."""
+
+    Z_HAT = "z_hat"
+    SCALE_INDEX = "scale_index"
+    SYMBOLS = "symbols"
+    MEAN = "mean"
+    Y_HAT = "y_hat"
+    RECON = "recon"
+
+
+class Precision(StrEnum):
+    """The precision of a package's hyper-synthesis h_s (the rest of the codec is float everywhere)."""
+
+    FLOAT = "float"
+    INT16 = "int16"
+    INT8 = "int8"
+
+    @property
+    def is_integer(self) -> bool:
+        return self is not Precision.FLOAT
+
+
+class Verdict(StrEnum):
+    """A cell's verdict; only the first three pass (server/verdicts.py)."""
+
+    BIT_EXACT = "bit-exact"
+    LATENT_EXACT = "latent-exact"
+    SYMBOL_EXACT = "symbol-exact"
+    DESYNC = "desync"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    WORKER_LOST = "worker-lost"
+    NOT_RUN = "not-run"
+
+    @property
+    def passes(self) -> bool:
+        return self in (Verdict.BIT_EXACT, Verdict.LATENT_EXACT, Verdict.SYMBOL_EXACT)
+
+    @property
+    def is_infrastructure(self) -> bool:
+        """The cell produced no evidence: something around the codec failed."""
+        return self in (Verdict.ERROR, Verdict.TIMEOUT, Verdict.WORKER_LOST, Verdict.NOT_RUN)
+
+
+class TaskStatus(StrEnum):
+    """An encode or decode in the queue. `failed` is a decode the codec refused with a typed bitstream
+    error: a result, not an outage."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    WORKER_LOST = "worker-lost"
+    NOT_RUN = "not-run"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @property
+    def is_active(self) -> bool:
+        return self in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING)
+
+
+class DeviceStatus(StrEnum):
+    """Only healthy devices give verdicts."""
+
+    HEALTHY = "healthy"
+    QUARANTINED = "quarantined"
+    OFFLINE = "offline"
+    UNCHECKED = "unchecked"
+
+
+class RiskBasis(StrEnum):
+    """What a cell's near-miss risk rests on (server/drift.py)."""
+
+    MEASURED = "measured"
+    CERTIFICATE = "certificate"
+    NOT_MEASURED = "not-measured"
+
+
+class Trend(StrEnum):
+    """A cell across runs (nights), after kci-dev's classes (server/history.py)."""
+
+    NEW = "new"
+    PASS = "pass"
+    FIXED = "fixed"
+    REGRESSION = "regression"
+    UNSTABLE = "unstable"
+    PERSISTENT_FAILURE = "persistent-failure"
+    MISSING = "missing"
