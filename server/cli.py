@@ -4,9 +4,11 @@ import click
 
 from codec.cli import codec_group
 from codec.importers.cli import import_group
+from server.ci_cli import aggregate_command, matrix_command, suite_group
 from server.demo import demo_command
 from server.serve import serve_command
 from worker.cli import worker_command
+from worker.offline_cli import decode_set_command, encode_set_command
 from worker.targets_cli import targets_group
 
 
@@ -22,6 +24,11 @@ cli.add_command(serve_command)
 cli.add_command(demo_command)
 cli.add_command(targets_group)
 cli.add_command(worker_command)
+cli.add_command(encode_set_command)
+cli.add_command(decode_set_command)
+cli.add_command(aggregate_command)
+cli.add_command(matrix_command)
+cli.add_command(suite_group)
 
 
 def main() -> None:

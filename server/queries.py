@@ -101,6 +101,9 @@ def job_summary(session: Session, job: Job, counts: JobCounts | None = None) -> 
         "images": list(job.image_digests),
         "encoders": list(job.encoder_targets),
         "decoders": list(job.decoder_targets),
+        "decode_with": dict(job.decode_with or {}),
+        "series": (job.request or {}).get("series") if isinstance(job.request, dict) else None,
+        "label": (job.request or {}).get("label") if isinstance(job.request, dict) else None,
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
@@ -254,16 +257,22 @@ def job_matrix(session: Session, job: Job) -> list[dict[str, Any]]:
                     }
                 )
             rows.append(row)
+        decoded_by = (job.decode_with or {}).get(digest)
         matrices.append(
             {
                 "codec": digest,
                 "codec_name": names.get(digest, digest[:12]),
+                "decoded_by": _codec_name(session, decoded_by) if decoded_by else None,
                 "encoders": list(job.encoder_targets),
                 "decoders": list(job.decoder_targets),
                 "rows": rows,
             }
         )
     return matrices
+
+
+def _codec_name(session: Session, digest: str) -> str:
+    return session.scalar(select(Codec.name).where(Codec.digest == digest)) or digest[:12]
 
 
 def _largest(values: Any) -> Any:

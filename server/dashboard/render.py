@@ -11,8 +11,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from codec.vocabulary import JobStatus
-from server import queries, verdicts
+from codec.vocabulary import JobStatus, Trend
+from server import history, queries, verdicts
 from server.bdrate import ENCODER
 from server.dashboard.charts import rd_chart
 from server.drift import AT_RISK_PROBABILITY
@@ -149,7 +149,15 @@ def job_view(session: Session, job: Job) -> dict[str, Any]:
         "charts": rd_charts(points),
         "verdict_counts": queries.verdict_counts(session, job.id),
         "broken_line": verdicts.broken_line(cells),
+        "trends": _trends(session, job),
     }
+
+
+def _trends(session: Session, job: Job) -> list[dict[str, Any]]:
+    """A finished job's cells that changed or need a look, against the earlier runs of its series."""
+    if job.status in RUNNING_STATUSES:
+        return []
+    return [t.as_dict() for t in history.job_trends(session, job) if t.trend not in (Trend.PASS, Trend.NEW)]
 
 
 def rd_charts(points: list[dict[str, Any]]) -> list[Markup]:

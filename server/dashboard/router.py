@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from codec.errors import CodecError, ImageError
 from codec.images import decode_png
 from codec.vocabulary import Precision
-from server import drift, queries
+from server import drift, history, queries
 from server.api import AppDep, CellId, JobId
 from server.dashboard import render as views
 from server.dashboard.images import ErrorMap, error_map
@@ -59,9 +59,12 @@ def cell_page(cell_id: CellId, app: AppDep) -> HTMLResponse:
     if cell is None:
         return _not_found(f"There is no cell {cell_id}.")
     encode, decode = cell["encode"], cell["decode"]
+    with app.db.session() as session:
+        trend = history.cell_trend(session, cell_id)
     return _page(
         "cell.html",
         cell=cell,
+        trend=trend.as_dict() if trend else None,
         encode=encode,
         decode=decode,
         section="jobs",

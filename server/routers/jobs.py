@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from codec.imagesets import set_names
 from codec.vocabulary import JobStatus
-from server import queries
+from server import history, queries
 from server.api import AppDep, CellId, JobId, WriteAccess
 from server.catalog import ensure_image_set
 from server.models import Codec, Image, Job
@@ -204,6 +204,25 @@ def job_bd_rates(job_id: JobId, app: AppDep) -> list[dict[str, Any]]:
     with app.db.session() as session:
         _job(session, job_id)
         return queries.bd_rates(session, job_id)
+
+
+@router.get("/jobs/{job_id}/history")
+def job_history(job_id: JobId, app: AppDep) -> list[dict[str, Any]]:
+    """Every cell of the job, and every cell the previous run of its series had and this one lacks, with its
+    trend against the earlier runs (new, pass, fixed, regression, unstable, persistent-failure, missing),
+    the most urgent first."""
+    with app.db.session() as session:
+        return [t.as_dict() for t in history.job_trends(session, _job(session, job_id))]
+
+
+@router.get("/cells/{cell_id}/history")
+def cell_history(cell_id: CellId, app: AppDep) -> dict[str, Any]:
+    """The cell across the runs of its job's series: verdicts, trend, since when, what changed."""
+    with app.db.session() as session:
+        trend = history.cell_trend(session, cell_id)
+    if trend is None:
+        raise HTTPException(404, f"no cell {cell_id}")
+    return trend.as_dict()
 
 
 @router.get("/cells/{cell_id}")
