@@ -6,11 +6,17 @@ Exit codes (server/outcome.py): 0 every verdict passes, 1 a verdict failure, 2 a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from codec.errors import CodecError
 from server.outcome import FAIL_ON, INFRASTRUCTURE_FAILURE, VERDICT_FAILURE, Policy
+
+
+def _infrastructure(exc: Exception) -> NoReturn:
+    click.echo(f"error: {exc}", err=True)
+    raise SystemExit(INFRASTRUCTURE_FAILURE) from None
 
 
 def _expectations(values: tuple[str, ...]) -> dict[str, set[str]]:
@@ -81,8 +87,8 @@ def aggregate_command(
     )
     try:
         result = aggregate(list(sets), out, history_dir, series, label, policy)
-    except (SetError, CodecError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (SetError, CodecError) as exc:  # nothing to judge: the run did not happen
+        _infrastructure(exc)
     for line in history.regression_lines(result.trends):
         click.echo(line)
     for line in result.judgement.lines():
@@ -158,7 +164,7 @@ def suite_make_command(data_dir: Path, job_id: int, out: Path, name: str | None)
     try:
         suite = make_suite(data_dir, job_id, out, name)
     except (SuiteError, CodecError) as exc:
-        raise click.ClickException(str(exc)) from None
+        _infrastructure(exc)
     click.echo(f"suite {suite.name}: {len(suite.test_vectors)} vectors in {out}")
 
 
@@ -180,7 +186,7 @@ def suite_run_command(suite_dir: Path, target: str, junit: Path | None) -> None:
     try:
         suite = load_suite(suite_dir)
     except SetError as exc:
-        raise click.ClickException(str(exc)) from None
+        _infrastructure(exc)
     runner = _runner(target, None, 300.0, 6144.0)
 
     async def go():  # type: ignore[no-untyped-def]
