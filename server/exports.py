@@ -1,11 +1,11 @@
 """Per-job exports: JSON (everything), CSV (one row per cell) and JUnit XML (one testcase per cell).
 
-In JUnit only the passing verdicts (bit-exact, latent-exact, symbol-exact) without nondeterminism pass; a
-symbol-exact case carries its y_hat drift as a property, and every case its near-miss risk (server/drift.py:
-basis, smallest margin, predicted and observed flips, failure probability, at-risk) and h_s drift. A passing
-cell at risk still passes: the verdict is what happened, the risk what may happen on other images. desync
-and nondeterminism are failures; error, timeout and worker-lost are errors; not-run is a failure too, since a
-test that did not run must never read as passed (a CI would count <skipped> as green).
+In JUnit only the passing verdicts (bit-exact, latent-exact, symbol-exact) without nondeterminism pass;
+every case's system-out gives its verdict, a symbol-exact case's y_hat drift, the near-miss risk
+(server/drift.py: basis, smallest margin, predicted and observed flips, failure probability, at-risk) and the
+h_s drift. A passing cell at risk still passes: the verdict is what happened, the risk what may happen on
+other images. desync and nondeterminism are failures; error, timeout and worker-lost are errors; not-run is a
+failure too, since a test that did not run must never read as passed (a CI would count <skipped> as green).
 """
 
 import csv
@@ -106,14 +106,19 @@ def _cell_text(value: Any) -> Any:
 
 
 def to_junit(session: Session, job: Job) -> str:
+    """JUnit XML valid against the common junit-10 schema (the one Jenkins' xUnit plugin ships): one suite
+    per codec, its run's facts as suite properties, one testcase per cell with the cell's figures as
+    `key: value` lines in its system-out (the schema has no per-testcase properties)."""
     cells = queries.cell_rows(session, job.id)
     root = ET.Element("testsuites", name=f"bitmatch job {job.id}")
     by_codec: dict[str, list[dict[str, Any]]] = {}
     for cell in cells:
         by_codec.setdefault(cell["codec_name"], []).append(cell)
     totals = {"tests": 0, "failures": 0, "errors": 0}
+    summary = queries.job_summary(session, job)
     for codec_name, codec_cells in by_codec.items():
         suite = ET.SubElement(root, "testsuite", name=codec_name)
+        _suite_properties(suite, summary, codec_cells[0])
         counts = {"tests": len(codec_cells), "failures": 0, "errors": 0, "skipped": 0}
         for cell in codec_cells:
             kind = _add_testcase(suite, cell)
@@ -129,6 +134,33 @@ def to_junit(session: Session, job: Job) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
+def _suite_properties(suite: ET.Element, summary: dict[str, Any], cell: dict[str, Any]) -> None:
+    properties = ET.SubElement(suite, "properties")
+    facts = {
+        "job": summary["id"],
+        "series": summary.get("series"),
+        "label": summary.get("label"),
+        "codec": cell["codec"],
+        "precision": cell["precision"],
+    }
+    for name, value in facts.items():
+        if value is not None:
+            ET.SubElement(properties, "property", name=name, value=_property_text(value))
+
+
+def case_facts(cell: dict[str, Any]) -> dict[str, Any]:
+    """What a testcase's system-out says of its cell, in order."""
+    facts: dict[str, Any] = {"verdict": cell["verdict"]}
+    if cell.get("y_hat_max_abs_diff") is not None:
+        facts["y_hat_max_abs_diff"] = cell["y_hat_max_abs_diff"]
+    facts.update((k, v) for k, v in _risk_columns(cell).items() if v is not None)
+    if cell.get("silent_corruption"):
+        facts["silent_corruption"] = True
+    if cell.get("detail"):
+        facts["detail"] = cell["detail"]
+    return facts
+
+
 def _add_testcase(suite: ET.Element, cell: dict[str, Any]) -> str:
     """Append one testcase; returns "failures", "errors" or "" (passed)."""
     case = ET.SubElement(
@@ -139,29 +171,21 @@ def _add_testcase(suite: ET.Element, cell: dict[str, Any]) -> str:
     )
     verdict = cell["verdict"]
     message = f"{verdict}: {cell['detail']}".strip(": ")
-    properties = ET.SubElement(case, "properties")
-    ET.SubElement(properties, "property", name="verdict", value=verdict)
-    if cell.get("y_hat_max_abs_diff") is not None:
-        drift = repr(cell["y_hat_max_abs_diff"])
-        ET.SubElement(properties, "property", name="y_hat_max_abs_diff", value=drift)
-    for name, value in _risk_columns(cell).items():
-        if value is not None:
-            ET.SubElement(properties, "property", name=name, value=_property_text(value))
-    if cell.get("silent_corruption"):
-        ET.SubElement(properties, "property", name="silent_corruption", value="true")
+    kind = ""
     if verdict in JUNIT_ERRORS:
         ET.SubElement(case, "error", type=verdict, message=message)
-        return "errors"
-    if verdict not in verdicts.PASSING:
+        kind = "errors"
+    elif verdict not in verdicts.PASSING:
         failure = ET.SubElement(case, "failure", type=verdict, message=message)
         if cell["mismatch"]:
             failure.text = json.dumps(cell["mismatch"], sort_keys=True)
-        return "failures"
-    if cell["nondeterministic"]:
+        kind = "failures"
+    elif cell["nondeterministic"]:
         ET.SubElement(case, "failure", type="nondeterministic", message=cell["nondeterminism_detail"])
-        return "failures"
-    ET.SubElement(case, "system-out").text = message
-    return ""
+        kind = "failures"
+    lines = [f"{name}: {_property_text(value)}" for name, value in case_facts(cell).items()]
+    ET.SubElement(case, "system-out").text = "\n".join(lines)
+    return kind
 
 
 def _property_text(value: Any) -> str:
