@@ -6,7 +6,7 @@ STAMP := $(VENV)/.bitmatch-installed
 
 COMPRESSAI := $(VENV)/compressai/.installed
 
-.PHONY: demo test lint provision postgres clean
+.PHONY: demo test lint provision postgres shellcheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,11 +32,16 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; }
 
+# actionlint checks the workflows' shell steps with shellcheck when it is on PATH (as on GitHub's runners).
+shellcheck:
+	@command -v shellcheck >/dev/null 2>&1 || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends shellcheck; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check codec worker server tests bench
 	$(BIN)/ruff format --check codec worker server tests bench
 
-test: $(STAMP) $(COMPRESSAI) lint provision postgres
+test: $(STAMP) $(COMPRESSAI) lint provision postgres shellcheck
 	$(BIN)/python -m pytest -q
 
 clean:

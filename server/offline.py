@@ -102,7 +102,9 @@ class Replay:
     def device(self, loaded: LoadedSet) -> int:
         fingerprint = loaded.manifest["fingerprint"]
         name = f"{loaded.target}@{fingerprint_sha256(fingerprint)[:12]}"
-        spec = WorkerSpec(name=name, url=f"offline://{loaded.manifest['id']}", target=loaded.target)
+        # the device is of the target it ran (its fingerprint says which); the set's label, its name in
+        # the matrix, is the encoder or decoder target of the job's tasks
+        spec = WorkerSpec(name=name, url=f"offline://{loaded.manifest['id']}", target=None)
         device_id = self.pool.upsert(spec, source="offline", mode="pull")
         problem = self.pool.record_fingerprint(device_id, fingerprint)
         if problem:

@@ -9,7 +9,6 @@ is complete, and setting it up again is a no-op.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.metadata
 import json
 import os
@@ -161,6 +160,8 @@ def stamp_matches(directory: Path, spec: dict) -> bool:
 @contextlib.contextmanager
 def locked(directory: Path) -> Iterator[None]:
     """Serialise provisioning of one tree across processes."""
+    import fcntl  # provisioning needs a Debian host; importing this module (target listing) does not
+
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -188,8 +189,12 @@ def apt_env() -> dict[str, str]:
 APT_LOCK_WAIT = ("-o", "DPkg::Lock::Timeout=600")
 
 
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0  # Windows has no uid: never root here
+
+
 def require_root(what: str) -> None:
-    if os.geteuid() != 0:
+    if not is_root():
         raise ProvisionError(f"{what} needs root (apt-get/dpkg); run `bitmatch targets setup` as root")
 
 
@@ -447,7 +452,7 @@ def debian_tools_blocker() -> str | None:
 
 def apt_blocker() -> str | None:
     """Why Debian packages cannot be installed here (None when they can)."""
-    if os.geteuid() != 0:
+    if not is_root():
         return debian_tools_blocker() or "needs root to install Debian packages (apt-get, dpkg)"
     return debian_tools_blocker()
 
@@ -456,7 +461,7 @@ def aarch64_blocker() -> str | None:
     if qemu_binary("aarch64") and aarch64_ready():
         return None
     blocker = debian_tools_blocker()
-    if blocker or os.geteuid() == 0:
+    if blocker or is_root():
         return blocker
     if qemu_binary("aarch64") is None:
         return "qemu-user is missing and installing it needs root"

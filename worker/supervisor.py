@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import logging
 import os
-import resource
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -199,8 +198,7 @@ class ComputeSupervisor:
                 env=self.launch.env or None,
                 cwd=self.launch.cwd,
                 limit=STREAM_LIMIT,
-                start_new_session=True,
-                preexec_fn=self._limit_memory(),
+                **_process_group_options(self.launch.memory_limit_bytes),
             )
         except OSError as exc:
             raise ComputeUnavailable(f"cannot start {self.launch.argv[0]}: {exc}") from None
@@ -230,16 +228,6 @@ class ComputeSupervisor:
             self.fingerprint.get("arch"),
         )
 
-    def _limit_memory(self):
-        limit = self.launch.memory_limit_bytes
-        if not limit:
-            return None
-
-        def apply() -> None:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-        return apply
-
     async def _pump_stderr(self, stream: asyncio.StreamReader) -> None:
         while line := await stream.readline():
             text = line.decode("utf-8", "replace").rstrip()
@@ -258,12 +246,41 @@ class ComputeSupervisor:
                     async with asyncio.timeout(5):
                         await process.wait()
             if process.returncode is None:
-                # The whole session: a wrapper (env, a shell, qemu) may have children of its own.
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                _kill_tree(process)
         code = await process.wait()
         if self._stderr_task is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 async with asyncio.timeout(2):
                     await self._stderr_task
         return code
+
+
+POSIX = os.name == "posix"
+
+
+def _process_group_options(memory_limit_bytes: int | None) -> dict[str, Any]:
+    """Start the compute process in a session of its own (POSIX) under its address-space limit. On Windows
+    there are neither sessions nor rlimits: it starts as a plain child, without a memory limit."""
+    if not POSIX:
+        return {}
+    options: dict[str, Any] = {"start_new_session": True}
+    if memory_limit_bytes:
+
+        def limit() -> None:
+            import resource
+
+            with contextlib.suppress(ValueError, OSError):  # macOS refuses some RLIMIT_AS values
+                resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+
+        options["preexec_fn"] = limit
+    return options
+
+
+def _kill_tree(process: asyncio.subprocess.Process) -> None:
+    """The whole session on POSIX (a wrapper, env, a shell or qemu, may have children of its own); the
+    process itself elsewhere."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if POSIX:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()

@@ -220,7 +220,7 @@ def test_index_maps_from_real_workers_locate_nothing_when_they_agree(fleet, pack
                 await client.put_codec(package.digest, package.archive)
             encoded = await encoder.encode(package.digest, png, recon=False, index_map=True)
             decoded = await decoder.decode(package.digest, encoded.bitstream, recon=False, index_map=True)
-            return decode_array(encoded.index_map()), decode_array(decoded.index_map())
+            return decode_array(encoded.raw["index_map"]), decode_array(decoded.raw["index_map"])
         finally:
             await encoder.aclose()
             await decoder.aclose()
