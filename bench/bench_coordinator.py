@@ -66,7 +66,13 @@ def bitmatch(*args: str) -> list[str]:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Tokens travel in the environment, never in argv: the coordinator's and the recording worker's.
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BITMATCH_TOKEN": TOKEN,
+        "BITMATCH_WORKER_TOKEN": WORKER_TOKEN,
+    }
 
 
 def wait_for_health(url: str, process: subprocess.Popen, log: Path) -> None:
@@ -124,7 +130,7 @@ def record(workdir: Path, images: list[bytes]) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = bitmatch("worker", "--target", "cpu", "--host", "127.0.0.1", "--port", str(port))
-    worker = start([*argv, "--token", WORKER_TOKEN], workdir / "recording-worker.log", url)
+    worker = start(argv, workdir / "recording-worker.log", url)
     answers: dict[str, str] = {}
     compute_ms: list[float] = []
     params = {"codec": package.digest, "return_recon": "true", "return_index_map": "true"}
@@ -277,7 +283,7 @@ def measure(
     config.write_text(json.dumps({"workers": entries}))
     url = f"http://127.0.0.1:{port}"
     argv = bitmatch("serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(run_dir / "data"))
-    argv += ["--token", TOKEN, "--workers-config", str(config), "--worker-concurrency", "2"]
+    argv += ["--workers-config", str(config), "--worker-concurrency", "2"]
     coordinator = start([*argv, "--log-level", "warning"], run_dir / "coordinator.log", url)
     try:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as client:

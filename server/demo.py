@@ -42,6 +42,7 @@ from codec.imagesets import set_names
 from codec.vocabulary import DeviceStatus, JobStatus, Precision, Verdict
 from server.client import CoordinatorClient, CoordinatorError
 from server.verdicts import broken_line
+from worker.tokens import COORDINATOR_TOKEN_ENV, WORKER_TOKEN_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRAINED_PACKAGES = PROJECT_ROOT / "packages"
@@ -135,6 +136,7 @@ class Service:
     argv: list[str]
     url: str
     log_path: Path
+    env: dict[str, str] = field(default_factory=dict)  # secrets travel here, never in argv (visible in ps)
     process: subprocess.Popen | None = None
 
     def start(self) -> Service:
@@ -143,7 +145,7 @@ class Service:
             self.process = subprocess.Popen(
                 self.argv,
                 cwd=PROJECT_ROOT,
-                env=child_environment(),
+                env={**child_environment(), **self.env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -372,8 +374,6 @@ def local_fleet(
             str(port),
             "--data-dir",
             str(coordinator_dir),
-            "--token",
-            token,
             "--health-package",
             str(health_package),
             "--log-level",
@@ -381,6 +381,7 @@ def local_fleet(
         ],
         coordinator_url,
         logs / "coordinator.log",
+        env={COORDINATOR_TOKEN_ENV: token},
     )
     fleet = Fleet(coordinator)
     for target in targets:
@@ -395,13 +396,12 @@ def local_fleet(
                 "127.0.0.1",
                 "--port",
                 str(worker_port),
-                "--token",
-                worker_token,
                 "--log-level",
                 "warning",
             ],
             f"http://127.0.0.1:{worker_port}",
             logs / f"worker-{target}.log",
+            env={WORKER_TOKEN_ENV: worker_token},
         )
     return fleet
 
@@ -737,10 +737,11 @@ def parse_images(ctx: click.Context, param: click.Parameter, value: str) -> str:
 )
 @click.option(
     "--port",
+    envvar="BITMATCH_PORT",
     type=click.IntRange(0, 65535),
     default=8100,
     show_default=True,
-    help="Coordinator and dashboard port on 127.0.0.1 (0: any free port).",
+    help="Coordinator and dashboard port on 127.0.0.1 (0: any free port) [env BITMATCH_PORT].",
 )
 @click.option(
     "--targets",

@@ -6,11 +6,14 @@ from pathlib import Path
 import click
 
 from server.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings, default_data_dir
+from worker.tokens import COORDINATOR_TOKEN_ENV, read_token, token_file_option
 
 
 @click.command(name="serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8100, show_default=True)
+@click.option(
+    "--port", envvar="BITMATCH_PORT", type=click.IntRange(0, 65535), default=8100, show_default=True
+)
 @click.option(
     "--db",
     "db_url",
@@ -33,11 +36,8 @@ from server.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings, default_data_dir
     help='JSON or TOML file: {"workers": [{"name", "url", "token" or "token_env", "target"}, ...]}; '
     "token_env names the environment variable holding the worker's token.",
 )
-@click.option(
-    "--token",
-    envvar="BITMATCH_TOKEN",
-    default=None,
-    help="Bearer token required for every write (env BITMATCH_TOKEN). Without it writes are refused.",
+@token_file_option(
+    COORDINATOR_TOKEN_ENV, "Bearer token required for every write; without one writes are refused."
 )
 @click.option(
     "--health-package",
@@ -89,7 +89,7 @@ def serve_command(
     db_url: str | None,
     data_dir: Path | None,
     workers_config: Path | None,
-    token: str | None,
+    token_file: Path | None,
     health_package: Path | None,
     max_upload_mb: float,
     worker_concurrency: int,
@@ -105,9 +105,12 @@ def serve_command(
     from server.app import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    token = read_token(token_file, COORDINATOR_TOKEN_ENV)
     if not token:
         click.echo(
-            "warning: no --token given; every write (jobs, uploads, registration) will be refused", err=True
+            f"warning: no token ({COORDINATOR_TOKEN_ENV} or --token-file); every write (jobs, uploads, "
+            "registration) will be refused",
+            err=True,
         )
     if workers_config is not None:
         _check_workers_config(workers_config)

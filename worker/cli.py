@@ -12,6 +12,7 @@ import platformdirs
 
 from worker.fingerprint import EMULATOR_ENV
 from worker.supervisor import ComputeLaunch
+from worker.tokens import COORDINATOR_TOKEN_ENV, WORKER_TOKEN_ENV, read_token, token_file_option
 
 DEFAULT_PORT = 8200
 ENV_PREFIX = "BITMATCH_WORKER_"
@@ -103,8 +104,10 @@ def _own_command_launch(command: str) -> ComputeLaunch:
     show_default=True,
     help="Port to listen on.",
 )
-@click.option(
-    "--token", envvar=ENV_PREFIX + "TOKEN", required=True, help="Bearer token every /v1 request must carry."
+@token_file_option(
+    WORKER_TOKEN_ENV,
+    "Bearer token every /v1 request must carry (pull mode: the coordinator's token, env "
+    f"{COORDINATOR_TOKEN_ENV}).",
 )
 @click.option(
     "--cache-dir",
@@ -168,7 +171,7 @@ def _own_command_launch(command: str) -> ComputeLaunch:
     default=None,
     metavar="URL",
     help="Pull mode: call out to this coordinator for work instead of listening for it (no inbound "
-    "port; --token is then the coordinator's token).",
+    f"port; the token is then the coordinator's: env {COORDINATOR_TOKEN_ENV} or --token-file).",
 )
 @click.option(
     "--name",
@@ -187,7 +190,7 @@ def worker_command(
     target: str,
     host: str,
     port: int,
-    token: str,
+    token_file: Path | None,
     cache_dir: Path | None,
     max_body_mb: float,
     queue: int,
@@ -204,8 +207,10 @@ def worker_command(
 
     from worker.app import WorkerSettings, create_app
 
-    if not token.strip():
-        raise click.BadParameter("the token must not be empty", param_hint="--token")
+    envvar = COORDINATOR_TOKEN_ENV if coordinator is not None else WORKER_TOKEN_ENV
+    token = read_token(token_file, envvar)
+    if token is None:
+        raise click.UsageError(f"no token: set {envvar} or pass --token-file FILE")
     launch = _own_command_launch(compute_command) if compute_command else compute_launch(target)
     launch = with_memory_limit(launch, memory_limit_mb)
     if coordinator is not None:

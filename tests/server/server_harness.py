@@ -12,6 +12,8 @@ from types import SimpleNamespace
 
 import httpx
 
+from tests.token_files import token_file
+
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "coordinator-test-token"
 WORKER_TOKEN = "worker-test-token"
@@ -125,8 +127,8 @@ def start_worker(target: str, workdir: Path) -> Process:
         "127.0.0.1",
         "--port",
         str(port),
-        "--token",
-        WORKER_TOKEN,
+        "--token-file",
+        token_file(WORKER_TOKEN),
     ]
     return Process(argv, workdir / f"worker-{target}-{port}.log", f"http://127.0.0.1:{port}")
 
@@ -141,8 +143,8 @@ def start_coordinator(workdir: Path, *extra: str, port: int | None = None) -> Pr
         str(port),
         "--data-dir",
         str(workdir / "data"),
-        "--token",
-        TOKEN,
+        "--token-file",
+        token_file(TOKEN),
         "--health-interval",
         "3600",
         "--log-level",

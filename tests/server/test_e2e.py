@@ -23,6 +23,7 @@ from codec.images import encode_png
 from codec.imagesets import IMAGE_SETS
 from server.client import CoordinatorClient
 from server.demo import Service, free_port, python_command
+from tests.token_files import token_file
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN, WORKER_TOKEN = "e2e-coordinator-token", "e2e-worker-token"
@@ -78,8 +79,8 @@ def workers(tmp_path_factory):
             "127.0.0.1",
             "--port",
             str(port),
-            "--token",
-            WORKER_TOKEN,
+            "--token-file",
+            token_file(WORKER_TOKEN),
             "--log-level",
             "warning",
         ]
@@ -126,8 +127,8 @@ class Site:
             str(port),
             "--data-dir",
             str(self.workdir / "data"),
-            "--token",
-            TOKEN,
+            "--token-file",
+            token_file(TOKEN),
             "--workers-config",
             str(self.config),
             "--health-package",

@@ -6,6 +6,8 @@ import subprocess
 import httpx
 from server_harness import ROOT, TOKEN, bitmatch_command, free_port, start_coordinator, subprocess_env
 
+from tests.token_files import token_file
+
 
 def test_a_second_coordinator_on_the_same_data_directory_refuses_to_start(tmp_path):
     first = start_coordinator(tmp_path)
@@ -17,8 +19,8 @@ def test_a_second_coordinator_on_the_same_data_directory_refuses_to_start(tmp_pa
                 str(free_port()),
                 "--data-dir",
                 str(tmp_path / "data"),
-                "--token",
-                TOKEN,
+                "--token-file",
+                token_file(TOKEN),
             ],
             cwd=ROOT,
             env=subprocess_env(),

@@ -12,6 +12,7 @@ from server_harness import TOKEN, Process, auth, bitmatch_command, start_coordin
 
 from codec.images import encode_png
 from codec.networks import synthetic_images
+from tests.token_files import token_file
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +36,8 @@ def start_pull_worker(workdir: Path, coordinator: str, name: str) -> Process:
         "cpu",
         "--coordinator",
         coordinator,
-        "--token",
-        TOKEN,
+        "--token-file",
+        token_file(TOKEN),
         "--name",
         name,
         "--cache-dir",

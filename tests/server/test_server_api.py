@@ -176,3 +176,9 @@ def test_worker_registration_of_an_unreachable_worker_leaves_it_offline(client):
 def test_openapi_is_served(client):
     spec = client.get("/openapi.json").json()
     assert "/api/jobs" in spec["paths"] and "/api/jobs/{job_id}/export/{fmt}" in spec["paths"]
+
+
+def test_a_put_without_a_digest_is_a_404_naming_the_missing_digest(client):
+    response = client.put("/api/codecs/", content=b"x", headers=auth(), follow_redirects=False)
+    assert response.status_code == 404
+    assert "digest is missing" in response.json()["detail"]

@@ -12,6 +12,8 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+from tests.token_files import token_file
+
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-0123456789"
 START_TIMEOUT_S = 900.0  # emulated targets import numpy and onnxruntime at 100-250x slowdown
@@ -94,8 +96,8 @@ class WorkerProcess:
             "127.0.0.1",
             "--port",
             str(self.port),
-            "--token",
-            token,
+            "--token-file",
+            token_file(token),
             "--cache-dir",
             str(workdir / "cache"),
             *extra,

@@ -14,6 +14,7 @@ import pytest
 
 from codec.images import decode_png
 from codec.stages import STAGES
+from tests.token_files import token_file
 
 MAX_BODY_MB = 1
 BITSTREAM_ERRORS = {
@@ -296,5 +297,7 @@ def test_a_worker_whose_compute_process_cannot_start_exits_with_the_reason(harne
 
 
 def test_an_unknown_target_is_refused_before_anything_starts(harness, tmp_path):
-    result = harness.run_bitmatch_worker("--target", "pdp-11", "--token", "t", "--cache-dir", str(tmp_path))
+    result = harness.run_bitmatch_worker(
+        "--target", "pdp-11", "--token-file", token_file("t"), "--cache-dir", str(tmp_path)
+    )
     assert result.returncode == 2 and "unknown target 'pdp-11'" in result.stderr

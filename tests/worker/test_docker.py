@@ -14,6 +14,8 @@ import click
 import pytest
 import yaml
 
+from worker.tokens import WORKER_TOKEN_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE = ROOT / "compose.yaml"
@@ -438,7 +440,8 @@ def test_workers_configs_reach_the_compose_workers_with_their_tokens(compose, do
             dockerfile = service_image(compose, service, dockerfiles)
             worker_argv, worker_env = service_argv_env(compose, service, dockerfile)
             assert urlparse(spec.url).port == int(effective_setting(worker_argv, worker_env, "--port"))
-            assert spec.token == effective_setting(worker_argv, worker_env, "--token")
+            assert "--token" not in worker_argv, f"{service}: a token on the command line is visible in ps"
+            assert spec.token == worker_env[WORKER_TOKEN_ENV]
             machine = "aarch64" if "arm64" in service else "x86_64"
             worker_target = effective_setting(worker_argv, worker_env, "--target")
             assert spec.target == device_class(worker_target, machine)
