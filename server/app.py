@@ -73,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Cross-device interoperability jobs for learned image codecs.",
+        redirect_slashes=False,  # a wrong path is a 404 with its reason, never a redirect posing as success
     )
     app.state.bitmatch = state
     app.add_middleware(RequestGuard, settings=settings)

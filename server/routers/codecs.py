@@ -22,6 +22,12 @@ UPLOAD = {
 }
 
 
+@router.put("/", include_in_schema=False, dependencies=[WriteAccess])
+def put_codec_without_digest() -> None:
+    # Without this, an empty $DIGEST in a script would get a silent redirect that looks like success.
+    raise HTTPException(404, "PUT /api/codecs/{digest}: the digest is missing from the URL (empty variable?)")
+
+
 @router.put(
     "/{digest}",
     dependencies=[WriteAccess],
