@@ -1,29 +1,44 @@
 # bitmatch: `make demo` runs the main job, `make test` runs the tests. Both install what they need into .venv.
 PYTHON ?= python3
 VENV ?= .venv
+PORT ?= 8100
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.bitmatch-installed
+BASE := $(VENV)/.bitmatch-base
+TORCH := $(VENV)/.bitmatch-torch
+TESTING := $(VENV)/.bitmatch-test
 
 COMPRESSAI := $(VENV)/compressai/.installed
 
 .PHONY: demo test lint provision postgres shellcheck clean
 
-$(STAMP): pyproject.toml
+# The base package runs the coordinator, the workers and the demo; it never brings in torch.
+$(BASE): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(BASE)
+
+# torch (the [train] extra, for training and its tests) as the CPU build: a wheel on local disk when there is
+# one, else PyTorch's CPU index. PyPI's default Linux wheel is the multi-GB CUDA build.
+$(TORCH): $(BASE)
+	$(BIN)/python -m pip install -q --no-deps --no-index 'torch==2.13.0' 2>/dev/null || \
+	  $(BIN)/python -m pip install -q --no-deps --index-url https://download.pytorch.org/whl/cpu 'torch==2.13.0'
+	touch $(TORCH)
+
+$(TESTING): $(TORCH)
 	$(BIN)/python -m pip install -q -e '.[dev,train]'
-	touch $(STAMP)
+	touch $(TESTING)
 
 # CompressAI's own model code, for the importer tests: its wheel pins numpy < 2 and imports torchvision, so it
 # is installed without dependencies into a directory of its own (tests/compressai_loader.py imports it).
-$(COMPRESSAI): $(STAMP)
+$(COMPRESSAI): $(TESTING)
 	$(BIN)/python -m pip install -q --no-deps --upgrade --target $(VENV)/compressai compressai==1.2.8
 	touch $(COMPRESSAI)
 
-demo: $(STAMP)
-	$(BIN)/bitmatch demo
+demo: $(BASE)
+	$(BIN)/bitmatch demo --port $(PORT)
 
-provision: $(STAMP)
+provision: $(BASE)
 	$(BIN)/bitmatch targets setup --all-available
 
 # Debian's PostgreSQL for the tests that run the coordinator on it (they start a throwaway cluster of
@@ -37,11 +52,11 @@ shellcheck:
 	@command -v shellcheck >/dev/null 2>&1 || { apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends shellcheck; }
 
-lint: $(STAMP)
+lint: $(TESTING)
 	$(BIN)/ruff check codec worker server tests bench
 	$(BIN)/ruff format --check codec worker server tests bench
 
-test: $(STAMP) $(COMPRESSAI) lint provision postgres shellcheck
+test: $(TESTING) $(COMPRESSAI) lint provision postgres shellcheck
 	$(BIN)/python -m pytest -q
 
 clean:
