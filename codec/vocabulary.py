@@ -108,3 +108,11 @@ class Trend(StrEnum):
     UNSTABLE = "unstable"
     PERSISTENT_FAILURE = "persistent-failure"
     MISSING = "missing"
+
+
+class ReplayOutcome(StrEnum):
+    """One side of a repro bundle replayed on its own target (`bitmatch replay`, worker/replay.py)."""
+
+    REPRODUCED = "reproduced"
+    DIFFERS = "differs"
+    NOT_RUN = "not-run"  # it could not be replayed here: never a pass

@@ -9,6 +9,7 @@ from server.demo import demo_command
 from server.serve import serve_command
 from worker.cli import worker_command
 from worker.offline_cli import decode_set_command, encode_set_command
+from worker.replay_cli import replay_command
 from worker.targets_cli import targets_group
 
 
@@ -26,6 +27,7 @@ cli.add_command(targets_group)
 cli.add_command(worker_command)
 cli.add_command(encode_set_command)
 cli.add_command(decode_set_command)
+cli.add_command(replay_command)
 cli.add_command(aggregate_command)
 cli.add_command(matrix_command)
 cli.add_command(suite_group)

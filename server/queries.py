@@ -320,6 +320,9 @@ def cell_detail(session: Session, cell_id: int) -> dict[str, Any] | None:
     detail["encode"] = _task_dict(session, encode)
     detail["decode"] = _task_dict(session, decode)
     detail["codec_archive"] = codec.archive_sha256
+    decoder_codec = session.get(Codec, cell.decoder_codec_id) if cell.decoder_codec_id else None
+    detail["decoder_codec"] = decoder_codec.digest if decoder_codec else None  # None: the same codec
+    detail["decoder_codec_archive"] = decoder_codec.archive_sha256 if decoder_codec else None
     detail["image_png"] = image.digest
     detail["bitstream"] = encode.bitstream_sha256 if encode else None
     detail["stage_comparison"] = _stage_comparison(encode, decode)

@@ -6,6 +6,7 @@ import os
 import platform
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import platformdirs
@@ -13,6 +14,9 @@ import platformdirs
 from worker.fingerprint import EMULATOR_ENV
 from worker.supervisor import ComputeLaunch
 from worker.tokens import COORDINATOR_TOKEN_ENV, WORKER_TOKEN_ENV, read_token, token_file_option
+
+if TYPE_CHECKING:
+    from worker.targets import Target
 
 DEFAULT_PORT = 8200
 ENV_PREFIX = "BITMATCH_WORKER_"
@@ -26,7 +30,7 @@ def default_cache_dir() -> Path:
 
 def compute_launch(spec: str) -> ComputeLaunch:
     """The command and environment that start the compute process of target `spec` (worker/targets.py)."""
-    from worker.targets import get_target, launch_environment
+    from worker.targets import get_target
 
     try:
         target = get_target(spec)
@@ -35,7 +39,14 @@ def compute_launch(spec: str) -> ComputeLaunch:
     reason = target.check()
     if reason is not None:
         raise click.ClickException(f"target {spec} cannot run here: {reason}")
-    args = ["-m", "worker.compute", "--target", spec, "--runtime", target.runtime]
+    return target_launch(target, spec)
+
+
+def target_launch(target: "Target", spec: str, runtime: str | None = None) -> ComputeLaunch:
+    """The compute process of a target that can run here, with its own runtime or `runtime` instead."""
+    from worker.targets import launch_environment
+
+    args = ["-m", "worker.compute", "--target", spec, "--runtime", runtime or target.runtime]
     if target.uses_gpu:
         args.append("--gpu")
     env = launch_environment(target)

@@ -21,6 +21,7 @@ EMULATOR_ENV = "BITMATCH_EMULATOR"
 _CPU_MODEL_KEYS = ("model name", "cpu model", "Model", "Hardware", "Processor")
 _CPU_FLAG_KEYS = ("flags", "Features", "features")
 _NVIDIA_SMI_TIMEOUT_S = 10
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # recorded as threads_env
 
 
 def fingerprint_sha256(info: dict[str, Any]) -> str:
@@ -59,11 +60,7 @@ def collect(target: str, runtime: str, uses_gpu: bool = False) -> dict[str, Any]
         **_onnxruntime_info(),
         "gpu": gpu_info() if uses_gpu else None,
         "emulator": emulator_from_env() or _foreign_cpuinfo(cpuinfo),
-        "threads_env": {
-            name: os.environ[name]
-            for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-            if name in os.environ
-        },
+        "threads_env": {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ},
     }
 
 

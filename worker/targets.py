@@ -100,6 +100,10 @@ class Target:
         """The emulator under the compute process (binary, version, cpu), or None when native."""
         return None
 
+    def emulated_cpu(self) -> str | None:
+        """The CPU model the emulator presents (its -cpu), or None when native."""
+        return None
+
     def cache_key(self) -> str:
         return self.name
 
@@ -250,6 +254,9 @@ class QemuAarch64Target(Target):
     def emulator(self) -> dict[str, Any] | None:
         return emulator_description("aarch64", self.cpu)
 
+    def emulated_cpu(self) -> str | None:
+        return self.cpu
+
 
 @register
 class QemuX86SseTarget(Target):
@@ -286,6 +293,9 @@ class QemuX86SseTarget(Target):
 
     def emulator(self) -> dict[str, Any] | None:
         return emulator_description("x86_64", provision.X86_SSE_CPU)
+
+    def emulated_cpu(self) -> str | None:
+        return provision.X86_SSE_CPU
 
 
 def emulator_description(arch: str, cpu: str) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from server.api import AppDep, CellId, JobId
 from server.dashboard import render as views
 from server.dashboard.images import ErrorMap, error_map
 from server.dashboard.margins import margin_histogram_png
-from server.dashboard.repro import build_bundle, bundle_name, replay_commands
+from server.dashboard.repro import build_bundle, bundle_name, replay_commands, side_targets
 from server.forensics import IndexMapError
 from server.models import Job
 from server.state import AppState
@@ -70,6 +70,7 @@ def cell_page(cell_id: CellId, app: AppDep) -> HTMLResponse:
         section="jobs",
         error_map=_error_map(app, cell),
         commands=replay_commands(cell),
+        side_targets=side_targets(cell),
         bundle_name=bundle_name(cell),
         fingerprint_rows=fingerprint_rows(encode, decode),
     )

@@ -9,9 +9,9 @@ Screenshots of the job and cell pages are left in /tmp/bitmatch-browser/ for a p
 import io
 import json
 import os
-import shlex
 import shutil
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -21,7 +21,6 @@ import pytest
 from server_harness import (
     WORKER_TOKEN,
     auth,
-    bitmatch_command,
     start_coordinator,
     start_worker,
     subprocess_env,
@@ -209,7 +208,7 @@ def test_matrix_renders_every_cell_and_a_cell_page_opens(browser, finished_job):
     rows = browser.find_elements(By.CSS_SELECTOR, "table.hashes tr[data-stage]")
     stages = [row.get_attribute("data-stage") for row in rows]
     assert stages == ["z_hat", "scale_index", "symbols", "mean", "y_hat", "recon"]
-    assert "bitmatch codec decode bits.bmc" in browser.find_element(By.CSS_SELECTOR, "pre.cli").text
+    assert "bitmatch replay bitmatch-job" in browser.find_element(By.CSS_SELECTOR, "pre.cli.replay").text
     for image in browser.find_elements(By.CSS_SELECTOR, ".images img"):
         assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 0
     screenshot(browser, "cell.png")
@@ -229,7 +228,8 @@ def test_matrix_renders_every_cell_and_a_cell_page_opens(browser, finished_job):
 
 
 def test_repro_bundle_replays_the_decoder_side(finished_job, tmp_path: Path):
-    """The bundle's replay line, run as written, reproduces the decoder's stage hashes of the cell."""
+    """The bundle's replay.sh, run as shipped from its extracted folder, replays the decoder side on the
+    decoder's target and reproduces its stage hashes."""
     base, job_id, _ = finished_job
     cells = httpx.get(f"{base}/api/jobs/{job_id}/cells", timeout=60).json()
     cell = next(c for c in cells if c["encoder"] != c["decoder"])
@@ -239,20 +239,19 @@ def test_repro_bundle_replays_the_decoder_side(finished_job, tmp_path: Path):
     with zipfile.ZipFile(io.BytesIO(bundle.content)) as archive:
         archive.extractall(tmp_path)
     root = next(tmp_path.iterdir())
-    line = next(
-        text
-        for text in (root / "replay.sh").read_text().splitlines()
-        if text.startswith("bitmatch codec decode ")
-    )
-    argv = shlex.split(line)
+    env = subprocess_env()
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # bitmatch
     replay = subprocess.run(
-        [*bitmatch_command(argv[1]), *argv[2:]],
-        cwd=root,
-        env=subprocess_env(),
+        ["sh", str(root / "replay.sh"), "--side", "decoder", "--json"],
+        cwd=tmp_path,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
-    assert replay.returncode == 0, replay.stderr
-    assert json.loads(replay.stdout)["stage_hashes"] == detail["decode"]["stage_hashes"]
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    (replayed,) = json.loads(replay.stdout)["bundles"]
+    assert replayed["sides"]["decoder"]["outcome"] == "reproduced"
+    assert replayed["sides"]["decoder"]["replayed_as"]["target"] == cell["decoder"]
+    assert replayed["sides"]["decoder"]["stage_hashes"] == detail["decode"]["stage_hashes"]

@@ -4,6 +4,7 @@ that is a finding. Through `bitmatch matrix` (real workers, over HTTP) and throu
 
 import json
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,30 @@ def test_a_rerelease_of_the_same_networks_decodes_every_bitstream_exactly(tmp_pa
     assert len(cells) == 3 * 2 * 2 and {c["verdict"] for c in cells} <= {"bit-exact", "latent-exact"}
     report = next((tmp_path / "out").glob("compat-*/report.html")).read_text()
     assert "decoded by" in report
+    cross = next(c for c in cells if (c["encoder"], c["decoder"]) == ("cpu", "cpu-1t-noopt"))
+    bundle = download_bundle(tmp_path / "out" / "history", cross["id"], tmp_path / "bundle.zip")
+    with zipfile.ZipFile(bundle) as archive:
+        names = {name.rsplit("/", 1)[-1] for name in archive.namelist()}
+    assert {"codec.tar", "decoder-codec.tar"} <= names
+    replayed = bitmatch("replay", str(bundle), "--json")
+    assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-3000:]
+    (result,) = json.loads(replayed.stdout)["bundles"]
+    assert {side["outcome"] for side in result["sides"].values()} == {"reproduced"}
+
+
+def download_bundle(data_dir: Path, cell_id: int, path: Path) -> Path:
+    """A cell's repro bundle from the dashboard route of the matrix's history, served in process."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from server.settings import Settings
+
+    app = create_app(Settings(data_dir=data_dir, token="t", run_scheduler=False, health_interval=3600))
+    response = TestClient(app).get(f"/cells/{cell_id}/repro.zip")  # no lifespan: no health checks
+    assert response.status_code == 200, response.text
+    path.write_bytes(response.content)
+    app.state.bitmatch.db.dispose()
+    return path
 
 
 def test_another_rate_point_cannot_decode_them_and_that_is_a_finding(tmp_path):

@@ -1,5 +1,6 @@
 """The dashboard over a real SQLite file and blob store, rendered in process: job list, matrix, cell page with
-hashes, first mismatch, error map and repro bundle, RD charts, devices, and the static report.
+hashes, first mismatch, error map and repro bundle, RD charts, devices, and the static report; the bundle
+replayed by `bitmatch replay` where its record cannot be reproduced or its target cannot run.
 
 The job is written through the coordinator's models with a verdict of every kind, so every branch of the
 templates renders; `test_browser.py` drives a job that real workers ran.
@@ -8,6 +9,7 @@ templates renders; `test_browser.py` drives a job that real workers ran.
 import io
 import json
 import re
+import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
@@ -16,7 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from server_harness import TOKEN
+from server_harness import ROOT, TOKEN, bitmatch_command, subprocess_env
 
 from codec.images import decode_png, encode_png
 from codec.package import CodecPackage
@@ -405,6 +407,9 @@ def test_cell_page_highlights_differing_stages_and_the_first_mismatch(site):
         ("scale level (decoder)", 18),
     ):
         assert f"<span>{label}</span><b>{value}</b>" in mismatch
+    name = f"bitmatch-job{site.job_id}-cell{cell_id}"
+    assert f'<pre class="cli replay">bitmatch replay {name}.zip</pre>' in html
+    assert f"bitmatch replay {name}.zip --side decoder" in html and "-cpu cortex-a72" in html
     assert "bitmatch codec decode bits.bmc decoded.png --codec codec.tar --runtime ort-cpu" in html
     assert f'src="/cells/{cell_id}/error-map.png"' in html
     assert "amplified ×85" in html  # max difference 3 -> gain 255 // 3
@@ -445,6 +450,8 @@ def test_repro_bundle_holds_package_bitstream_image_fingerprints_and_replay_line
     with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
         bundle.extractall(tmp_path)
         root = tmp_path / bundle.namelist()[0].split("/")[0]
+        script_mode = bundle.getinfo(f"{root.name}/replay.sh").external_attr >> 16
+    assert script_mode & 0o111  # unzip makes it executable
     names = {p.name for p in root.iterdir()}
     assert {
         "codec.tar",
@@ -462,11 +469,79 @@ def test_repro_bundle_holds_package_bitstream_image_fingerprints_and_replay_line
     assert tarfile.is_tarfile(root / "codec.tar")
     assert json.loads((root / "decoder-fingerprint.json").read_text())["arch"] == "aarch64"
     assert json.loads((root / "cell.json").read_text())["mismatch"]["channel"] == 5
-    replay = (root / "replay.sh").read_text()
+    assert 'exec bitmatch replay "$(dirname "$0")" "$@"' in (root / "replay.sh").read_text()
+    readme = (root / "README.txt").read_text()
+    name = root.name
+    assert f"  bitmatch replay {name}.zip " in readme
+    assert f"on cpu (ort-cpu):\n  bitmatch replay {name}.zip --side encoder" in readme
+    decoder = "on qemu-aarch64:cortex-a72 (ort-cpu, emulated, -cpu cortex-a72)"  # not the default model
+    assert f"{decoder}:\n  bitmatch replay {name}.zip --side decoder" in readme
+    host = readme[readme.index("On the host, without the target") :]
     assert (
         "bitmatch codec decode bits.bmc decoded.png --codec codec.tar --runtime ort-cpu "
         "--reference image.png --json"
-    ) in replay
+    ) in host
+
+
+def download_bundle(site, cell_id: int, directory: Path) -> Path:
+    response = site.client.get(f"/cells/{cell_id}/repro.zip")
+    assert response.status_code == 200
+    path = directory / f"cell-{cell_id}.zip"
+    path.write_bytes(response.content)
+    return path
+
+
+def replay(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*bitmatch_command("replay"), *args],
+        cwd=ROOT,
+        env=env or subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_a_replay_that_does_not_give_the_record_exits_1(site, tmp_path: Path):
+    """The seeded hashes, reconstructions and bitstream are made up: a real encode on cpu gives others, and
+    the made-up bitstream does not decode."""
+    bundle = download_bundle(site, site.cells["int16:bit-exact"], tmp_path)  # cpu -> cpu
+    done = replay(str(bundle), "--json")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["exit_code"] == 1 and report["sides"] == {"reproduced": 0, "differs": 2, "not-run": 0}
+    encoder, decoder = (report["bundles"][0]["sides"][side] for side in ("encoder", "decoder"))
+    assert encoder["outcome"] == "differs" and encoder["differing_stages"] == list(STAGES)
+    assert encoder["checks"] == {"stage hashes": False, "reconstruction": False, "bitstream": False}
+    assert encoder["replayed_as"] == {"target": "cpu", "runtime": "ort-cpu", "cpu": None, "threads_env": None}
+    assert decoder["outcome"] == "differs" and decoder["detail"].startswith(
+        "recorded a result; the replay failed"
+    )
+
+
+def test_a_side_whose_target_is_not_provisioned_says_which_setup_to_run(site, tmp_path: Path):
+    bundle = download_bundle(site, site.cells["float:desync"], tmp_path)  # cpu -> qemu-aarch64, cortex-a72
+    env = {**subprocess_env(), "BITMATCH_CACHE": str(tmp_path / "bare-cache")}  # nothing provisioned there
+    done = replay(str(bundle), "--side", "decoder", env=env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = [text for text in done.stdout.splitlines() if text.strip().startswith("decoder ")]
+    assert "not-run: target qemu-aarch64:cortex-a72 is not available here" in line
+    assert line.endswith("run `bitmatch targets setup qemu-aarch64:cortex-a72`")
+
+
+def test_replay_refuses_what_is_not_a_bundle_in_one_line(tmp_path: Path):
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not a zip")
+    for path, problem in (
+        (junk, "is not a repro bundle"),
+        (tmp_path / "missing.zip", "does not exist"),
+        (tmp_path, "no cell.json in it"),
+    ):
+        done = replay(str(path))
+        assert done.returncode == 2 and not done.stdout, done.stderr
+        one_line = done.stderr.count("\n") == 1
+        assert one_line and done.stderr.startswith(f"error: {path}") and problem in done.stderr, done.stderr
 
 
 def test_devices_page_shows_fingerprints_and_quarantined_workers(site):
