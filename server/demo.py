@@ -337,11 +337,30 @@ class DemoConfig:
     codecs: tuple[Path, ...] = ()
 
 
+def fresh_coordinator_dir(config: DemoConfig) -> Path:
+    """The demo's coordinator directory, emptied: each run starts from a new database, so a database left
+    by an older version or an interrupted run never stops it. Refused while another demo is using it."""
+    from server.db import Database, DatabaseRefused
+    from server.settings import Settings
+
+    directory = config.data_dir / "coordinator"
+    if directory.exists():
+        database = Database(Settings(data_dir=directory).database_url)
+        try:
+            database.claim_writer()
+        except DatabaseRefused as exc:
+            raise DemoError(f"{exc}; stop it, or pass --data-dir for a demo of your own") from None
+        finally:
+            database.dispose()
+        shutil.rmtree(directory)
+    return directory
+
+
 def plan_fleet(
     config: DemoConfig, targets: list[str], token: str, worker_token: str, health_package: Path
 ) -> Fleet:
     return local_fleet(
-        config.data_dir / "coordinator",
+        fresh_coordinator_dir(config),
         config.data_dir / "logs",
         config.port,
         targets,
