@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from codec.cli_errors import ReportingGroup
 from codec.importers.compressai import ARCHITECTURES, PRECISIONS
 
 _OUT = click.option(
@@ -32,18 +33,9 @@ _PRECISION = click.option(
 )
 
 
-@click.group(name="import")
+@click.group(name="import", cls=ReportingGroup)
 def import_group() -> None:
     """Bring your own codec: CompressAI checkpoints and ONNX exports become bitmatch packages."""
-
-
-def _fail_on_codec_errors(action):
-    from codec.errors import CodecError
-
-    try:
-        return action()
-    except CodecError as exc:
-        raise click.ClickException(f"{exc.code}: {exc}") from None
 
 
 def _report(rows: list[dict], as_json: bool) -> None:
@@ -73,12 +65,9 @@ def compressai_command(
     from codec.importers import calibration
     from codec.importers.compressai import build_packages, read_checkpoint
 
-    def run() -> list[dict]:
-        model = read_checkpoint(checkpoint, arch)
-        images, name = calibration.images(calibration_dir)
-        return build_packages(model, out_dir, images, name, precisions or PRECISIONS)
-
-    _report(_fail_on_codec_errors(run), as_json)
+    model = read_checkpoint(checkpoint, arch)
+    images, name = calibration.images(calibration_dir)
+    _report(build_packages(model, out_dir, images, name, precisions or PRECISIONS), as_json)
 
 
 @import_group.command("onnx")
@@ -100,9 +89,6 @@ def onnx_command(
     from codec.importers import calibration
     from codec.importers.onnx_spec import build_packages, read_spec
 
-    def run() -> list[dict]:
-        spec = read_spec(spec_path)
-        images, name = calibration.images(calibration_dir)
-        return build_packages(spec, out_dir, images, name, precisions or PRECISIONS)
-
-    _report(_fail_on_codec_errors(run), as_json)
+    spec = read_spec(spec_path)
+    images, name = calibration.images(calibration_dir)
+    _report(build_packages(spec, out_dir, images, name, precisions or PRECISIONS), as_json)
