@@ -5,6 +5,7 @@ import logging
 import os
 import platform
 import shlex
+import shutil
 from pathlib import Path
 
 import click
@@ -78,10 +79,16 @@ def _pull(
 
 
 def _own_command_launch(command: str) -> ComputeLaunch:
+    argv = shlex.split(command)
+    if not argv or shutil.which(argv[0]) is None:
+        raise click.BadParameter(
+            f"{argv[0] if argv else command!r} is not an executable file or a command on PATH",
+            param_hint="--compute-command",
+        )
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return ComputeLaunch(argv=shlex.split(command), env=env)
+    return ComputeLaunch(argv=argv, env=env)
 
 
 @click.command(name="worker")
@@ -206,6 +213,10 @@ def worker_command(
 
     if not token.strip():
         raise click.BadParameter("the token must not be empty", param_hint="--token")
+    if coordinator is not None and not coordinator.startswith(("http://", "https://")):
+        raise click.BadParameter(
+            f"{coordinator!r} is not an http:// or https:// URL", param_hint="--coordinator"
+        )
     launch = _own_command_launch(compute_command) if compute_command else compute_launch(target)
     launch = with_memory_limit(launch, memory_limit_mb)
     if coordinator is not None:

@@ -14,7 +14,16 @@ from codec.errors import CodecError
 from codec.imagesets import set_names
 from codec.package import CodecPackage
 from worker.cli import compute_launch, default_cache_dir, with_memory_limit
-from worker.offline import Inputs, Runner, SetError, decode_set, encode_set, resolve_images, run
+from worker.offline import (
+    Inputs,
+    Runner,
+    SetError,
+    decode_set,
+    encode_set,
+    load_set,
+    resolve_images,
+    run,
+)
 
 INFRASTRUCTURE_EXIT = 2
 
@@ -161,6 +170,11 @@ def decode_set_command(
     sources, decode_with, target, label, out, repeat, timeout, cache_dir, memory_limit_mb
 ) -> None:  # type: ignore[no-untyped-def]
     """Decode every encode set's bitstreams on this runner's target; write a decode set."""
+    for source in sources:  # before the compute process starts
+        try:
+            load_set(source, expect="encode")
+        except SetError as exc:
+            raise click.BadParameter(str(exc), param_hint="--from") from None
     mapping = {}
     for item in decode_with:
         digest, _, path = item.partition("=")

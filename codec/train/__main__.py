@@ -15,6 +15,8 @@ from pathlib import Path
 
 import click
 
+from codec.cli_errors import ReportingGroup
+
 _DEFAULT_WORK = Path.home() / ".cache" / "bitmatch" / "train"
 _WORK = click.option(
     "--work",
@@ -41,7 +43,7 @@ def _threads(count: int) -> None:
     torch.set_num_threads(count)
 
 
-@click.group()
+@click.group(cls=ReportingGroup)
 def main() -> None:
     """Train and export the default bitmatch codec (needs the [train] extra)."""
 
@@ -87,10 +89,7 @@ def finetune_command(work_dir: Path, seed: int, threads: int, rate: int) -> None
 @_OUT
 def export_command(work_dir: Path, out_dir: Path) -> None:
     """Build the int16, int8 and float packages of every rate point from the checkpoints."""
-    from codec.train import export
-
-    for row in export.export_all(work_dir, out_dir):
-        click.echo(f"{row['name']}: {row['digest']}")
+    _export(work_dir, out_dir)
 
 
 @main.command("integerise")
@@ -99,7 +98,10 @@ def integerise_command(out_dir: Path) -> None:
     """Re-integerise the int16 and int8 packages in OUT from the weights of their float twins (no torch)."""
     from codec.train import export
 
-    for row in export.rebuild_integer(out_dir):
+    rows = export.rebuild_integer(out_dir)
+    if not rows:
+        raise click.ClickException(f"no float packages with weights in {out_dir} (expected float/qI/)")
+    for row in rows:
         click.echo(f"{row['name']}: {row['digest']}")
 
 
@@ -125,7 +127,7 @@ def report_command(out_dir: Path, runtime: str) -> None:
 @_OUT
 def all_command(work_dir: Path, seed: int, threads: int, out_dir: Path) -> None:
     """data, base, the four fine-tunes and export, in order."""
-    from codec.train import data, export, train
+    from codec.train import data, train
 
     _threads(threads)
     data.prepare(work_dir / "sources", work_dir)
@@ -133,9 +135,18 @@ def all_command(work_dir: Path, seed: int, threads: int, out_dir: Path) -> None:
     base = train.train_base(crops, seed, work_dir)
     for lmbda in train.LAMBDAS:
         train.finetune(crops, seed, work_dir, lmbda, base)
-    for row in export.export_all(work_dir, out_dir):
-        click.echo(f"{row['name']}: {row['digest']}")
+    _export(work_dir, out_dir)
     click.echo("now: python -m codec.train report --out " + str(out_dir))
+
+
+def _export(work_dir: Path, out_dir: Path) -> None:
+    from codec.train import export
+
+    rows = export.export_all(work_dir, out_dir)
+    if not rows:
+        raise click.ClickException(f"no trained rate points in {work_dir} (expected q1.npz .. q4.npz)")
+    for row in rows:
+        click.echo(f"{row['name']}: {row['digest']}")
 
 
 if __name__ == "__main__":
