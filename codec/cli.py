@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from codec.cli_errors import ReportingGroup
+from codec.progress import progress
 from codec.vocabulary import Precision
 
 if TYPE_CHECKING:
@@ -229,7 +230,8 @@ def _eval_shipped(
             f"no packages in {packages_dir} (expected PRECISION/qI/manifest.json, or "
             "qI/PRECISION/manifest.json from `bitmatch import ... --out DIR/qI`)"
         )
-    report = evaluate.evaluate_shipped(packages_dir, image_dir or evaluate.TESTSET_DIR, runtime)
+    with progress("codec eval", 0, "encodes") as steps:
+        report = evaluate.evaluate_shipped(packages_dir, image_dir or evaluate.TESTSET_DIR, runtime, steps)
     if plot_path is not None:
         evaluate.plot_rd(report, output_file(plot_path))
     _emit(report, as_json, evaluate.format_text(report))
@@ -239,7 +241,9 @@ def _eval_one(image_dir: Path | None, codec_path: str, runtime: str, as_json: bo
     from codec.codec import Codec, evaluate_directory
     from codec.train.evaluate import TESTSET_DIR
 
-    report = evaluate_directory(Codec.load(codec_path, runtime), image_dir or TESTSET_DIR)
+    codec = Codec.load(codec_path, runtime)
+    with progress("codec eval", 0, "images") as steps:
+        report = evaluate_directory(codec, image_dir or TESTSET_DIR, steps)
     lines = [
         f"{row['image']:<32} {row['bpp']:8.4f} bpp {row['psnr']:7.2f} dB  MS-SSIM {row['ms_ssim']:.4f}"
         for row in report["images"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -450,3 +451,24 @@ def test_an_internal_error_keeps_its_traceback_and_says_it_is_a_bug(w: SimpleNam
     assert "Traceback" in done.stderr and "ZeroDivisionError" in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: internal error") and "report it" in last
+
+
+def test_ctrl_c_is_one_line_and_exit_130(w: SimpleNamespace) -> None:
+    """SIGINT during long work: the progress says where it stopped, then `error: interrupted`."""
+    many = w.root / "many"
+    many.mkdir(exist_ok=True)
+    png = w.image.read_bytes()
+    for index in range(400):
+        (many / f"{index:03d}.png").write_bytes(png)
+    command = bitmatch("codec", "eval", str(many), "--codec", str(w.root / "int16"), "--json")
+    process = subprocess.Popen(command, env=w.env, cwd=w.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    first = process.stderr.readline().decode()  # the progress's start line: the work is under way
+    assert first.startswith("codec eval: 400 images"), first
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=300)
+    text = stderr.decode()
+    assert process.returncode == INTERRUPTED, text
+    assert "Traceback" not in text and stdout == b""
+    assert text.strip().splitlines()[-1] == "error: interrupted"
+    assert "codec eval: stopped at" in text

@@ -76,7 +76,7 @@ def test_encode_then_decode_with_another_runtime(workspace):
 def test_eval_reports_every_image_and_the_mean(workspace):
     result = _invoke("eval", str(workspace / "images"), "--codec", str(workspace / "float"), "--json")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)  # progress goes to stderr: stdout is the JSON alone
     assert [row["image"] for row in report["images"]] == ["img0.png", "img1.png"]
     for row in report["images"]:
         assert {"bpp", "psnr", "psnr_y", "ms_ssim", "stage_hashes"} <= set(row)
