@@ -29,6 +29,7 @@ from codec.heads import Head, LevelHead
 from codec.intnet import RateFn, integerize_hs
 from codec.layers import Layer
 from codec.package import CodecPackage
+from codec.progress import SILENT, Progress
 from codec.tables import CodeTables, code_bits
 from codec.vocabulary import Precision
 
@@ -38,8 +39,11 @@ _Z_TAIL = 8.0  # factorized tables cover the channel's Laplace fit to +-8 scales
 _Z_MIN_SCALE = 0.25
 
 
-def analysis_latents(analysis_model: bytes, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(y, z) of images through an analysis graph (ORT, one thread, no graph optimisations), batched.
+def analysis_latents(
+    analysis_model: bytes, images: list[np.ndarray], progress: Progress = SILENT
+) -> tuple[np.ndarray, np.ndarray]:
+    """(y, z) of images through an analysis graph (ORT, one thread, no graph optimisations), batched;
+    one progress step per image.
 
     The images must share one size.
     """
@@ -54,6 +58,7 @@ def analysis_latents(analysis_model: bytes, images: list[np.ndarray]) -> tuple[n
         y, z = session.run(["y", "z"], {"x": networks.pad_image(image)})
         ys.append(y)
         zs.append(z)
+        progress.advance()
     return np.concatenate(ys), np.concatenate(zs)
 
 

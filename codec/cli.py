@@ -1,13 +1,22 @@
 """`bitmatch codec ...` commands."""
 
+from __future__ import annotations
+
+import errno
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from codec.cli_errors import ReportingGroup
+from codec.progress import progress
 from codec.vocabulary import Precision
 
+if TYPE_CHECKING:
+    from codec.codec import Codec, DecodeResult
 
-@click.group(name="codec")
+
+@click.group(name="codec", cls=ReportingGroup)
 def codec_group() -> None:
     """Codec library: tables, encode, decode, eval."""
 
@@ -31,14 +40,14 @@ def tables_command(as_json: bool, sigma_min: float, sigma_max: float) -> None:
 # --- networks, packages, encode / decode / eval (codec networks issue) ---
 
 
-def _fail_on_codec_errors(action):
-    """Run `action`; a typed codec error becomes one clear line on stderr and a non-zero exit."""
-    from codec.errors import CodecError
-
+def output_file(path: str | Path) -> Path:
+    """An output file's path, its folder created when missing (as `--out DIR` options create DIR)."""
+    path = Path(path)
     try:
-        return action()
-    except CodecError as exc:
-        raise click.ClickException(f"{exc.code}: {exc}") from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # the folder's name is taken by a file
+        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(path.parent)) from None
+    return path
 
 
 def _emit(payload: dict, as_json: bool, text: str) -> None:
@@ -64,7 +73,7 @@ def build_random_command(
         n, m = (int(part) for part in channels.split(","))
     except ValueError:
         raise click.BadParameter("expected two integers N,M", param_hint="--channels") from None
-    digest = _fail_on_codec_errors(lambda: build_random(out_dir, precision, n, m, seed, levels))
+    digest = build_random(out_dir, precision, n, m, seed, levels)
     _emit({"digest": digest, "out": out_dir, "precision": precision}, as_json, f"{out_dir}: {digest}")
 
 
@@ -85,18 +94,13 @@ _CODEC = click.option(
 @_RUNTIME
 @click.option("--json", "as_json", is_flag=True)
 def encode_command(image_path: str, out_path: str, codec_path: str, runtime: str, as_json: bool) -> None:
-    """Encode a PNG image into a .bmc bitstream."""
-    from pathlib import Path
-
+    """Encode a PNG image into a .bmc bitstream (OUT_PATH's folder is created when missing)."""
     from codec.codec import Codec
     from codec.images import load_png
 
-    def run():
-        codec = Codec.load(codec_path, runtime)
-        return codec, codec.encode(load_png(image_path))
-
-    codec, result = _fail_on_codec_errors(run)
-    Path(out_path).write_bytes(result.bitstream)
+    codec = Codec.load(codec_path, runtime)
+    result = codec.encode(load_png(image_path))
+    output_file(out_path).write_bytes(result.bitstream)
     payload = {
         "bytes": len(result.bitstream),
         "bpp": result.bpp,
@@ -132,25 +136,16 @@ def decode_command(
     reference_path: str | None,
     as_json: bool,
 ) -> None:
-    """Decode a .bmc bitstream into a PNG image."""
-    from pathlib import Path
-
+    """Decode a .bmc bitstream into a PNG image (OUT_PATH's folder is created when missing)."""
     from codec.codec import Codec
     from codec.images import load_png, save_png
     from codec.metrics import bpp, psnr
 
-    def run():
-        try:
-            data = Path(bitstream_path).read_bytes()
-        except OSError as exc:
-            raise click.ClickException(f"cannot read {bitstream_path}: {exc.strerror or exc}") from None
-        codec = Codec.load(codec_path, runtime)
-        result = codec.decode(data)
-        reference = load_png(reference_path) if reference_path else None
-        return codec, data, result, reference
-
-    codec, data, result, reference = _fail_on_codec_errors(run)
-    save_png(result.recon, out_path)
+    data = Path(bitstream_path).read_bytes()
+    codec = Codec.load(codec_path, runtime)
+    reference = load_png(reference_path) if reference_path else None
+    result = _decode(codec, data, bitstream_path)
+    save_png(result.recon, output_file(out_path))
     height, width = result.recon.shape[:2]
     quality = psnr(reference, result.recon) if reference is not None else None
     payload = {
@@ -166,6 +161,16 @@ def decode_command(
         "width": width,
     }
     _emit(payload, as_json, f"{out_path}: {width}x{height}, y_hat {result.stage_hashes['y_hat'][:16]}")
+
+
+def _decode(codec: Codec, data: bytes, bitstream_path: str) -> DecodeResult:
+    """codec.decode(data), a bitstream error naming the file it came from."""
+    from codec.errors import BitstreamError
+
+    try:
+        return codec.decode(data)
+    except BitstreamError as exc:
+        raise click.ClickException(f"{exc.code}: {bitstream_path}: {exc}") from None
 
 
 @codec_group.command("eval")
@@ -225,11 +230,10 @@ def _eval_shipped(
             f"no packages in {packages_dir} (expected PRECISION/qI/manifest.json, or "
             "qI/PRECISION/manifest.json from `bitmatch import ... --out DIR/qI`)"
         )
-    report = _fail_on_codec_errors(
-        lambda: evaluate.evaluate_shipped(packages_dir, image_dir or evaluate.TESTSET_DIR, runtime)
-    )
+    with progress("codec eval", 0, "encodes") as steps:
+        report = evaluate.evaluate_shipped(packages_dir, image_dir or evaluate.TESTSET_DIR, runtime, steps)
     if plot_path is not None:
-        evaluate.plot_rd(report, plot_path)
+        evaluate.plot_rd(report, output_file(plot_path))
     _emit(report, as_json, evaluate.format_text(report))
 
 
@@ -237,9 +241,9 @@ def _eval_one(image_dir: Path | None, codec_path: str, runtime: str, as_json: bo
     from codec.codec import Codec, evaluate_directory
     from codec.train.evaluate import TESTSET_DIR
 
-    report = _fail_on_codec_errors(
-        lambda: evaluate_directory(Codec.load(codec_path, runtime), image_dir or TESTSET_DIR)
-    )
+    codec = Codec.load(codec_path, runtime)
+    with progress("codec eval", 0, "images") as steps:
+        report = evaluate_directory(codec, image_dir or TESTSET_DIR, steps)
     lines = [
         f"{row['image']:<32} {row['bpp']:8.4f} bpp {row['psnr']:7.2f} dB  MS-SSIM {row['ms_ssim']:.4f}"
         for row in report["images"]
@@ -253,8 +257,13 @@ def _eval_one(image_dir: Path | None, codec_path: str, runtime: str, as_json: bo
 @click.argument("package_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("out_path", type=click.Path(dir_okay=False))
 def pack_command(package_dir: str, out_path: str) -> None:
-    """Write a verified codec package directory as a single-file archive (same digest)."""
+    """Write a verified codec package directory as a single-file archive (same digest).
+
+    Prints the bare digest on stdout (`DIGEST=$(bitmatch codec pack pkg pkg.tar)`), the archive's path and
+    digest on stderr. OUT_PATH's folder is created when missing.
+    """
     from codec.package import write_archive
 
-    digest = _fail_on_codec_errors(lambda: write_archive(package_dir, out_path))
-    click.echo(f"{out_path}: {digest}")
+    digest = write_archive(package_dir, output_file(out_path))
+    click.echo(f"{out_path}: {digest}", err=True)
+    click.echo(digest)

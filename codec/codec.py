@@ -32,6 +32,7 @@ from codec.limits import size_problem
 from codec.metrics import bpp as bits_per_pixel
 from codec.metrics import psnr as psnr_db
 from codec.package import CodecPackage
+from codec.progress import SILENT, Progress
 from codec.stages import STAGES
 from codec.tables import CodeTables
 from codec.vocabulary import Precision
@@ -269,7 +270,7 @@ def _channels(manifest: dict, z_model: FactorizedZ, y_model: ConditionalY) -> tu
     return int(arch["n"]), int(arch["m"])
 
 
-def evaluate_directory(codec: Codec, image_dir: str | Path) -> dict:
+def evaluate_directory(codec: Codec, image_dir: str | Path, progress: Progress = SILENT) -> dict:
     """Encode every PNG of a directory (sorted by name): bpp, PSNR, PSNR-Y, MS-SSIM per image and mean."""
     from codec.errors import ImageError
     from codec.images import load_png
@@ -278,6 +279,7 @@ def evaluate_directory(codec: Codec, image_dir: str | Path) -> dict:
     paths = sorted(Path(image_dir).glob("*.png"))
     if not paths:
         raise ImageError(f"no PNG images in {image_dir}")
+    progress.add_total(len(paths))
     rows = []
     for path in paths:
         image = load_png(path)
@@ -294,6 +296,7 @@ def evaluate_directory(codec: Codec, image_dir: str | Path) -> dict:
                 "stage_hashes": result.stage_hashes,
             }
         )
+        progress.advance()
     mean = {key: float(np.mean([row[key] for row in rows])) for key in ("bpp", "psnr", "psnr_y", "ms_ssim")}
     return {
         "codec": codec.digest,

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from codec.errors import ImageError
 from codec.limits import size_problem
@@ -53,6 +53,8 @@ def decode_png(data: bytes) -> np.ndarray:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"image too large: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageError("cannot read image: not an image file (no format Pillow reads)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"cannot read image: {exc}") from None
     return validate_image(pixels)
@@ -68,12 +70,15 @@ def _stored_bits(img: Image.Image) -> int:
 
 
 def load_png(path: str | Path) -> np.ndarray:
-    """Read an image file into a validated uint8 HxWx3 array."""
+    """Read an image file into a validated uint8 HxWx3 array; an ImageError names the file."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return decode_png(data)
+    try:
+        return decode_png(data)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -10,12 +10,16 @@ from typing import NoReturn
 
 import click
 
+from codec.cli import output_file
+from codec.cli_errors import describe_os_error
 from codec.errors import CodecError
 from server.outcome import FAIL_ON, INFRASTRUCTURE_FAILURE, VERDICT_FAILURE, Policy
 
 
 def _infrastructure(exc: Exception) -> NoReturn:
-    click.echo(f"error: {exc}", err=True)
+    """The run did not happen (unusable input, a file that cannot be read or written): one line, exit 2."""
+    message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+    click.echo(f"error: {message}", err=True)
     raise SystemExit(INFRASTRUCTURE_FAILURE) from None
 
 
@@ -87,7 +91,7 @@ def aggregate_command(
     )
     try:
         result = aggregate(list(sets), out, history_dir, series, label, policy)
-    except (SetError, CodecError) as exc:  # nothing to judge: the run did not happen
+    except (SetError, CodecError, OSError) as exc:  # nothing to judge: the run did not happen
         _infrastructure(exc)
     for line in history.regression_lines(result.trends):
         click.echo(line)
@@ -96,8 +100,11 @@ def aggregate_command(
     for name, path in result.outputs.items():
         click.echo(f"{name}: {path}")
     if summary_md is not None:
-        with open(summary_md, "a", encoding="utf-8") as stream:
-            stream.write(summary_markdown(result))
+        try:
+            with output_file(summary_md).open("a", encoding="utf-8") as stream:
+                stream.write(summary_markdown(result))
+        except OSError as exc:
+            _infrastructure(exc)
     raise SystemExit(result.judgement.exit_code)
 
 
@@ -133,12 +140,8 @@ def matrix_command(config_path: Path, out: Path, history_dir: Path | None) -> No
         code = run_matrix(
             config, out.resolve(), (history_dir or out / "history").resolve(), demo.Console(False)
         )
-    except MatrixError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(INFRASTRUCTURE_FAILURE) from None
-    except (demo.DemoError, TimeoutError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(INFRASTRUCTURE_FAILURE) from None
+    except (MatrixError, demo.DemoError, OSError) as exc:  # TimeoutError is an OSError
+        _infrastructure(exc)
     raise SystemExit(code)
 
 
@@ -163,7 +166,7 @@ def suite_make_command(data_dir: Path, job_id: int, out: Path, name: str | None)
 
     try:
         suite = make_suite(data_dir, job_id, out, name)
-    except (SuiteError, CodecError) as exc:
+    except (SuiteError, CodecError, OSError) as exc:
         _infrastructure(exc)
     click.echo(f"suite {suite.name}: {len(suite.test_vectors)} vectors in {out}")
 
@@ -185,7 +188,7 @@ def suite_run_command(suite_dir: Path, target: str, junit: Path | None) -> None:
 
     try:
         suite = load_suite(suite_dir)
-    except SetError as exc:
+    except (SetError, OSError) as exc:
         _infrastructure(exc)
     runner = _runner(target, None, 300.0, 6144.0)
 
@@ -195,13 +198,15 @@ def suite_run_command(suite_dir: Path, target: str, junit: Path | None) -> None:
 
     try:
         outcomes = run(go())
-    except SetError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(INFRASTRUCTURE_FAILURE) from None
+    except (SetError, OSError) as exc:
+        _infrastructure(exc)
     for vector, problem in outcomes:
         click.echo(f"{'FAIL' if problem else 'ok  '} {vector.name}{': ' + problem if problem else ''}")
     failed = sum(bool(problem) for _, problem in outcomes)
     click.echo(f"{suite.name} on {target}: {len(outcomes) - failed} of {len(outcomes)} as expected")
     if junit is not None:
-        junit.write_text(junit_xml(suite, target, outcomes))
+        try:
+            output_file(junit).write_text(junit_xml(suite, target, outcomes))
+        except OSError as exc:
+            _infrastructure(exc)
     raise SystemExit(VERDICT_FAILURE if failed else 0)

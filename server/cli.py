@@ -3,6 +3,7 @@
 import click
 
 from codec.cli import codec_group
+from codec.cli_errors import ReportingGroup
 from codec.importers.cli import import_group
 from server.ci_cli import aggregate_command, matrix_command, suite_group
 from server.demo import demo_command
@@ -13,7 +14,23 @@ from worker.replay_cli import replay_command
 from worker.targets_cli import targets_group
 
 
-@click.group()
+class BitmatchGroup(ReportingGroup):
+    """The `bitmatch` group: every layer's typed errors are a user's mistake, reported on one line."""
+
+    def user_errors(self) -> tuple[type[BaseException], ...]:
+        from server.client import CoordinatorError
+        from server.db import DatabaseRefused
+        from server.matrix import MatrixError
+        from server.suites import SuiteError
+        from worker.provision import ProvisionError
+        from worker.pull import CoordinatorGone
+        from worker.supervisor import ComputeError
+
+        typed = (CoordinatorError, DatabaseRefused, MatrixError, SuiteError, ProvisionError, CoordinatorGone)
+        return (*super().user_errors(), *typed, ComputeError)
+
+
+@click.group(cls=BitmatchGroup)
 @click.version_option(package_name="bitmatch")
 def cli() -> None:
     """bitmatch: cross-device interoperability test harness for learned image codecs."""
@@ -35,3 +52,7 @@ cli.add_command(suite_group)
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -114,6 +114,8 @@ def serve_command(
         )
     if workers_config is not None:
         _check_workers_config(workers_config)
+    if health_package is not None:
+        _check_health_package(health_package)
     settings = Settings(
         data_dir=data_dir or default_data_dir(),
         db_url=db_url,
@@ -127,10 +129,14 @@ def serve_command(
         lease_seconds=lease_seconds,
         orphan_seconds=orphan_seconds,
     )
+    from sqlalchemy.exc import ArgumentError
+
     from server.db import DatabaseRefused
 
     try:
         app = create_app(settings)
+    except ArgumentError as exc:  # a URL SQLAlchemy cannot parse, or a dialect it does not have
+        raise click.BadParameter(str(exc), param_hint="--db") from None
     except DatabaseRefused as exc:
         raise click.ClickException(str(exc)) from None
     uvicorn.run(app, host=host, port=port, log_level=log_level)
@@ -144,3 +150,14 @@ def _check_workers_config(path: Path) -> None:
         load_workers_config(path)
     except (ValueError, KeyError, TypeError) as exc:
         raise click.BadParameter(f"{path}: {exc}", param_hint="--workers-config") from None
+
+
+def _check_health_package(path: Path) -> None:
+    """Refuse a known-answer package that does not load, before the server starts."""
+    from codec.errors import CodecError
+    from codec.package import CodecPackage
+
+    try:
+        CodecPackage.load(path)
+    except CodecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--health-package") from None

@@ -17,12 +17,13 @@ import zlib
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import DatabaseError
 
 from codec.codec import Codec as LocalCodec
 from codec.errors import BitstreamError
 from codec.package import CodecPackage
 from codec.vocabulary import TaskStatus
-from server.db import Database
+from server.db import Database, DatabaseRefused, sqlite_path
 from server.models import Codec, Encode, Image, Job
 from server.storage import BlobStore
 from worker.suites import Expected, Suite, SuiteCodec, TestVector, write_suite
@@ -64,16 +65,27 @@ def _error_of(codec: LocalCodec, data: bytes) -> str | None:
     return None
 
 
-def make_suite(data_dir: Path, job_id: int, out: Path, name: str | None = None) -> Suite:
+def _open_history(data_dir: Path) -> tuple[Database, BlobStore]:
+    """The database and blobs of an existing coordinator data directory (SuiteError when it is not one)."""
     from server.settings import Settings
 
     settings = Settings(data_dir=data_dir)
+    database_file = sqlite_path(settings.database_url)
+    if database_file is not None and not database_file.is_file():
+        raise SuiteError(f"{data_dir} is not a coordinator data directory: it has no {database_file.name}")
     db = Database(settings.database_url)
-    store = BlobStore(settings.blob_dir)
+    try:
+        db.check()
+    except DatabaseRefused as exc:
+        db.dispose()
+        raise SuiteError(str(exc)) from None
+    return db, BlobStore(settings.blob_dir)
+
+
+def make_suite(data_dir: Path, job_id: int, out: Path, name: str | None = None) -> Suite:
     if out.exists() and any(out.iterdir()):
         raise SuiteError(f"{out} exists and is not empty")
-    (out / "codecs").mkdir(parents=True, exist_ok=True)
-    (out / "bitstreams").mkdir(exist_ok=True)
+    db, store = _open_history(data_dir)
     try:
         with db.session() as session:
             job = session.get(Job, job_id)
@@ -88,10 +100,14 @@ def make_suite(data_dir: Path, job_id: int, out: Path, name: str | None = None) 
             ).all()
             entries = [(e.target, e.bitstream_sha256, dict(e.stage_hashes), c, i.name) for e, c, i in rows]
             codecs = {c.digest: (c.name, c.precision, c.archive_sha256) for _, _, _, c, _ in entries}
+    except DatabaseError as exc:
+        raise SuiteError(f"{data_dir}: not a bitmatch history ({exc.orig})") from None
     finally:
         db.dispose()
     if not entries:
         raise SuiteError(f"job {job_id} has no finished encode to make vectors of")
+    (out / "codecs").mkdir(parents=True, exist_ok=True)
+    (out / "bitstreams").mkdir(exist_ok=True)
     suite_codecs, locals_ = {}, {}
     for digest, (codec_name, precision, archive_sha) in codecs.items():
         archive = out / "codecs" / f"{digest}.tar"

@@ -5,6 +5,7 @@ import logging
 import os
 import platform
 import shlex
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,10 +91,16 @@ def _pull(
 
 
 def _own_command_launch(command: str) -> ComputeLaunch:
+    argv = shlex.split(command)
+    if not argv or shutil.which(argv[0]) is None:
+        raise click.BadParameter(
+            f"{argv[0] if argv else command!r} is not an executable file or a command on PATH",
+            param_hint="--compute-command",
+        )
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return ComputeLaunch(argv=shlex.split(command), env=env)
+    return ComputeLaunch(argv=argv, env=env)
 
 
 @click.command(name="worker")
@@ -222,6 +229,10 @@ def worker_command(
     token = read_token(token_file, envvar)
     if token is None:
         raise click.UsageError(f"no token: set {envvar} or pass --token-file FILE")
+    if coordinator is not None and not coordinator.startswith(("http://", "https://")):
+        raise click.BadParameter(
+            f"{coordinator!r} is not an http:// or https:// URL", param_hint="--coordinator"
+        )
     launch = _own_command_launch(compute_command) if compute_command else compute_launch(target)
     launch = with_memory_limit(launch, memory_limit_mb)
     if coordinator is not None:

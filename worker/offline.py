@@ -27,7 +27,7 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,13 +37,13 @@ from codec.errors import CodecError
 from codec.images import decode_png, encode_png
 from codec.imagesets import make_set, set_names
 from codec.package import CodecPackage, archive_bytes
+from codec.progress import SILENT, Progress
 from worker.contract import TaskError, TaskReport
 from worker.execute import ApiError, CodecStore, call, decode_header, encode_header, result_body
 from worker.supervisor import ComputeLaunch, ComputeSupervisor
 
 FORMAT, VERSION = "bitmatch-result-set", 1
 SET_FILE = "set.json"
-Progress = Callable[[str], None]
 
 
 class SetError(CodecError):
@@ -169,10 +169,12 @@ def _manifest(kind: str, runner: Runner, **fields: Any) -> dict[str, Any]:
 
 
 async def encode_set(
-    inputs: Inputs, runner: Runner, out: Path, repeat: int = 1, progress: Progress = print
+    inputs: Inputs, runner: Runner, out: Path, repeat: int = 1, progress: Progress = SILENT
 ) -> dict[str, Any]:
-    """Encode every (codec, image) `repeat` times on the runner's target into the set directory `out`."""
+    """Encode every (codec, image) `repeat` times on the runner's target into the set directory `out`; one
+    progress step per encode, a note for each one that failed."""
     _prepare(out)
+    progress.add_total(len(inputs.packages) * len(inputs.images) * repeat)
     codecs = {}
     for package in inputs.packages:
         archive = archive_bytes(package)
@@ -205,7 +207,7 @@ async def encode_set(
                         "report": _write_report(out, task, report),
                     }
                 )
-                progress(f"  encode {name} with {package.digest[:12]} r{r}: {_outcome(report)}")
+                _report_outcome(progress, f"encode {name} with {package.digest[:12]} r{r}", report)
     manifest = _manifest(
         "encode",
         runner,
@@ -225,10 +227,11 @@ async def decode_set(
     out: Path,
     repeat: int = 1,
     decode_with: dict[str, CodecPackage] | None = None,
-    progress: Progress = print,
+    progress: Progress = SILENT,
 ) -> dict[str, Any]:
     """Decode every first encode of every encode set in `sources` on the runner's target, `repeat` times;
-    `decode_with` maps an encoder package digest to the package that decodes its bitstreams instead."""
+    `decode_with` maps an encoder package digest to the package that decodes its bitstreams instead. One
+    progress step per decode, a note for each one that failed."""
     decode_with = decode_with or {}
     encode_sets = [load_set(path, expect="encode") for path in sources]
     _prepare(out)
@@ -248,9 +251,13 @@ async def decode_set(
         for codec in encoded["codecs"].values():
             package = CodecPackage.load(source / codec["archive"])
             runner.ensure(package, archive_bytes(package))
+        progress.add_total(repeat * sum(entry["repeat"] == 0 for entry in encoded.get("tasks", [])))
         for entry, report in iter_reports(source, encoded):
-            if entry["repeat"] != 0 or report.result is None:
+            if entry["repeat"] != 0:
                 continue  # decodes are of the first encode that produced a bitstream, as in a job
+            if report.result is None:
+                progress.advance(repeat)  # that encode failed: nothing to decode
+                continue
             bitstream = base64.b64decode(report.result.bitstream)
             decoder = decode_with.get(entry["codec"])
             decoder_digest = decoder.digest if decoder else entry["codec"]
@@ -269,7 +276,7 @@ async def decode_set(
                         "report": _write_report(out, task, answer),
                     }
                 )
-                progress(f"  decode {encoded['target']} {entry['image'][:12]} r{r}: {_outcome(answer)}")
+                _report_outcome(progress, f"decode {encoded['target']} {entry['image'][:12]} r{r}", answer)
     manifest = _manifest(
         "decode",
         runner,
@@ -282,6 +289,14 @@ async def decode_set(
     for path in ("images", "bitstreams", *(() if decoders else ("codecs",))):
         shutil.rmtree(out / path, ignore_errors=True)  # a decode set refers to its encode sets for those
     return manifest
+
+
+def _report_outcome(progress: Progress, task: str, report: TaskReport) -> None:
+    """One more step; a task that did not end ok is a note (it is a result on record, never hidden)."""
+    progress.advance()
+    outcome = _outcome(report)
+    if outcome != "ok":
+        progress.note(f"{task}: {outcome}")
 
 
 def _outcome(report: TaskReport) -> str:

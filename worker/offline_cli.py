@@ -13,8 +13,18 @@ import click
 from codec.errors import CodecError
 from codec.imagesets import set_names
 from codec.package import CodecPackage
+from codec.progress import progress
 from worker.cli import compute_launch, default_cache_dir, with_memory_limit
-from worker.offline import Inputs, Runner, SetError, decode_set, encode_set, resolve_images, run
+from worker.offline import (
+    Inputs,
+    Runner,
+    SetError,
+    decode_set,
+    encode_set,
+    load_set,
+    resolve_images,
+    run,
+)
 
 INFRASTRUCTURE_EXIT = 2
 
@@ -35,10 +45,6 @@ def _load(path: Path) -> CodecPackage:
         return CodecPackage.load(path)
     except CodecError as exc:
         raise click.BadParameter(str(exc), param_hint="--codec") from None
-
-
-def _say(line: str) -> None:
-    click.echo(line, err=True)
 
 
 def _execute(coroutine_factory) -> dict:  # type: ignore[no-untyped-def]
@@ -130,8 +136,10 @@ def encode_set_command(
     runner = _runner(target, cache_dir, timeout, memory_limit_mb, label)
 
     async def go():  # type: ignore[no-untyped-def]
+        click.echo(f"starting the {target} compute process", err=True)
         async with runner:
-            return await encode_set(Inputs(packages, pictures, set_name), runner, out, repeat, _say)
+            with progress("encode-set", 0, "encodes") as steps:
+                return await encode_set(Inputs(packages, pictures, set_name), runner, out, repeat, steps)
 
     manifest = _execute(go)
     click.echo(
@@ -161,6 +169,11 @@ def decode_set_command(
     sources, decode_with, target, label, out, repeat, timeout, cache_dir, memory_limit_mb
 ) -> None:  # type: ignore[no-untyped-def]
     """Decode every encode set's bitstreams on this runner's target; write a decode set."""
+    for source in sources:  # before the compute process starts
+        try:
+            load_set(source, expect="encode")
+        except SetError as exc:
+            raise click.BadParameter(str(exc), param_hint="--from") from None
     mapping = {}
     for item in decode_with:
         digest, _, path = item.partition("=")
@@ -170,8 +183,10 @@ def decode_set_command(
     runner = _runner(target, cache_dir, timeout, memory_limit_mb, label)
 
     async def go():  # type: ignore[no-untyped-def]
+        click.echo(f"starting the {target} compute process", err=True)
         async with runner:
-            return await decode_set(list(sources), runner, out, repeat, mapping, _say)
+            with progress("decode-set", 0, "decodes") as steps:
+                return await decode_set(list(sources), runner, out, repeat, mapping, steps)
 
     manifest = _execute(go)
     click.echo(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from codec.cli_errors import ReportingGroup
 from codec.importers.compressai import ARCHITECTURES, PRECISIONS
+from codec.progress import progress
 
 _OUT = click.option(
     "--out",
@@ -32,18 +35,26 @@ _PRECISION = click.option(
 )
 
 
-@click.group(name="import")
+@click.group(name="import", cls=ReportingGroup)
 def import_group() -> None:
     """Bring your own codec: CompressAI checkpoints and ONNX exports become bitmatch packages."""
 
 
-def _fail_on_codec_errors(action):
-    from codec.errors import CodecError
+def _calibrate_and_build(
+    build: Callable[..., list[dict]],
+    model: object,
+    out_dir: Path,
+    calibration_dir: Path | None,
+    precisions: tuple[str, ...],
+) -> list[dict]:
+    """`build(model, out_dir, images, name, precisions, progress)` under a progress bar: one step per
+    calibration image, then one per package."""
+    from codec.importers import calibration
 
-    try:
-        return action()
-    except CodecError as exc:
-        raise click.ClickException(f"{exc.code}: {exc}") from None
+    images, name = calibration.images(calibration_dir)
+    precisions = precisions or PRECISIONS
+    with progress("calibrate and build", len(images) + len(precisions), "steps") as steps:
+        return build(model, out_dir, images, name, precisions, steps)
 
 
 def _report(rows: list[dict], as_json: bool) -> None:
@@ -70,15 +81,10 @@ def compressai_command(
     as_json: bool,
 ) -> None:
     """Import a CompressAI state dict (torch.save(model.state_dict()), or the zoo's .pth.tar)."""
-    from codec.importers import calibration
     from codec.importers.compressai import build_packages, read_checkpoint
 
-    def run() -> list[dict]:
-        model = read_checkpoint(checkpoint, arch)
-        images, name = calibration.images(calibration_dir)
-        return build_packages(model, out_dir, images, name, precisions or PRECISIONS)
-
-    _report(_fail_on_codec_errors(run), as_json)
+    model = read_checkpoint(checkpoint, arch)
+    _report(_calibrate_and_build(build_packages, model, out_dir, calibration_dir, precisions), as_json)
 
 
 @import_group.command("onnx")
@@ -97,12 +103,7 @@ def onnx_command(
     spec_path: Path, out_dir: Path, calibration_dir: Path | None, precisions: tuple[str, ...], as_json: bool
 ) -> None:
     """Import a codec exported to ONNX (g_a, h_a, h_s, g_s) with its entropy model."""
-    from codec.importers import calibration
     from codec.importers.onnx_spec import build_packages, read_spec
 
-    def run() -> list[dict]:
-        spec = read_spec(spec_path)
-        images, name = calibration.images(calibration_dir)
-        return build_packages(spec, out_dir, images, name, precisions or PRECISIONS)
-
-    _report(_fail_on_codec_errors(run), as_json)
+    spec = read_spec(spec_path)
+    _report(_calibrate_and_build(build_packages, spec, out_dir, calibration_dir, precisions), as_json)

@@ -41,6 +41,7 @@ from codec.importers.tables import compressai_tables
 from codec.importers.torchfile import CheckpointError, load_checkpoint, state_dict_of
 from codec.layers import Layer, LayerSpec
 from codec.package import write_package
+from codec.progress import SILENT, Progress
 from codec.tables import CodeTables
 from codec.vocabulary import Precision
 
@@ -283,14 +284,17 @@ def build_packages(
     calibration_images: list[np.ndarray],
     calibration_name: str,
     precisions: tuple[str, ...] = PRECISIONS,
+    progress: Progress = SILENT,
 ) -> list[dict]:
-    """One package per precision under OUT/PRECISION; returns {precision, digest, path} rows."""
+    """One package per precision under OUT/PRECISION; returns {precision, digest, path} rows.
+
+    Progress: one step per calibration image, then one per package."""
     nets = model.networks
     analysis = networks.analysis_graph(
         nets["g_a"], nets["h_a"], abs_before_h_a=model.arch == "bmshj2018-hyperprior"
     )
     synthesis = networks.synthesis_graph(nets["g_s"])
-    y, z = analysis_latents(analysis, calibration_images)
+    y, z = analysis_latents(analysis, calibration_images, progress)
     rows = []
     for precision in precisions:
         fmt = model.latent_format(precision)
@@ -330,4 +334,5 @@ def build_packages(
         rows.append(
             {"precision": precision, "digest": write_package(path, manifest, files), "path": str(path)}
         )
+        progress.advance()
     return rows

@@ -48,6 +48,7 @@ from codec.heads import Head, LevelHead, ScaleTableHead
 from codec.importers.tables import compressai_tables
 from codec.layers import Layer, LayerSpec
 from codec.package import write_package
+from codec.progress import SILENT, Progress
 from codec.tables import CodeTables, gaussian_level_tables
 from codec.vocabulary import Precision
 
@@ -450,12 +451,15 @@ def build_packages(
     calibration_images: list[np.ndarray],
     calibration_name: str,
     precisions: tuple[str, ...] = PRECISIONS,
+    progress: Progress = SILENT,
 ) -> list[dict]:
+    """One package per precision under OUT/PRECISION; one progress step per calibration image, then one per
+    package."""
     integer = [p for p in precisions if p != Precision.FLOAT]
     if integer and codec.h_s is None:
         raise UnsupportedOp(f"{codec.h_s_problem}; import with --precision float for the float package alone")
     analysis, synthesis = analysis_graph(codec.graphs), synthesis_graph(codec.graphs)
-    y, z = analysis_latents(analysis, calibration_images)
+    y, z = analysis_latents(analysis, calibration_images, progress)
     rows = []
     for precision in precisions:
         fmt = codec.latent_format(precision)
@@ -488,6 +492,7 @@ def build_packages(
         rows.append(
             {"precision": precision, "digest": write_package(path, manifest, files), "path": str(path)}
         )
+        progress.advance()
     return rows
 
 

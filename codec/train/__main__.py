@@ -12,8 +12,15 @@ python -m codec.train report --out packages/            # RD evaluation: package
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from codec.cli_errors import ReportingGroup
+from codec.progress import progress
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _DEFAULT_WORK = Path.home() / ".cache" / "bitmatch" / "train"
 _WORK = click.option(
@@ -41,7 +48,7 @@ def _threads(count: int) -> None:
     torch.set_num_threads(count)
 
 
-@click.group()
+@click.group(cls=ReportingGroup)
 def main() -> None:
     """Train and export the default bitmatch codec (needs the [train] extra)."""
 
@@ -62,10 +69,10 @@ def data_command(work_dir: Path) -> None:
 @_THREADS
 def base_command(work_dir: Path, seed: int, threads: int) -> None:
     """Train the base model at the middle lambda."""
-    from codec.train import data, train
+    from codec.train import data
 
     _threads(threads)
-    click.echo(train.train_base(data.load_crops(work_dir), seed, work_dir))
+    click.echo(_train_base(data.load_crops(work_dir), seed, work_dir))
 
 
 @main.command("finetune")
@@ -75,11 +82,10 @@ def base_command(work_dir: Path, seed: int, threads: int) -> None:
 @click.option("--rate", type=click.IntRange(1, 4), required=True, help="rate point 1 (lowest) .. 4")
 def finetune_command(work_dir: Path, seed: int, threads: int, rate: int) -> None:
     """Fine-tune one rate point from the base model."""
-    from codec.train import data, train
+    from codec.train import data
 
     _threads(threads)
-    lmbda = train.LAMBDAS[rate - 1]
-    click.echo(train.finetune(data.load_crops(work_dir), seed, work_dir, lmbda, work_dir / "base.pt"))
+    click.echo(_finetune(data.load_crops(work_dir), seed, work_dir, rate, work_dir / "base.pt"))
 
 
 @main.command("export")
@@ -87,10 +93,7 @@ def finetune_command(work_dir: Path, seed: int, threads: int, rate: int) -> None
 @_OUT
 def export_command(work_dir: Path, out_dir: Path) -> None:
     """Build the int16, int8 and float packages of every rate point from the checkpoints."""
-    from codec.train import export
-
-    for row in export.export_all(work_dir, out_dir):
-        click.echo(f"{row['name']}: {row['digest']}")
+    _export(work_dir, out_dir)
 
 
 @main.command("integerise")
@@ -99,7 +102,11 @@ def integerise_command(out_dir: Path) -> None:
     """Re-integerise the int16 and int8 packages in OUT from the weights of their float twins (no torch)."""
     from codec.train import export
 
-    for row in export.rebuild_integer(out_dir):
+    with progress("integerise", 0, "packages") as steps:
+        rows = export.rebuild_integer(out_dir, progress=steps)
+    if not rows:
+        raise click.ClickException(f"no float packages with weights in {out_dir} (expected float/qI/)")
+    for row in rows:
         click.echo(f"{row['name']}: {row['digest']}")
 
 
@@ -112,7 +119,8 @@ def report_command(out_dir: Path, runtime: str) -> None:
 
     from codec.train import evaluate
 
-    report = evaluate.evaluate_shipped(out_dir, runtime=runtime)
+    with progress("report", 0, "encodes") as steps:
+        report = evaluate.evaluate_shipped(out_dir, runtime=runtime, progress=steps)
     (out_dir / "rd.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     evaluate.plot_rd(report, out_dir / "rd.png")
     click.echo(evaluate.format_text(report))
@@ -125,17 +133,41 @@ def report_command(out_dir: Path, runtime: str) -> None:
 @_OUT
 def all_command(work_dir: Path, seed: int, threads: int, out_dir: Path) -> None:
     """data, base, the four fine-tunes and export, in order."""
-    from codec.train import data, export, train
+    from codec.train import data, train
 
     _threads(threads)
     data.prepare(work_dir / "sources", work_dir)
     crops = data.load_crops(work_dir)
-    base = train.train_base(crops, seed, work_dir)
-    for lmbda in train.LAMBDAS:
-        train.finetune(crops, seed, work_dir, lmbda, base)
-    for row in export.export_all(work_dir, out_dir):
-        click.echo(f"{row['name']}: {row['digest']}")
+    base = _train_base(crops, seed, work_dir)
+    for rate in range(1, len(train.LAMBDAS) + 1):
+        _finetune(crops, seed, work_dir, rate, base)
+    _export(work_dir, out_dir)
     click.echo("now: python -m codec.train report --out " + str(out_dir))
+
+
+def _train_base(crops: tuple[np.ndarray, np.ndarray], seed: int, work_dir: Path) -> Path:
+    from codec.train import train
+
+    with progress("base model", train.BASE.steps, "Adam steps") as steps:
+        return train.train_base(crops, seed, work_dir, progress=steps)
+
+
+def _finetune(crops: tuple[np.ndarray, np.ndarray], seed: int, work_dir: Path, rate: int, base: Path) -> Path:
+    from codec.train import train
+
+    with progress(f"fine-tune q{rate}", train.FINETUNE.steps, "Adam steps") as steps:
+        return train.finetune(crops, seed, work_dir, train.LAMBDAS[rate - 1], base, progress=steps)
+
+
+def _export(work_dir: Path, out_dir: Path) -> None:
+    from codec.train import export
+
+    with progress("export", 0, "packages") as steps:
+        rows = export.export_all(work_dir, out_dir, progress=steps)
+    if not rows:
+        raise click.ClickException(f"no trained rate points in {work_dir} (expected q1.npz .. q4.npz)")
+    for row in rows:
+        click.echo(f"{row['name']}: {row['digest']}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from PIL import Image
 from codec.errors import ImageError
 from codec.images import load_png
 from codec.metrics import bd_summary, bpp, ms_ssim, psnr
+from codec.progress import SILENT, Progress
 from codec.vocabulary import Precision
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +66,9 @@ def _mean_point(rows: list[dict]) -> dict:
     return {key: float(np.mean([row[key] for row in rows])) for key in ("bpp", "psnr", "ms_ssim")}
 
 
-def pillow_point(images: list[tuple[str, np.ndarray]], fmt: str, quality: int) -> dict:
+def pillow_point(
+    images: list[tuple[str, np.ndarray]], fmt: str, quality: int, progress: Progress = SILENT
+) -> dict:
     """One anchor point: every image through Pillow JPEG (4:2:0, optimize) or WebP at one quality."""
     rows = []
     for _, image in images:
@@ -83,10 +86,16 @@ def pillow_point(images: list[tuple[str, np.ndarray]], fmt: str, quality: int) -
                 "ms_ssim": ms_ssim(image, recon),
             }
         )
+        progress.advance()
     return {**_mean_point(rows), "quality": quality}
 
 
-def codec_point(package_dir: Path, images: list[tuple[str, np.ndarray]], runtime: str = "ort-cpu") -> dict:
+def codec_point(
+    package_dir: Path,
+    images: list[tuple[str, np.ndarray]],
+    runtime: str = "ort-cpu",
+    progress: Progress = SILENT,
+) -> dict:
     """One package: every image encoded; the reconstruction is the decoder's (the encoder rebuilds y_hat)."""
     from codec.codec import Codec
 
@@ -95,6 +104,7 @@ def codec_point(package_dir: Path, images: list[tuple[str, np.ndarray]], runtime
     for _, image in images:
         result = codec.encode(image)
         rows.append({"bpp": result.bpp, "psnr": result.psnr, "ms_ssim": ms_ssim(image, result.recon)})
+        progress.advance()
     return {**_mean_point(rows), "package": _display_path(package_dir), "digest": codec.digest}
 
 
@@ -127,19 +137,26 @@ def family_prefix(families: dict[str, list[Path]]) -> str:
 
 
 def evaluate_shipped(
-    packages_dir: Path = PACKAGES_DIR, testset_dir: Path = TESTSET_DIR, runtime: str = "ort-cpu"
+    packages_dir: Path = PACKAGES_DIR,
+    testset_dir: Path = TESTSET_DIR,
+    runtime: str = "ort-cpu",
+    progress: Progress = SILENT,
 ) -> dict:
+    """Every family's RD points and the anchors' on the test set; one progress step per image coded."""
     images = load_testset(testset_dir)
+    families = shipped_families(packages_dir)
+    points = sum(len(dirs) for dirs in families.values()) + len(JPEG_QUALITIES) + len(WEBP_QUALITIES)
+    progress.add_total(points * len(images))
     curves: dict[str, list[dict]] = {}
-    for precision, dirs in shipped_families(packages_dir).items():
-        curves[precision] = [codec_point(path, images, runtime) for path in dirs]
-    curves["jpeg"] = [pillow_point(images, "jpeg", q) for q in JPEG_QUALITIES]
-    curves["webp"] = [pillow_point(images, "webp", q) for q in WEBP_QUALITIES]
+    for precision, dirs in families.items():
+        curves[precision] = [codec_point(path, images, runtime, progress) for path in dirs]
+    curves["jpeg"] = [pillow_point(images, "jpeg", q, progress) for q in JPEG_QUALITIES]
+    curves["webp"] = [pillow_point(images, "webp", q, progress) for q in WEBP_QUALITIES]
     bd = {}
     for test, anchor in COMPARISONS:
         if test in curves and anchor in curves:
             bd[f"{test}_vs_{anchor}"] = _bd(curves[anchor], curves[test])
-    prefix = family_prefix(shipped_families(packages_dir))
+    prefix = family_prefix(families)
     names = {key: family_name(key, prefix) if key in PRECISIONS else key for key in curves}
     pixels = int(sum(image.shape[0] * image.shape[1] for _, image in images))
     return {

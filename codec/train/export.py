@@ -21,6 +21,7 @@ import numpy as np
 
 from codec import networks
 from codec.build import build_package
+from codec.progress import SILENT, Progress
 from codec.tables import CodeTables, tables_from_pmfs
 from codec.vocabulary import Precision
 
@@ -81,7 +82,11 @@ def z_tables(loc: np.ndarray, log_scale: np.ndarray) -> CodeTables:
 
 
 def build_rate_point(
-    weights_path: Path, out_root: Path, rate: int, precisions: tuple[str, ...] = PRECISIONS
+    weights_path: Path,
+    out_root: Path,
+    rate: int,
+    precisions: tuple[str, ...] = PRECISIONS,
+    progress: Progress = SILENT,
 ) -> list[dict]:
     """Build OUT/PRECISION/qRATE for every precision from one weights file; returns name and digest rows."""
     arch, weights, z_loc, z_log_scale, meta = load_weights(weights_path)
@@ -92,7 +97,7 @@ def build_rate_point(
         "seed": meta["seed"],
         "training": f"python -m codec.train all --seed {meta['seed']}",
     }
-    return _build(out_root, rate, arch, weights, z_tables(z_loc, z_log_scale), metadata, precisions)
+    return _build(out_root, rate, arch, weights, z_tables(z_loc, z_log_scale), metadata, precisions, progress)
 
 
 def _build(
@@ -103,8 +108,10 @@ def _build(
     tables: CodeTables,
     metadata: dict,
     precisions: tuple[str, ...],
+    progress: Progress,
 ) -> list[dict]:
-    """The packages of one rate point, their integer h_s calibrated on the bundled calibration set."""
+    """The packages of one rate point, their integer h_s calibrated on the bundled calibration set; one
+    progress step per package."""
     from codec.importers import calibration
 
     images, calibration_name = calibration.images(None)
@@ -122,11 +129,14 @@ def _build(
             store_weights=precision == WEIGHTS_PRECISION,
         )
         rows.append({"name": f"{precision}/q{rate}", "digest": digest, "lambda": metadata["lambda"]})
+        progress.advance()
     return rows
 
 
 def rebuild_integer(
-    packages_dir: Path, precisions: tuple[str, ...] = (Precision.INT16, Precision.INT8)
+    packages_dir: Path,
+    precisions: tuple[str, ...] = (Precision.INT16, Precision.INT8),
+    progress: Progress = SILENT,
 ) -> list[dict]:
     """Re-integerise the shipped families from the weights their float twins carry (no training needed)."""
     from codec.build import load_weights as package_weights
@@ -134,24 +144,26 @@ def rebuild_integer(
     from codec.package import CodecPackage
 
     rows = []
-    for twin in sorted((Path(packages_dir) / WEIGHTS_PRECISION).glob("q*/manifest.json")):
+    twins = sorted((Path(packages_dir) / WEIGHTS_PRECISION).glob("q*/manifest.json"))
+    progress.add_total(len(twins) * len(precisions))
+    for twin in twins:
         package = CodecPackage.load(twin.parent)
         manifest = package.manifest
         arch = networks.Architecture.from_dict(manifest["architecture"])
         tables = CodeTables.load_npz(io.BytesIO(package.read(Z_TABLES)))
         metadata = {key: manifest[key] for key in ("weights", "rate_point", "lambda", "seed", "training")}
         weights = package_weights(package)
-        rows += _build(
-            Path(packages_dir), int(manifest["rate_point"]), arch, weights, tables, metadata, precisions
-        )
+        rate = int(manifest["rate_point"])
+        rows += _build(Path(packages_dir), rate, arch, weights, tables, metadata, precisions, progress)
     return rows
 
 
-def export_all(work_dir: Path, out_root: Path) -> list[dict]:
+def export_all(work_dir: Path, out_root: Path, progress: Progress = SILENT) -> list[dict]:
     """Every rate point found in work_dir (q1.npz .. q4.npz), in all three precisions."""
+    found = [(rate, Path(work_dir) / f"q{rate}.npz") for rate in range(1, 5)]
+    found = [(rate, path) for rate, path in found if path.exists()]
+    progress.add_total(len(found) * len(PRECISIONS))
     rows = []
-    for rate in range(1, 5):
-        path = Path(work_dir) / f"q{rate}.npz"
-        if path.exists():
-            rows.extend(build_rate_point(path, Path(out_root), rate))
+    for rate, path in found:
+        rows.extend(build_rate_point(path, Path(out_root), rate, progress=progress))
     return rows

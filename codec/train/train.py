@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from codec import networks
+from codec.progress import SILENT, Progress
 from codec.train import export
 from codec.train.model import HyperpriorCodec, rd_loss
 
@@ -65,8 +66,10 @@ def train(
     log_path: Path | None = None,
     log_every: int = 100,
     weights: np.ndarray | None = None,
+    progress: Progress = SILENT,
 ) -> list[dict]:
-    """Run `schedule.steps` Adam steps on the rate-distortion loss; returns the logged rows."""
+    """Run `schedule.steps` Adam steps on the rate-distortion loss (one progress step each); returns the
+    logged rows."""
     torch.manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
     decay_at = math.floor(schedule.steps * schedule.decay_from)
@@ -84,6 +87,7 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), schedule.clip)
         optimizer.step()
         window.append((terms["loss"].item(), terms["bpp"].item(), terms["mse"].item()))
+        progress.advance()
         if (step + 1) % log_every == 0 or step + 1 == schedule.steps:
             loss, bpp, mse = np.mean(window, axis=0)
             row = {
@@ -117,10 +121,15 @@ def load_checkpoint(path: Path) -> tuple[HyperpriorCodec, dict]:
 
 
 def train_base(
-    crops: tuple[np.ndarray, np.ndarray], seed: int, work_dir: Path, schedule: Schedule = BASE
+    crops: tuple[np.ndarray, np.ndarray],
+    seed: int,
+    work_dir: Path,
+    schedule: Schedule = BASE,
+    progress: Progress = SILENT,
 ) -> Path:
     model = new_model(seed)
-    train(model, crops[0], BASE_LAMBDA, schedule, seed, work_dir / "base.log.jsonl", weights=crops[1])
+    log = work_dir / "base.log.jsonl"
+    train(model, crops[0], BASE_LAMBDA, schedule, seed, log, weights=crops[1], progress=progress)
     path = work_dir / "base.pt"
     save_checkpoint(model, path, {"lambda": BASE_LAMBDA, "seed": seed, "schedule": asdict(schedule)})
     return path
@@ -133,6 +142,7 @@ def finetune(
     lmbda: float,
     base: Path,
     schedule: Schedule = FINETUNE,
+    progress: Progress = SILENT,
 ) -> Path:
     model, meta = load_checkpoint(base)
     train(
@@ -143,6 +153,7 @@ def finetune(
         seed + 1 + LAMBDAS.index(lmbda),
         work_dir / f"q{lmbda}.log.jsonl",
         weights=crops[1],
+        progress=progress,
     )
     rate = LAMBDAS.index(lmbda) + 1
     path = work_dir / f"q{rate}.pt"

@@ -76,7 +76,7 @@ def test_encode_then_decode_with_another_runtime(workspace):
 def test_eval_reports_every_image_and_the_mean(workspace):
     result = _invoke("eval", str(workspace / "images"), "--codec", str(workspace / "float"), "--json")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)  # progress goes to stderr: stdout is the JSON alone
     assert [row["image"] for row in report["images"]] == ["img0.png", "img1.png"]
     for row in report["images"]:
         assert {"bpp", "psnr", "psnr_y", "ms_ssim", "stage_hashes"} <= set(row)
@@ -118,16 +118,18 @@ def test_typed_errors_exit_non_zero_with_one_line(workspace, tmp_path):
 
 
 def test_pack_writes_an_archive_with_the_same_digest(workspace, tmp_path):
-    result = _invoke("pack", str(workspace / "int16"), str(tmp_path / "codec.bmpkg"))
+    archive = tmp_path / "new-folder" / "codec.bmpkg"  # the output's folder is created
+    result = _invoke("pack", str(workspace / "int16"), str(archive))
     assert result.exit_code == 0, result.output
     manifest = json.loads((workspace / "int16" / "manifest.json").read_text())
-    assert manifest["digest"] in result.output
+    assert result.stdout == manifest["digest"] + "\n"  # DIGEST=$(bitmatch codec pack PKG OUT)
+    assert result.stderr == f"{archive}: {manifest['digest']}\n"
     encoded = _invoke(
         "encode",
         str(workspace / "images" / "img1.png"),
         str(tmp_path / "a.bmc"),
         "--codec",
-        str(tmp_path / "codec.bmpkg"),
+        str(archive),
         "--json",
     )
     assert json.loads(encoded.output)["codec"] == manifest["digest"]
@@ -192,4 +194,5 @@ def test_console_script_reports_a_typed_error_on_one_line(workspace, tmp_path):
     )
     assert done.returncode != 0
     assert len(done.stderr.strip().splitlines()) == 1
-    assert done.stderr.startswith("Error: truncated:") or done.stderr.startswith("Error: bad-magic:")
+    assert done.stderr.startswith(("error: truncated:", "error: bad-magic:"))
+    assert str(garbage) in done.stderr

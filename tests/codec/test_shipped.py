@@ -53,7 +53,7 @@ def test_shipped_integer_packages_decode_bit_exactly_on_every_runtime(precision,
 def report() -> dict:
     result = CliRunner().invoke(codec_group, ["eval", "--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # progress goes to stderr
 
 
 def test_eval_without_arguments_reports_every_family_and_the_anchors(report):
