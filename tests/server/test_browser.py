@@ -3,7 +3,8 @@ real `bitmatch serve` whose SQLite file holds a job that two real `bitmatch work
 
 Job: the seeded int16 package and its float twin on the bundled `tiny` set (3 images), encoders and decoders
 cpu and cpu-1t-noopt: 2 codecs x 2 x 2 = 8 matrix positions holding 2 x 3 x 2 x 2 = 24 cells.
-Screenshots of the job and cell pages are left in /tmp/bitmatch-browser/ for a person to look at.
+The API docs (Swagger UI, ReDoc) render too, with no request leaving the coordinator. Screenshots are left in
+/tmp/bitmatch-browser/ for a person to look at.
 """
 
 import io
@@ -75,6 +76,7 @@ def browser(tmp_path_factory):
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the page makes
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
     try:
@@ -84,8 +86,8 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def finished_job(tmp_path_factory, packages):
-    """A coordinator with two real workers and one job run to the end: (base URL, job id, job summary)."""
+def site(tmp_path_factory, packages):
+    """A coordinator with two real healthy workers: its base URL."""
     workdir = tmp_path_factory.mktemp("browser-site")
     workers = {target: start_worker(target, workdir) for target in TARGETS}
     coordinator = None
@@ -107,8 +109,8 @@ def finished_job(tmp_path_factory, packages):
             workdir, "--workers-config", str(config), "--health-package", str(packages["int16"].path)
         )
         with httpx.Client(base_url=coordinator.url, headers=auth(), timeout=120) as client:
-            summary = run_job(client, packages)
-        yield coordinator.url, summary["id"], summary
+            wait_for(lambda: healthy_workers(client) == len(TARGETS), "both workers healthy", 300)
+        yield coordinator.url
     finally:
         if coordinator is not None:
             coordinator.stop()
@@ -116,30 +118,33 @@ def finished_job(tmp_path_factory, packages):
             worker.stop()
 
 
-def run_job(client: httpx.Client, packages) -> dict:
-    def all_healthy() -> bool:
-        return sum(d["status"] == "healthy" for d in client.get("/api/workers").json()) == len(TARGETS)
+@pytest.fixture(scope="module")
+def finished_job(site, packages):
+    """The seeded pair's job run to the end: (base URL, job id, job summary)."""
+    archives = {packages[p].digest: packages[p].archive for p in ("int16", "float")}
+    request = {"codecs": list(archives), "images": IMAGE_SET, "encoders": TARGETS, "decoders": TARGETS}
+    summary = run_job(site, archives, request)
+    return site, summary["id"], summary
 
-    wait_for(all_healthy, "both workers healthy", 300)
-    for precision in ("int16", "float"):
-        package = packages[precision]
-        response = client.put(f"/api/codecs/{package.digest}", content=package.archive)
-        assert response.status_code in (200, 201), response.text
-    request = {
-        "codecs": [packages["int16"].digest, packages["float"].digest],
-        "images": IMAGE_SET,
-        "encoders": TARGETS,
-        "decoders": TARGETS,
-    }
-    response = client.post("/api/jobs", json=request)
-    assert response.status_code == 202, response.text
-    job_id = response.json()["id"]
-    wait_for(
-        lambda: client.get(f"/api/jobs/{job_id}").json()["status"] in ("done", "failed", "cancelled"),
-        f"job {job_id} to finish",
-        JOB_TIMEOUT_S,
-    )
-    summary = client.get(f"/api/jobs/{job_id}").json()
+
+def healthy_workers(client: httpx.Client) -> int:
+    return sum(d["status"] == "healthy" for d in client.get("/api/workers").json())
+
+
+def run_job(base: str, archives: dict[str, bytes], request: dict) -> dict:
+    with httpx.Client(base_url=base, headers=auth(), timeout=120) as client:
+        for digest, archive in archives.items():
+            response = client.put(f"/api/codecs/{digest}", content=archive)
+            assert response.status_code in (200, 201), response.text
+        response = client.post("/api/jobs", json=request)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        wait_for(
+            lambda: client.get(f"/api/jobs/{job_id}").json()["status"] in ("done", "failed", "cancelled"),
+            f"job {job_id} to finish",
+            JOB_TIMEOUT_S,
+        )
+        summary = client.get(f"/api/jobs/{job_id}").json()
     assert summary["status"] == "done", summary
     return summary
 
@@ -256,3 +261,48 @@ def test_repro_bundle_replays_the_decoder_side(finished_job, tmp_path: Path):
     )
     assert replay.returncode == 0, replay.stderr
     assert json.loads(replay.stdout)["stage_hashes"] == detail["decode"]["stage_hashes"]
+
+
+def requests_made(browser) -> tuple[set[str], set[str]]:
+    """(every URL the page asked for, those its Content-Security-Policy blocked), from the performance log."""
+    asked, blocked, url_of = set(), set(), {}
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message.get("params", {})
+        if message["method"] == "Network.requestWillBeSent":
+            url_of[params["requestId"]] = params["request"]["url"]
+            asked.add(params["request"]["url"])
+        elif message["method"] == "Network.loadingFailed" and params.get("blockedReason") == "csp":
+            blocked.add(url_of.get(params["requestId"], ""))
+    return asked, blocked
+
+
+@pytest.mark.parametrize("page", ["docs", "redoc"])
+def test_api_docs_render_from_the_coordinators_own_assets(browser, site, page):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get_log("performance")  # drop what earlier pages asked for
+    browser.get(f"{site}/{page}")
+    if page == "docs":  # Swagger UI lists the operations
+        found = WebDriverWait(browser, 60).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, '.opblock-summary-path[data-path="/api/jobs"]')
+        )
+        assert found
+    else:  # ReDoc: the title and the menu of tags
+        WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".menu-content label"))
+        assert browser.find_element(By.TAG_NAME, "h1").text == "bitmatch coordinator (0.1.0)"
+        menu = {
+            e.get_attribute("title")
+            for e in browser.find_elements(By.CSS_SELECTOR, ".menu-content span[title]")
+        }
+        assert {"jobs", "codecs", "workers"} <= menu
+    assets = browser.execute_script(
+        "return [...document.querySelectorAll('script[src], link[href]')].map(e => e.src || e.href)"
+    )
+    assert assets and all(url.startswith(f"{site}/") for url in assets), assets
+    asked, blocked = requests_made(browser)
+    # ReDoc's sidebar credit asks for the Redocly logo on its CDN: the policy blocks it before it leaves
+    foreign = {url for url in asked if not url.startswith((f"{site}/", "data:", "blob:"))}
+    assert foreign <= blocked, f"requests that left for another host: {foreign - blocked}"
+    screenshot(browser, f"api-{page}.png")

@@ -5,6 +5,8 @@ The job is written through the coordinator's models with a verdict of every kind
 templates renders; `test_browser.py` drives a job that real workers ran.
 """
 
+import base64
+import hashlib
 import io
 import json
 import re
@@ -568,3 +570,18 @@ def test_exports_carry_the_risk_of_every_cell(site):
     document = site.client.get(f"/api/jobs/{site.job_id}/export/json").json()
     risky = [c for c in document["cells"] if c["risk"]["at_risk"]]
     assert len(risky) == 1 and risky[0]["verdict"] == "bit-exact"
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_use_only_the_coordinators_own_assets_and_a_strict_policy(site, page):
+    response = site.client.get(page)
+    assert response.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets
+    for asset in assets:
+        assert site.client.get(asset).status_code == 200, asset
+    policy = dict(d.strip().split(" ", 1) for d in response.headers["content-security-policy"].split(";"))
+    assert policy["default-src"] == "'self'" and policy["frame-ancestors"] == "'none'"
+    scripts = re.findall(r"<script>(.*?)</script>", response.text, re.S)
+    hashes = [f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts]
+    assert policy["script-src"].split() == ["'self'", *hashes]  # inline scripts by hash, nothing else
