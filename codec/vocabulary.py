@@ -108,3 +108,14 @@ class Trend(StrEnum):
     UNSTABLE = "unstable"
     PERSISTENT_FAILURE = "persistent-failure"
     MISSING = "missing"
+
+
+class Anchor(StrEnum):
+    """The classic codecs every RD comparison is also made against (codec/anchors.py)."""
+
+    JPEG = "jpeg"
+    WEBP = "webp"
+
+    @property
+    def title(self) -> str:
+        return "JPEG" if self is Anchor.JPEG else "WebP"
