@@ -119,3 +119,12 @@ class Anchor(StrEnum):
     @property
     def title(self) -> str:
         return "JPEG" if self is Anchor.JPEG else "WebP"
+
+
+class BdKind(StrEnum):
+    """What a BD-rate of a job compares (server/bdrate.py): two rate families on the encoders' own
+    reconstructions, a family against an anchor, or a decoder's reconstructions against the encoder's."""
+
+    CODEC_VS_CODEC = "codec-vs-codec"
+    CODEC_VS_ANCHOR = "codec-vs-anchor"
+    DECODER_VS_ENCODER = "decoder-vs-encoder"

@@ -40,3 +40,8 @@ class Settings:
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def anchor_dir(self) -> Path:
+        """JPEG and WebP points per image (server/anchors.py): a cache, safe to delete."""
+        return self.data_dir / "anchors"
