@@ -1,10 +1,13 @@
 """The dashboard in a real headless Chromium (Debian's chromium + chromedriver, driven by selenium) against a
-real `bitmatch serve` whose SQLite file holds a job that two real `bitmatch worker`s ran.
+real `bitmatch serve` whose SQLite file holds jobs that two real `bitmatch worker`s ran.
 
-Job: the seeded int16 package and its float twin on the bundled `tiny` set (3 images), encoders and decoders
-cpu and cpu-1t-noopt: 2 codecs x 2 x 2 = 8 matrix positions holding 2 x 3 x 2 x 2 = 24 cells.
-The API docs (Swagger UI, ReDoc) render too, with no request leaving the coordinator. Screenshots are left in
-/tmp/bitmatch-browser/ for a person to look at.
+Jobs, on the bundled `tiny` set (3 images):
+- the seeded int16 package and its float twin, encoders and decoders cpu and cpu-1t-noopt: 2 codecs x 2 x 2
+  = 8 matrix positions holding 2 x 3 x 2 x 2 = 24 cells;
+- the shipped rate families, packages/int16/q1..q4 and packages/float/q1..q4, encoders cpu and cpu-1t-noopt,
+  decoder cpu: its RD curves, BD-rates against each other and against JPEG and WebP.
+The API docs (Swagger UI, ReDoc) and the shipped RD evidence page render too, with no request leaving the
+coordinator. Screenshots are left in /tmp/bitmatch-browser/ for a person to look at.
 """
 
 import io
@@ -20,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 from server_harness import (
+    ROOT,
     WORKER_TOKEN,
     auth,
     bitmatch_command,
@@ -27,6 +31,8 @@ from server_harness import (
     start_worker,
     subprocess_env,
 )
+
+from codec.package import CodecPackage, archive_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +53,8 @@ CHROMIUM_FLAGS = (
 )
 SCREENSHOTS = Path("/tmp/bitmatch-browser")
 JOB_TIMEOUT_S = 600
+PACKAGES = ROOT / "packages"
+RATE_POINTS = ("q1", "q2", "q3", "q4")
 
 
 def provision_chromium() -> None:
@@ -125,6 +133,18 @@ def finished_job(site, packages):
     request = {"codecs": list(archives), "images": IMAGE_SET, "encoders": TARGETS, "decoders": TARGETS}
     summary = run_job(site, archives, request)
     return site, summary["id"], summary
+
+
+@pytest.fixture(scope="module")
+def rate_family_job(site):
+    """The shipped int16 and float families (q1..q4) run to the end: (base URL, job id)."""
+    archives = {}
+    for precision in ("int16", "float"):
+        for point in RATE_POINTS:
+            package = CodecPackage.load(PACKAGES / precision / point)
+            archives[package.digest] = archive_bytes(package)
+    request = {"codecs": list(archives), "images": IMAGE_SET, "encoders": TARGETS, "decoders": ["cpu"]}
+    return site, run_job(site, archives, request)["id"]
 
 
 def healthy_workers(client: httpx.Client) -> int:
@@ -261,6 +281,90 @@ def test_repro_bundle_replays_the_decoder_side(finished_job, tmp_path: Path):
     )
     assert replay.returncode == 0, replay.stderr
     assert json.loads(replay.stdout)["stage_hashes"] == detail["decode"]["stage_hashes"]
+
+
+LEGEND_BOXES = """
+const svg = arguments[0], box = svg.viewBox.baseVal, plot = svg.querySelector('rect.plot').getBBox();
+const entries = [...svg.querySelectorAll('text.legend-entry')].map(t => {
+  const b = t.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height];
+});
+return {width: box.width, height: box.height, plot_right: plot.x + plot.width, entries: entries};
+"""
+
+
+def chart_labels(chart) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [g.get_attribute("data-label") for g in chart.find_elements(By.CSS_SELECTOR, "g.series")]
+
+
+def assert_legend_inside(browser, chart) -> None:
+    """Every legend entry lies inside the figure, right of the axes."""
+    boxes = browser.execute_script(LEGEND_BOXES, chart)
+    assert len(boxes["entries"]) == len(chart_labels(chart)) > 0
+    for left, top, right, bottom in boxes["entries"]:
+        assert boxes["plot_right"] < left and right <= boxes["width"], boxes
+        assert top >= 0 and bottom <= boxes["height"], boxes
+
+
+def test_rd_section_draws_rate_families_against_jpeg_and_webp(browser, rate_family_job):
+    from selenium.webdriver.common.by import By
+
+    base, job_id = rate_family_job
+    browser.get(f"{base}/jobs/{job_id}")
+    charts = browser.find_elements(By.CSS_SELECTOR, ".charts svg.rd-chart")
+    families = charts[0]
+    labels = chart_labels(families)
+    # one curve per family, or per family and encoder where the two encoders disagree
+    assert {label.split(" @")[0] for label in labels[:-2]} == {"float (q1..q4)", "int16 (q1..q4)"}
+    assert labels[-2:] == ["JPEG (q=5..90)", "WebP (q=5..90)"]
+    for series in families.find_elements(By.CSS_SELECTOR, "g.series.curve"):
+        assert len(series.find_elements(By.CSS_SELECTOR, "polyline")) == 1  # four points joined: a curve
+    assert_legend_inside(browser, families)
+    comparisons = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "table.bd-rates td.comparison")]
+    assert any(c.startswith("int16 (q1..q4)") and "vs float (q1..q4)" in c for c in comparisons)
+    table = browser.find_element(By.CSS_SELECTOR, "table.bd-rates").text
+    failed = " ".join(li.text for li in browser.find_elements(By.CSS_SELECTOR, "ul.bd-failed li"))
+    for anchor in (
+        "JPEG (q=5..90)",
+        "WebP (q=5..90)",
+    ):  # in the table, or why not (the curves may not overlap)
+        assert sum(f"vs {anchor}" in text for text in (table, failed)) >= 1
+    assert "n/a" not in table and "@encoder" not in table
+    assert not browser.find_elements(By.CSS_SELECTOR, "g.series.scatter")  # per image only on request
+    screenshot(browser, "rd.png")
+
+    browser.find_element(By.CSS_SELECTOR, "a.per-image-toggle").click()
+    assert browser.current_url.endswith(f"/jobs/{job_id}?per_image=1#rd")
+    scatters = [
+        chart
+        for chart in browser.find_elements(By.CSS_SELECTOR, ".charts svg.rd-chart")
+        if chart.find_elements(By.CSS_SELECTOR, "g.series.scatter")
+    ]
+    assert len(scatters) == 2  # one per family
+    for chart in scatters:
+        assert_legend_inside(browser, chart)
+    screenshot(browser, "rd-per-image.png")
+
+
+def test_rd_evidence_page_draws_the_shipped_curves_and_bd_rates(browser, site):
+    from selenium.webdriver.common.by import By
+
+    evidence = json.loads((PACKAGES / "rd.json").read_text())
+    browser.get(f"{site}/")
+    browser.find_element(By.LINK_TEXT, "RD evidence").click()
+    assert browser.current_url == f"{site}/rd"
+    charts = browser.find_elements(By.CSS_SELECTOR, ".charts svg.rd-chart")
+    assert [c.get_attribute("aria-label").split(" ")[0] for c in charts] == ["PSNR", "MS-SSIM"]
+    for chart in charts:
+        assert len(chart_labels(chart)) == len(evidence["packages"])
+        assert_legend_inside(browser, chart)
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.evidence-bd tbody tr")
+    assert len(rows) == len(evidence["bd_rate"])
+    int16 = browser.find_element(By.CSS_SELECTOR, 'table.evidence-bd tr[data-key="int16_vs_float"]').text
+    assert "bitmatch-int16 (q1..q4) vs bitmatch-float (q1..q4)" in int16
+    assert f"{evidence['bd_rate']['int16_vs_float']['bd_rate_pct']:+.2f} %" in int16
+    screenshot(browser, "rd-evidence.png")
 
 
 def requests_made(browser) -> tuple[set[str], set[str]]:
