@@ -146,13 +146,12 @@ def _decoder_vs_encoder(job_id: int, curves: JobCurves) -> list[BdRate]:
         if not test.is_curve:
             continue
         pairs = ", ".join(f"{e}→{d}" for e, d in test.pairs)
-        anchor = f"{test.family.label} @{', '.join(test.encoders)} (encoder)"
         rows.append(
             _bd_row(
                 job_id,
                 BdKind.DECODER_VS_ENCODER,
                 pairs,
-                anchor,
+                test.reference_label,
                 test.label,
                 list(test.reference),
                 list(test.points),

@@ -36,6 +36,7 @@ class Curve:
     images: tuple[str, ...]  # digests of the images averaged
     pairs: tuple[tuple[str, str], ...] = ()  # (encoder, decoder) of a decoded curve
     reference: tuple[Point, ...] = ()  # a decoded curve's encoder curve over the same images
+    reference_label: str = ""
 
     @property
     def is_curve(self) -> bool:
@@ -117,9 +118,13 @@ def decoded_curves(own: list[Curve], table: Table) -> tuple[list[Curve], int]:
     curves = []
     for key, pairs in groups.items():
         curve, decoded, reference, images = found[key]
-        label = f"{curve.family.label} {', '.join(f'{e}→{d}' for e, d in pairs)}"
+        subset = f" ({len(images)} of {len(curve.images)} images)" if len(images) < len(curve.images) else ""
+        label = f"{curve.family.label} {', '.join(f'{e}→{d}' for e, d in pairs)}{subset}"
         encoders = tuple(dict.fromkeys(e for e, _ in pairs))
-        curves.append(Curve(label, curve.family, encoders, decoded, images, tuple(pairs), reference))
+        reference_label = f"{curve.label} (encoder{', same images' if subset else ''})"
+        curves.append(
+            Curve(label, curve.family, encoders, decoded, images, tuple(pairs), reference, reference_label)
+        )
     return curves, compared
 
 

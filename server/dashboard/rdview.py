@@ -100,15 +100,15 @@ def within_reach(points: list[Point], reach: float) -> list[Point]:
 
 
 def _decoded_charts(curves: JobCurves) -> list[str]:
-    """Per family with a decoder that changed its curve: the encoders' curves and every changed one."""
+    """Per family with a decoder that changed its curve: every changed curve and its encoder's curve over the
+    same images."""
     by_family = defaultdict(list)
     for curve in curves.decoded:
         by_family[curve.family].append(curve)
     charts = []
     for family, decoded in by_family.items():
-        encoders = {e for curve in decoded for e in curve.encoders}
-        own = [c for c in curves.own if c.family == family and encoders & set(c.encoders)]
-        lines = [Line(f"{c.label} (encoder)", c.points) for c in own] + [
+        references = {(c.reference_label, c.reference): None for c in decoded}  # each once, in order
+        lines = [Line(label, points) for label, points in references] + [
             Line(c.label, c.points) for c in decoded
         ]
         charts.append(rd_chart(lines, f"{family.label}: decoders that changed the curve"))

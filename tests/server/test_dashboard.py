@@ -29,7 +29,17 @@ from server.anchors import AnchorCache
 from server.app import create_app
 from server.bdrate import ENCODER
 from server.catalog import add_codec, ensure_image_set
-from server.dashboard.charts import LEGEND_ROW, Line, nice_ticks, rd_chart
+from server.dashboard.charts import (
+    LEGEND_CHARS,
+    LEGEND_ROW,
+    LEGEND_WIDTH,
+    WIDTH,
+    Line,
+    legend_text,
+    nice_ticks,
+    rd_chart,
+    tick_labels,
+)
 from server.dashboard.images import error_map
 from server.models import (
     Cell,
@@ -460,7 +470,10 @@ def chart_labels(html: str) -> list[list[str]]:
 def test_single_rate_point_families_draw_one_point_each_and_no_bd_rate_rows(site):
     html = site.client.get(f"/jobs/{site.job_id}").text
     rd = rd_section(html)
-    assert chart_labels(rd) == [["float", "int16"], ["float (encoder)", "float cpu→qemu-aarch64"]]
+    assert chart_labels(rd) == [
+        ["float", "int16"],
+        ["float (encoder, same images)", "float cpu→qemu-aarch64 (2 of 3 images)"],
+    ]
     assert "1 of 8 decoded curves (family × encoder → decoder) differ" in rd
     assert 'class="data bd-rates"' not in rd and "n/a" not in rd and "+0.00 %" not in rd
     assert "No BD-rates: a BD-rate compares curves of at least 4 rate points" in rd
@@ -482,9 +495,7 @@ def test_rate_families_draw_curves_against_jpeg_and_webp_and_bd_rates_between_th
     )
     assert rows[0] == ("codec-vs-codec", "int16 (q1..q4) vs float (q1..q4)", "+10.00 %")
     decoded = [r for r in rows if r[0] == "decoder-vs-encoder"]
-    assert [r[1] for r in decoded] == [
-        "float (q1..q4) cpu→arm, cpu-1t-noopt→arm vs float (q1..q4) @cpu, cpu-1t-noopt (encoder)"
-    ]
+    assert [r[1] for r in decoded] == ["float (q1..q4) cpu→arm, cpu-1t-noopt→arm vs float (q1..q4) (encoder)"]
     assert decoded[0][2].startswith("+")  # the arm decoder costs rate at equal PSNR
     failed = re.findall(r"<li>([^<]*) <span", rd)
     against = [r[1] for r in rows if r[0] == "codec-vs-anchor"] + failed
@@ -646,6 +657,8 @@ def test_error_map_amplifies_to_full_range():
 
 def test_nice_ticks_cover_the_range_with_round_steps():
     assert nice_ticks(0.13, 0.92) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert tick_labels(nice_ticks(0.2136, 0.2144)) == ["0.2136", "0.2138", "0.2140", "0.2142", "0.2144"]
+    assert tick_labels(nice_ticks(20, 35)) == ["20", "25", "30", "35"]
     ticks = nice_ticks(30.2, 30.2)
     assert ticks[0] <= 30.2 <= ticks[-1] and len(ticks) >= 2
 
@@ -659,13 +672,22 @@ def test_rd_chart_escapes_labels_and_handles_no_points():
 
 
 def test_rd_chart_legend_grows_the_figure_rather_than_drop_an_entry():
-    lines = [Line(f"float q2 cpu→decoder-{i} with a long device name", [(0.3, 20.0 + i)]) for i in range(30)]
+    lines = [Line(f"float q2 cpu→decoder-{i} (7 of 8 images), wrapped", [(0.3, 20.0 + i)]) for i in range(30)]
     svg = rd_chart(lines, "thirty curves")
     height = int(re.search(r'viewBox="0 0 \d+ (\d+)"', svg).group(1))
     entries = [int(y) for y in re.findall(r'<text class="legend-entry" x="[\d.]+" y="(\d+)"', svg)]
-    assert len(entries) == 30 and max(entries) + LEGEND_ROW <= height
-    assert "float q2 cpu→decoder-29 with a long…" in svg  # cut in the legend ...
-    assert "<title>float q2 cpu→decoder-29 with a long device name</title>" in svg  # ... whole on hover
+    assert len(entries) == 30 and max(entries) + 2 * LEGEND_ROW <= height  # two rows each, all inside
+    second_row = f'<tspan x="{WIDTH - LEGEND_WIDTH + 17}" dy="{LEGEND_ROW}">wrapped</tspan>'
+    assert f"float q2 cpu→decoder-29 (7 of 8 images),{second_row}" in svg
+    assert "…" not in svg
+
+
+def test_legend_text_wraps_once_then_cuts_and_keeps_the_whole_label_on_hover():
+    assert legend_text("int16 (q1..q4)") == ["int16 (q1..q4)"]
+    long = "float (q1..q4) cpu→arm, cpu-1t-noopt→arm, qemu-aarch64→arm, qemu-x86-sse→arm"
+    first, second = legend_text(long)
+    assert len(first) <= LEGEND_CHARS and len(second) == LEGEND_CHARS and second.endswith("…")
+    assert long.startswith(first) and f"<title>{long}</title>" in rd_chart([Line(long, [(1, 2)])], "t")
 
 
 def test_job_page_shows_a_drift_matrix_beside_each_verdict_matrix(site):
@@ -772,3 +794,13 @@ def test_api_docs_use_only_the_coordinators_own_assets_and_a_strict_policy(site,
     scripts = re.findall(r"<script>(.*?)</script>", response.text, re.S)
     hashes = [f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts]
     assert policy["script-src"].split() == ["'self'", *hashes]  # inline scripts by hash, nothing else
+
+
+def test_rd_chart_draws_points_a_thousandth_of_a_db_apart_together():
+    svg = rd_chart(
+        [Line("float q2 @cpu", [(0.2143, 29.3201)]), Line("int16 q2", [(0.2136, 29.3209)])], "close"
+    )
+    y_ticks = [float(t) for t in re.findall(r'text-anchor="end">([^<]+)</text>', svg)]
+    x_ticks = [float(t) for t in re.findall(r'text-anchor="middle">([0-9.]+)</text>', svg)]
+    assert len(set(y_ticks)) == len(y_ticks) and y_ticks[-1] - y_ticks[0] >= 0.29  # 1 % of 29.3 dB at least
+    assert x_ticks[-1] - x_ticks[0] >= 0.05 * 0.2143

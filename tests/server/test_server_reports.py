@@ -152,7 +152,7 @@ def test_bd_rates_compare_rate_families_and_the_decoders_that_change_them(db, jo
         key = (
             "decoder-vs-encoder",
             "cpu→arm",
-            f"{precision} (q1..q4) @cpu (encoder)",
+            f"{precision} (q1..q4) (encoder)",
             f"{precision} (q1..q4) cpu→arm",
         )
         assert rows[key]["points"] == 4 and rows[key]["bd_rate"] > 0
