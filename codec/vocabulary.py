@@ -116,3 +116,23 @@ class ReplayOutcome(StrEnum):
     REPRODUCED = "reproduced"
     DIFFERS = "differs"
     NOT_RUN = "not-run"  # it could not be replayed here: never a pass
+
+
+class Anchor(StrEnum):
+    """The classic codecs every RD comparison is also made against (codec/anchors.py)."""
+
+    JPEG = "jpeg"
+    WEBP = "webp"
+
+    @property
+    def title(self) -> str:
+        return "JPEG" if self is Anchor.JPEG else "WebP"
+
+
+class BdKind(StrEnum):
+    """What a BD-rate of a job compares (server/bdrate.py): two rate families on the encoders' own
+    reconstructions, a family against an anchor, or a decoder's reconstructions against the encoder's."""
+
+    CODEC_VS_CODEC = "codec-vs-codec"
+    CODEC_VS_ANCHOR = "codec-vs-anchor"
+    DECODER_VS_ENCODER = "decoder-vs-encoder"

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.dashboard.router import router as dashboard_router
@@ -68,12 +69,15 @@ def create_app(settings: Settings) -> FastAPI:
             await state.pool.aclose()
             state.db.dispose()
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) from fastapi-offline's bundled assets, not a CDN: the docs work
+    # on a machine without network. No validator badge: it would load an image from swagger.io.
+    app = FastAPIOffline(
         title="bitmatch coordinator",
         version="0.1.0",
         lifespan=lifespan,
         description="Cross-device interoperability jobs for learned image codecs.",
         redirect_slashes=False,  # a wrong path is a 404 with its reason, never a redirect posing as success
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.bitmatch = state
     app.add_middleware(RequestGuard, settings=settings)

@@ -1,46 +1,68 @@
 """RD points and BD-rates of a finished job (Bjontegaard delta via codec.metrics: the bjontegaard package).
 
-Two comparisons:
-- codec vs codec on one device: each integer precision (int16, int8) of an architecture against its float
-  twin, on the encoder's own reconstructions;
-- decoder vs encoder: per architecture and precision, the PSNR of each decoder device's reconstructions
-  against the encoder's own, at the same rates (bit-exact decoding gives 0 %).
-A curve has one point per codec package of the family (mean bpp and PSNR over the job's images); with a single
-package the images themselves are the points, which is rarely a monotonic rate sweep.
-A BD-rate that cannot be computed is recorded with a null value and the reason, never dropped.
+RD points: the raw material, one per (codec, image, encoder, decoder): the encoder's rate and the
+PSNR of the encoder's own reconstruction and of every decoder's.
+
+BD-rates are computed only between curves (server/rdcurves.py: a rate family's mean points, at least
+MIN_CURVE_POINTS of them), of three kinds:
+- codec vs codec: each integer family (int16, int8) against its float twin, on the encoders' own
+  reconstructions;
+- codec vs anchor: each family against JPEG and WebP measured on the same images (server/anchors.py);
+- decoder vs encoder: a decoder's curve, where it differs from its encoder's, against the encoder's.
+A family of fewer rate points gets no BD-rate row at all (the dashboard says why, once). A comparison between
+curves that bjontegaard refuses is recorded with a null value and the reason, never dropped.
 """
 
 import math
+import re
 import warnings
-from collections import defaultdict
-from statistics import fmean
+from itertools import pairwise
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from codec.anchors import QUALITIES
 from codec.metrics import bd_rate
-from codec.vocabulary import Precision, TaskStatus
-from server.models import BdRate, Codec, Decode, Encode, RdPoint
+from codec.vocabulary import Anchor, BdKind, TaskStatus
+from server import rdfamilies
+from server.anchors import AnchorCache
+from server.models import BdRate, Decode, Encode, RdPoint
+from server.rdcurves import ENCODER, MIN_CURVE_POINTS, Curve, JobCurves, job_curves
 
-ENCODER = "@encoder"  # decoder_target of the encoder's own reconstruction
-CODEC_VS_CODEC, DECODER_VS_ENCODER = "codec-vs-codec", "decoder-vs-encoder"
-ANCHOR_PRECISION = Precision.FLOAT
-MIN_POINTS = 2
+__all__ = ["ENCODER", "MIN_CURVE_POINTS", "record", "record_bd_rates", "record_points"]
 
 Points = list[tuple[float, float]]
+LABEL_CHARS = 160  # the width of the bd_rates label columns
+OVERLAP_WARNING = re.compile(r"Insufficient curve overlap: '([0-9.]+)'")
 
 
-def record(session: Session, job_id: int) -> None:
+def record(session: Session, job_id: int, anchors: AnchorCache | None = None) -> None:
     """(Re)compute the job's RD points and BD-rates; idempotent."""
-    session.execute(delete(BdRate).where(BdRate.job_id == job_id))
+    record_points(session, job_id)
+    session.flush()
+    record_bd_rates(session, job_id, anchors)
+
+
+def record_points(session: Session, job_id: int) -> None:
     session.execute(delete(RdPoint).where(RdPoint.job_id == job_id))
-    points = _rd_points(session, job_id)
-    session.add_all(points)
-    codecs = {
-        c.id: c for c in session.scalars(select(Codec).where(Codec.id.in_({p.codec_id for p in points})))
-    }
-    session.add_all(_codec_vs_codec(job_id, points, codecs))
-    session.add_all(_decoder_vs_encoder(job_id, points, codecs))
+    session.add_all(_rd_points(session, job_id))
+
+
+def record_bd_rates(session: Session, job_id: int, anchors: AnchorCache | None = None) -> None:
+    """BD-rates between the curves of the job's recorded RD points; against JPEG and WebP when `anchors` is
+    given (it measures the images it has not measured yet: call `anchor_images` first, outside a
+    transaction, to do that work there)."""
+    session.execute(delete(BdRate).where(BdRate.job_id == job_id))
+    curves = job_curves(session, job_id)
+    rows = _codec_vs_codec(job_id, curves) + _decoder_vs_encoder(job_id, curves)
+    if anchors is not None:
+        rows += _codec_vs_anchor(job_id, curves, anchors)
+    session.add_all(rows)
+
+
+def anchor_images(session: Session, job_id: int) -> list[str]:
+    """The images of the job's curves, the ones JPEG and WebP must be measured on."""
+    return sorted({image for curve in job_curves(session, job_id).bd_ready for image in curve.images})
 
 
 def _rd_points(session: Session, job_id: int) -> list[RdPoint]:
@@ -72,101 +94,82 @@ def _rd_points(session: Session, job_id: int) -> list[RdPoint]:
     return points
 
 
-def _codec_vs_codec(job_id: int, points: list[RdPoint], codecs: dict[int, Codec]) -> list[BdRate]:
-    # device -> architecture -> precision -> codec id -> [(bpp, psnr) per image]
-    curves: dict[str, dict[str, dict[str, dict[int, Points]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    )
-    for p in points:
-        if p.decoder_target == ENCODER:
-            codec = codecs[p.codec_id]
-            curves[p.encoder_target][codec.architecture][codec.precision][p.codec_id].append((p.bpp, p.psnr))
+def _codec_vs_codec(job_id: int, curves: JobCurves) -> list[BdRate]:
     rows = []
-    for device, architectures in sorted(curves.items()):
-        for architecture, precisions in sorted(architectures.items()):
-            if ANCHOR_PRECISION not in precisions:
-                continue
-            anchor, anchor_note = _curve(precisions[ANCHOR_PRECISION])
-            for precision, by_codec in sorted(precisions.items()):
-                if precision == ANCHOR_PRECISION:
-                    continue
-                test, test_note = _curve(by_codec)
+    for test in curves.bd_ready:
+        for anchor in curves.bd_ready:
+            shared = [e for e in test.encoders if e in anchor.encoders]
+            if anchor.family in rdfamilies.twins(curves.families, test.family) and shared:
+                note = _images_note(anchor, test)
                 rows.append(
                     _bd_row(
                         job_id,
-                        CODEC_VS_CODEC,
-                        device,
-                        f"{architecture}/{ANCHOR_PRECISION}",
-                        f"{architecture}/{precision}",
-                        anchor,
-                        test,
-                        f"{anchor_note}; {test_note}",
+                        BdKind.CODEC_VS_CODEC,
+                        ", ".join(shared),
+                        anchor.label,
+                        test.label,
+                        list(anchor.points),
+                        list(test.points),
+                        note,
                     )
                 )
     return rows
 
 
-def _curve(by_codec: dict[int, Points]) -> tuple[Points, str]:
-    if not by_codec:
-        return [], "no points"
-    if len(by_codec) >= MIN_POINTS:
-        curve = [(fmean(b for b, _ in pts), fmean(q for _, q in pts)) for pts in by_codec.values()]
-        return curve, f"{len(curve)} packages, mean over images"
-    only = next(iter(by_codec.values()))
-    return list(only), "one package: one point per image"
-
-
-def _decoder_vs_encoder(job_id: int, points: list[RdPoint], codecs: dict[int, Codec]) -> list[BdRate]:
-    # (encoder, architecture, precision) -> decoder -> codec id -> image id -> (bpp, psnr)
-    table: dict[tuple[str, str, str], dict[str, dict[int, dict[int, tuple[float, float]]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(dict))
-    )
-    for p in points:
-        codec = codecs[p.codec_id]
-        key = (p.encoder_target, codec.architecture, codec.precision)
-        table[key][p.decoder_target][p.codec_id][p.image_id] = (p.bpp, p.psnr)
+def _codec_vs_anchor(job_id: int, curves: JobCurves, anchors: AnchorCache) -> list[BdRate]:
     rows = []
-    for (encoder, architecture, precision), by_decoder in sorted(table.items()):
-        reference = by_decoder.get(ENCODER, {})
-        family = f"{architecture}/{precision}"
-        for decoder, by_codec in sorted(by_decoder.items()):
-            if decoder == ENCODER:
-                continue
-            anchor_by_codec, test_by_codec = _shared_points(reference, by_codec)
-            anchor, note = _curve(anchor_by_codec)
-            test, _ = _curve(test_by_codec)
+    for test in curves.bd_ready:
+        measured = anchors.curves(list(test.images))
+        for anchor in Anchor:
             rows.append(
                 _bd_row(
                     job_id,
-                    DECODER_VS_ENCODER,
-                    f"{encoder}->{decoder}",
-                    f"{family}@{encoder}",
-                    f"{family}@{decoder}",
-                    anchor,
-                    test,
-                    f"{note}; same rates on both sides",
+                    BdKind.CODEC_VS_ANCHOR,
+                    ", ".join(test.encoders),
+                    anchor_label(anchor),
+                    test.label,
+                    measured[anchor],
+                    list(test.points),
+                    f"mean over {len(test.images)} images, {anchor.title} on the same images",
                 )
             )
     return rows
 
 
-def _shared_points(
-    reference: dict[int, dict[int, tuple[float, float]]], decoded: dict[int, dict[int, tuple[float, float]]]
-) -> tuple[dict[int, Points], dict[int, Points]]:
-    """Both sides restricted to the (codec, image) pairs present on both."""
-    anchor: dict[int, Points] = {}
-    test: dict[int, Points] = {}
-    for codec_id, by_image in decoded.items():
-        shared = sorted(set(reference.get(codec_id, {})) & set(by_image))
-        if shared:
-            anchor[codec_id] = [reference[codec_id][i] for i in shared]
-            test[codec_id] = [by_image[i] for i in shared]
-    return anchor, test
+def anchor_label(anchor: Anchor) -> str:
+    return f"{anchor.title} (q={QUALITIES[0]}..{QUALITIES[-1]})"
+
+
+def _decoder_vs_encoder(job_id: int, curves: JobCurves) -> list[BdRate]:
+    rows = []
+    for test in curves.decoded:
+        if not test.is_curve:
+            continue
+        pairs = ", ".join(f"{e}→{d}" for e, d in test.pairs)
+        rows.append(
+            _bd_row(
+                job_id,
+                BdKind.DECODER_VS_ENCODER,
+                pairs,
+                test.reference_label,
+                test.label,
+                list(test.reference),
+                list(test.points),
+                f"mean over {len(test.images)} images, at the encoder's rates",
+            )
+        )
+    return rows
+
+
+def _images_note(anchor: Curve, test: Curve) -> str:
+    if anchor.images == test.images:
+        return f"mean over {len(test.images)} images"
+    return f"{anchor.label} over {len(anchor.images)} images, {test.label} over {len(test.images)}"
 
 
 def _bd_row(
     job_id: int,
-    kind: str,
+    kind: BdKind,
     device: str,
     anchor_label: str,
     test_label: str,
@@ -177,35 +180,59 @@ def _bd_row(
     row = BdRate(
         job_id=job_id,
         kind=kind,
-        device=device,
-        anchor=anchor_label,
-        test=test_label,
+        device=_fit(device),
+        anchor=_fit(anchor_label),
+        test=_fit(test_label),
         points=min(len(anchor), len(test)),
         note=note,
     )
-    if min(len(anchor), len(test)) < MIN_POINTS:
-        row.note = f"needs at least {MIN_POINTS} RD points per curve; {note}"
-        return row
     if anchor == test:
         row.bd_rate = 0.0  # identical curves; interpolation would only add rounding noise
+        return row
+    falling = [label for label, points in ((test_label, test), (anchor_label, anchor)) if not _rises(points)]
+    if falling:
+        row.note = f"not computable: the quality of {' and '.join(falling)} does not rise with rate; {note}"
         return row
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             value = bd_rate(anchor, test)
     except AssertionError:  # bjontegaard asserts that quality rises with rate
-        row.note = f"not computable: quality does not rise monotonically with rate; {note}"
+        row.note = f"not computable: quality does not rise with rate; {note}"
         return row
     except (ValueError, ArithmeticError) as exc:
-        row.note = f"not computable: {type(exc).__name__}: {exc}; {note}"
+        reason = (
+            "quality does not rise with rate" if "increasing" in str(exc) else f"{type(exc).__name__}: {exc}"
+        )
+        row.note = f"not computable: {reason}; {note}"
         return row
-    warned = "; ".join(dict.fromkeys(str(w.message) for w in caught))
+    warned = "; ".join(dict.fromkeys(_plain(str(w.message)) for w in caught))
     if _finite(value):
         row.bd_rate = value
-        row.note = f"{note}; warning: {warned}" if warned else note
+        row.note = f"{note}; {warned}" if warned else note
     else:
-        row.note = f"not computable ({value}): {warned or 'no overlap'}; {note}"
+        row.note = f"not computable: {warned or 'the curves do not overlap'}; {note}"
     return row
+
+
+def _plain(warning: str) -> str:
+    """bjontegaard's warnings in the table's words."""
+    overlap = OVERLAP_WARNING.search(warning)
+    if overlap:
+        return f"the curves share only {float(overlap.group(1)):.0f} % of their PSNR range"
+    if "do not overlap" in warning:
+        return "the curves do not overlap in PSNR"
+    return warning
+
+
+def _rises(points: Points) -> bool:
+    """bjontegaard interpolates rate as a function of quality, which must rise strictly with rate."""
+    ordered = sorted(points)
+    return all(b[1] > a[1] for a, b in pairwise(ordered))
+
+
+def _fit(text: str, limit: int = LABEL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _finite(value: float | None) -> bool:

@@ -5,12 +5,16 @@
 - Upload routes (codec archives, images, a pull worker's results) stream into their handler, which caps them
   at the upload limit (server/api.py `read_body`); every other body is JSON, capped at `max_json_bytes`,
   buffered here and refused when it is nested deeper than `MAX_JSON_DEPTH`.
-- Every response carries basic security headers; HTML pages, except the API docs, a Content-Security-Policy.
+- Every response carries basic security headers and every HTML page a Content-Security-Policy that allows
+  only the coordinator's own origin. The API docs (Swagger UI, ReDoc: fastapi-offline's local assets) get a
+  policy of their own: their one inline script allowed by its SHA-256, computed from the page as served.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import hmac
 import json
 import re
@@ -41,6 +45,12 @@ PAGE_POLICY = (
     b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
 )
 DOC_PATHS = ("/docs", "/redoc")
+# Swagger UI and ReDoc set inline styles from their scripts, and ReDoc runs its search in a blob: worker.
+DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'"
+)
+INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 
 
 class RequestGuard:
@@ -51,7 +61,8 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        send = _with_headers(send, scope["path"])
+        path = scope["path"]
+        send = _with_docs_policy(send) if path.startswith(DOC_PATHS) else _with_headers(send)
         if scope["method"] in READ_METHODS or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
@@ -130,18 +141,55 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-def _with_headers(send: Send, path: str) -> Send:
+def _with_headers(send: Send) -> Send:
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = list(message.get("headers", []))
-            headers += SECURITY_HEADERS
-            content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-            if content_type.startswith(b"text/html") and not path.startswith(DOC_PATHS):
+            headers = [*message.get("headers", []), *SECURITY_HEADERS]
+            if _is_html(headers):
                 headers.append(PAGE_POLICY)
             message = {**message, "headers": headers}
         await send(message)
 
     return wrapped
+
+
+def _with_docs_policy(send: Send) -> Send:
+    """Holds an HTML docs page until its body is complete (a few kB), then sends it with a policy that
+    allows exactly its inline scripts; anything else passes through `_with_headers`."""
+    plain = _with_headers(send)
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def wrapped(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and _is_html(message.get("headers", [])):
+            start = message
+            return
+        if start is None or message["type"] != "http.response.body":
+            await plain(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = b"".join(chunks)
+        headers = [*start.get("headers", []), *SECURITY_HEADERS, _docs_policy(body)]
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped
+
+
+def _docs_policy(body: bytes) -> tuple[bytes, bytes]:
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'"
+        for script in INLINE_SCRIPT.findall(body)
+    )
+    return (b"content-security-policy", DOCS_POLICY.format(hashes=hashes).encode())
+
+
+def _is_html(headers: list[tuple[bytes, bytes]]) -> bool:
+    content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+    return content_type.startswith(b"text/html")
 
 
 async def _answer(

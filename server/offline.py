@@ -22,6 +22,7 @@ from codec.errors import CodecError
 from codec.package import CodecPackage, archive_bytes
 from codec.vocabulary import DeviceStatus, JobStatus, TaskStatus
 from server import history, queries
+from server.anchors import AnchorCache
 from server.catalog import add_codec, add_image
 from server.db import Database
 from server.devices import DevicePool, WorkerSpec
@@ -94,7 +95,8 @@ class Replay:
         self.store = BlobStore(self.settings.blob_dir)
         self.pool = DevicePool(self.db, self.settings)
         self.queue = TaskQueue(self.db, lease_seconds=3600.0, max_attempts=1)
-        self.recorder = Recorder(self.db, self.store, self.queue, self.pool.fingerprint_of)
+        anchors = AnchorCache(self.settings.anchor_dir, self.store)
+        self.recorder = Recorder(self.db, self.store, self.queue, self.pool.fingerprint_of, anchors)
 
     def close(self) -> None:
         self.db.dispose()

@@ -26,6 +26,7 @@ from codec.errors import CodecError
 from codec.images import decode_png
 from codec.vocabulary import JobStatus, Precision, TaskStatus
 from server import bdrate, drift, verdicts
+from server.anchors import AnchorCache
 from server.db import Database
 from server.forensics import IndexMapError, decode_array, first_mismatch, max_abs_difference
 from server.models import Cell, Decode, Drift, Encode, Image, Job, Mismatch, utcnow
@@ -74,9 +75,15 @@ def failure_of(error: dict[str, Any]) -> TaskFailure | None:
 
 class Recorder:
     def __init__(
-        self, db: Database, store: BlobStore, queue: TaskQueue, fingerprint_of: FingerprintOf
+        self,
+        db: Database,
+        store: BlobStore,
+        queue: TaskQueue,
+        fingerprint_of: FingerprintOf,
+        anchors: AnchorCache | None = None,
     ) -> None:
         self.db, self.store, self.queue, self.fingerprint_of = db, store, queue, fingerprint_of
+        self.anchors = anchors
 
     # --- task results ---------------------------------------------------------------------------------
 
@@ -432,11 +439,11 @@ class Recorder:
             for decoder in decoder_targets:
                 self.record_cell(job_id, unit, decoder, final=True)
         try:
-            with self.db.session() as session:
-                bdrate.record(session, job_id)
+            problem = self._record_rd(job_id)
         except Exception as exc:  # the verdicts stand even when the RD summary cannot be computed
             log.exception("RD/BD-rate summary of job %s failed", job_id)
             problem = f"BD-rate summary failed: {type(exc).__name__}: {exc}"
+        if problem:
             detail = f"{detail}; {problem}" if detail else problem
         with self.db.session() as session:
             closed = session.execute(
@@ -445,6 +452,24 @@ class Recorder:
                 .values(status=status, detail=detail, finished_at=utcnow())
             )
             return closed.rowcount == 1
+
+    def _record_rd(self, job_id: int) -> str | None:
+        """RD points, then BD-rates; the reason when JPEG and WebP could not be measured (the BD-rates
+        between the job's own curves are recorded regardless)."""
+        with self.db.session() as session:
+            bdrate.record_points(session, job_id)
+        anchors, problem = self.anchors, None
+        if anchors is not None:  # measured outside any transaction: seconds per photograph
+            with self.db.session() as session:
+                images = bdrate.anchor_images(session, job_id)
+            try:
+                anchors.curves(images)
+            except Exception as exc:
+                log.exception("JPEG/WebP anchors of job %s failed", job_id)
+                anchors, problem = None, f"JPEG/WebP anchors not measured: {type(exc).__name__}: {exc}"
+        with self.db.session() as session:
+            bdrate.record_bd_rates(session, job_id, anchors)
+        return problem
 
 
 def _cell_exists(session: Session, job_id: int, unit: Unit, decoder_target: str) -> bool:

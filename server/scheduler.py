@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 
 from codec.vocabulary import JobStatus
 from server import verdicts
+from server.anchors import AnchorCache
 from server.db import Database
 from server.devices import HEALTHY, OFFLINE, UNCHECKED, DevicePool
 from server.dispatch import PushDispatcher, Signal
@@ -43,7 +44,8 @@ class Scheduler:
     def __init__(self, db: Database, store: BlobStore, pool: DevicePool, settings: Settings) -> None:
         self.db, self.store, self.pool, self.settings = db, store, pool, settings
         self.queue = TaskQueue(db, settings.lease_seconds, settings.max_attempts)
-        self.recorder = Recorder(db, store, self.queue, pool.fingerprint_of)
+        anchors = AnchorCache(settings.anchor_dir, store)
+        self.recorder = Recorder(db, store, self.queue, pool.fingerprint_of, anchors)
         self.work = Signal()
         self.push = PushDispatcher(db, store, self.queue, self.recorder, pool, settings, self.work)
         self._loop: asyncio.AbstractEventLoop | None = None

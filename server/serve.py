@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from server.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings, default_data_dir
+from server.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings, default_data_dir, shipped_rd_evidence
 from worker.tokens import COORDINATOR_TOKEN_ENV, read_token, token_file_option
 
 
@@ -81,6 +81,13 @@ from worker.tokens import COORDINATOR_TOKEN_ENV, read_token, token_file_option
     help="Pending work of a target with no usable device ends worker-lost after this long.",
 )
 @click.option(
+    "--rd-evidence",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The RD evidence the dashboard's /rd page draws: a `bitmatch codec eval --json` report "
+    "[default: packages/rd.json].",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 def serve_command(
@@ -97,9 +104,11 @@ def serve_command(
     health_interval: float,
     lease_seconds: float,
     orphan_seconds: float,
+    rd_evidence: Path | None,
     log_level: str,
 ) -> None:
-    """Run the coordinator: REST API at /api, OpenAPI at /openapi.json."""
+    """Run the coordinator: REST API at /api, OpenAPI at /openapi.json (browsable offline at /docs and
+    /redoc), dashboard at /."""
     import uvicorn
 
     from server.app import create_app
@@ -128,6 +137,7 @@ def serve_command(
         health_interval=health_interval,
         lease_seconds=lease_seconds,
         orphan_seconds=orphan_seconds,
+        rd_evidence=rd_evidence or shipped_rd_evidence(),
     )
     from sqlalchemy.exc import ArgumentError
 

@@ -12,6 +12,13 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("bitmatch")) / "coordinator"
 
 
+def shipped_rd_evidence() -> Path:
+    """`packages/rd.json`: what `bitmatch codec eval` measured on the shipped packages."""
+    from codec.train.evaluate import PACKAGES_DIR
+
+    return PACKAGES_DIR / "rd.json"
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
@@ -32,6 +39,7 @@ class Settings:
     pull_wait_seconds: float = 20.0  # longest long poll of a pull worker
     max_json_bytes: int = 2**20  # any JSON request body
     run_scheduler: bool = True
+    rd_evidence: Path = field(default_factory=shipped_rd_evidence)  # the dashboard's RD evidence page
 
     @property
     def database_url(self) -> str:
@@ -40,3 +48,8 @@ class Settings:
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def anchor_dir(self) -> Path:
+        """JPEG and WebP points per image (server/anchors.py): a cache, safe to delete."""
+        return self.data_dir / "anchors"

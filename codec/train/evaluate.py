@@ -15,25 +15,23 @@ with each bd_rate entry the `codec.metrics.bd_summary` of test against anchor (B
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from codec.anchors import QUALITIES, roundtrip
 from codec.errors import ImageError
 from codec.images import load_png
 from codec.metrics import bd_summary, bpp, ms_ssim, psnr
 from codec.progress import SILENT, Progress
-from codec.vocabulary import Precision
+from codec.vocabulary import Anchor, Precision
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES_DIR = REPO_ROOT / "packages"
 TESTSET_DIR = REPO_ROOT / "data" / "testset"
 PRECISIONS = (Precision.INT16, Precision.INT8, Precision.FLOAT)
-JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
-WEBP_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
+JPEG_QUALITIES = WEBP_QUALITIES = QUALITIES
 COMPARISONS = (
     ("int16", "float"),
     ("int8", "float"),
@@ -72,19 +70,9 @@ def pillow_point(
     """One anchor point: every image through Pillow JPEG (4:2:0, optimize) or WebP at one quality."""
     rows = []
     for _, image in images:
-        buffer = io.BytesIO()
-        if fmt == "jpeg":
-            Image.fromarray(image).save(buffer, "JPEG", quality=quality, subsampling=2, optimize=True)
-        else:
-            Image.fromarray(image).save(buffer, "WEBP", quality=quality, method=6)
-        with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
-            recon = np.asarray(decoded.convert("RGB"))
+        size, recon = roundtrip(image, Anchor(fmt), quality)
         rows.append(
-            {
-                "bpp": bpp(len(buffer.getvalue()), *image.shape[:2]),
-                "psnr": psnr(image, recon),
-                "ms_ssim": ms_ssim(image, recon),
-            }
+            {"bpp": bpp(size, *image.shape[:2]), "psnr": psnr(image, recon), "ms_ssim": ms_ssim(image, recon)}
         )
         progress.advance()
     return {**_mean_point(rows), "quality": quality}

@@ -2,7 +2,6 @@
 
 import functools
 import math
-from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from codec.vocabulary import JobStatus, Trend
 from server import history, queries, verdicts
-from server.bdrate import ENCODER
-from server.dashboard.charts import rd_chart
+from server.anchors import AnchorCache
+from server.dashboard import rdview
 from server.drift import AT_RISK_PROBABILITY
 from server.models import Job
 
@@ -48,6 +47,7 @@ def environment() -> Environment:
         when=when,
         number=number,
         percent=percent,
+        decibels=decibels,
         by_severity=by_severity,
         probability=probability,
         ulp_label=ulp_label,
@@ -89,7 +89,16 @@ def number(value: float | None, digits: int = 2) -> str:
 
 
 def percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:+.2f} %"
+    """Two decimals; a difference too small for them in two significant digits, never a false +0.00."""
+    if value is None:
+        return "n/a"
+    if value == 0 or abs(value) >= 0.005:
+        return f"{value:+.2f} %"
+    return f"{value:+.1e} %"
+
+
+def decibels(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f} dB"
 
 
 def probability(value: float | None) -> str:
@@ -127,8 +136,11 @@ def target_emulation(session: Session) -> dict[str, bool]:
     return emulated
 
 
-def job_view(session: Session, job: Job) -> dict[str, Any]:
-    """Everything the job page and the static report show."""
+def job_view(
+    session: Session, job: Job, anchors: AnchorCache | None = None, per_image: bool = False
+) -> dict[str, Any]:
+    """Everything the job page and the static report show; JPEG and WebP are drawn when `anchors` is given,
+    each image's RD points when `per_image`."""
     matrices = queries.job_matrix(session, job)
     emulated = target_emulation(session)
     for matrix in matrices:
@@ -136,17 +148,16 @@ def job_view(session: Session, job: Job) -> dict[str, Any]:
             for position in row:
                 position["emulated"] = any(c["emulated"] for c in position["cells"])
                 position["image_count"] = len(job.image_digests)
-    points = queries.rd_points(session, job.id)
     cells = queries.cell_rows(session, job.id)
+    running = job.status in RUNNING_STATUSES
     return {
         "job": queries.job_summary(session, job),
-        "running": job.status in RUNNING_STATUSES,
+        "running": running,
         "matrices": matrices,
         "emulated": emulated,
         "cell_count": len(cells),
         "cells": cells,
-        "bd_rates": queries.bd_rates(session, job.id),
-        "charts": rd_charts(points),
+        "rd": rdview.job_rd(session, job, not running, anchors, per_image),
         "verdict_counts": queries.verdict_counts(session, job.id),
         "broken_line": verdicts.broken_line(cells),
         "trends": _trends(session, job),
@@ -158,25 +169,3 @@ def _trends(session: Session, job: Job) -> list[dict[str, Any]]:
     if job.status in RUNNING_STATUSES:
         return []
     return [t.as_dict() for t in history.job_trends(session, job) if t.trend not in (Trend.PASS, Trend.NEW)]
-
-
-def rd_charts(points: list[dict[str, Any]]) -> list[Markup]:
-    """One chart per encoder device comparing codecs on their own reconstructions, and one per codec
-    comparing each decoder's reconstructions with the encoder's."""
-    by_encoder: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
-    by_codec: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
-    for p in points:
-        xy = (p["bpp"], p["psnr"])
-        if p["decoder"] == ENCODER:
-            by_encoder[p["encoder"]][p["codec"]].append(xy)
-            by_codec[p["codec"]][f"{p['encoder']} (encoder)"].append(xy)
-        else:
-            by_codec[p["codec"]][f"{p['encoder']} → {p['decoder']}"].append(xy)
-    charts = [
-        Markup(rd_chart(series, f"codecs on {encoder}")) for encoder, series in sorted(by_encoder.items())
-    ]
-    charts += [
-        Markup(rd_chart(series, f"{codec}: decoders vs encoder"))
-        for codec, series in sorted(by_codec.items())
-    ]
-    return charts

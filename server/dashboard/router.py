@@ -2,6 +2,7 @@
 for programs is /api; these pages render the same queries for people."""
 
 import json
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -10,8 +11,10 @@ from fastapi.responses import HTMLResponse
 from codec.errors import CodecError, ImageError
 from codec.images import decode_png
 from codec.vocabulary import Precision
-from server import drift, history, queries
+from server import drift, evidence, history, queries
+from server.anchors import AnchorCache
 from server.api import AppDep, CellId, JobId
+from server.dashboard import rdview
 from server.dashboard import render as views
 from server.dashboard.images import ErrorMap, error_map
 from server.dashboard.margins import margin_histogram_png
@@ -43,12 +46,14 @@ def jobs_page(app: AppDep) -> HTMLResponse:
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(job_id: JobId, app: AppDep) -> HTMLResponse:
+def job_page(job_id: JobId, app: AppDep, per_image: bool = False) -> HTMLResponse:
+    """`?per_image=1` adds each image's RD points to the curves."""
+    anchors = AnchorCache(app.settings.anchor_dir, app.store)
     with app.db.session() as session:
         job = session.get(Job, job_id)
         if job is None:
             return _not_found(f"There is no job {job_id}.")
-        view = views.job_view(session, job)
+        view = views.job_view(session, job, anchors, per_image)
     refresh = REFRESH_SECONDS if view["running"] else None
     return _page("job.html", **view, link_base="", refresh=refresh, section="jobs")
 
@@ -128,6 +133,18 @@ def devices_page(app: AppDep) -> HTMLResponse:
     with app.db.session() as session:
         devices = queries.list_devices(session)
     return _page("devices.html", devices=devices, section="devices")
+
+
+@router.get("/rd", response_class=HTMLResponse)
+def evidence_page(app: AppDep) -> HTMLResponse:
+    """The shipped RD evidence (`--rd-evidence`, packages/rd.json by default): curves and BD-rates."""
+    path = app.settings.rd_evidence
+    try:
+        report = evidence.load(path)
+    except evidence.EvidenceError as exc:
+        status = 404 if not Path(path).exists() else 500
+        return _page("error.html", status, status="No RD evidence", message=str(exc), section="rd")
+    return _page("evidence.html", **rdview.evidence_view(report), source=str(path), section="rd")
 
 
 @router.get("/dashboard.css")

@@ -1,9 +1,13 @@
 """The dashboard in a real headless Chromium (Debian's chromium + chromedriver, driven by selenium) against a
-real `bitmatch serve` whose SQLite file holds a job that two real `bitmatch worker`s ran.
+real `bitmatch serve` whose SQLite file holds jobs that two real `bitmatch worker`s ran.
 
-Job: the seeded int16 package and its float twin on the bundled `tiny` set (3 images), encoders and decoders
-cpu and cpu-1t-noopt: 2 codecs x 2 x 2 = 8 matrix positions holding 2 x 3 x 2 x 2 = 24 cells.
-Screenshots of the job and cell pages are left in /tmp/bitmatch-browser/ for a person to look at.
+Jobs, on the bundled `tiny` set (3 images):
+- the seeded int16 package and its float twin, encoders and decoders cpu and cpu-1t-noopt: 2 codecs x 2 x 2
+  = 8 matrix positions holding 2 x 3 x 2 x 2 = 24 cells;
+- the shipped rate families, packages/int16/q1..q4 and packages/float/q1..q4, encoders cpu and cpu-1t-noopt,
+  decoder cpu: its RD curves, BD-rates against each other and against JPEG and WebP.
+The API docs (Swagger UI, ReDoc) and the shipped RD evidence page render too, with no request leaving the
+coordinator. Screenshots are left in /tmp/bitmatch-browser/ for a person to look at.
 """
 
 import io
@@ -19,12 +23,15 @@ from pathlib import Path
 import httpx
 import pytest
 from server_harness import (
+    ROOT,
     WORKER_TOKEN,
     auth,
     start_coordinator,
     start_worker,
     subprocess_env,
 )
+
+from codec.package import CodecPackage, archive_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +52,8 @@ CHROMIUM_FLAGS = (
 )
 SCREENSHOTS = Path("/tmp/bitmatch-browser")
 JOB_TIMEOUT_S = 600
+PACKAGES = ROOT / "packages"
+RATE_POINTS = ("q1", "q2", "q3", "q4")
 
 
 def provision_chromium() -> None:
@@ -74,6 +83,7 @@ def browser(tmp_path_factory):
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the page makes
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
     try:
@@ -83,8 +93,8 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def finished_job(tmp_path_factory, packages):
-    """A coordinator with two real workers and one job run to the end: (base URL, job id, job summary)."""
+def site(tmp_path_factory, packages):
+    """A coordinator with two real healthy workers: its base URL."""
     workdir = tmp_path_factory.mktemp("browser-site")
     workers = {target: start_worker(target, workdir) for target in TARGETS}
     coordinator = None
@@ -106,8 +116,8 @@ def finished_job(tmp_path_factory, packages):
             workdir, "--workers-config", str(config), "--health-package", str(packages["int16"].path)
         )
         with httpx.Client(base_url=coordinator.url, headers=auth(), timeout=120) as client:
-            summary = run_job(client, packages)
-        yield coordinator.url, summary["id"], summary
+            wait_for(lambda: healthy_workers(client) == len(TARGETS), "both workers healthy", 300)
+        yield coordinator.url
     finally:
         if coordinator is not None:
             coordinator.stop()
@@ -115,30 +125,45 @@ def finished_job(tmp_path_factory, packages):
             worker.stop()
 
 
-def run_job(client: httpx.Client, packages) -> dict:
-    def all_healthy() -> bool:
-        return sum(d["status"] == "healthy" for d in client.get("/api/workers").json()) == len(TARGETS)
+@pytest.fixture(scope="module")
+def finished_job(site, packages):
+    """The seeded pair's job run to the end: (base URL, job id, job summary)."""
+    archives = {packages[p].digest: packages[p].archive for p in ("int16", "float")}
+    request = {"codecs": list(archives), "images": IMAGE_SET, "encoders": TARGETS, "decoders": TARGETS}
+    summary = run_job(site, archives, request)
+    return site, summary["id"], summary
 
-    wait_for(all_healthy, "both workers healthy", 300)
+
+@pytest.fixture(scope="module")
+def rate_family_job(site):
+    """The shipped int16 and float families (q1..q4) run to the end: (base URL, job id)."""
+    archives = {}
     for precision in ("int16", "float"):
-        package = packages[precision]
-        response = client.put(f"/api/codecs/{package.digest}", content=package.archive)
-        assert response.status_code in (200, 201), response.text
-    request = {
-        "codecs": [packages["int16"].digest, packages["float"].digest],
-        "images": IMAGE_SET,
-        "encoders": TARGETS,
-        "decoders": TARGETS,
-    }
-    response = client.post("/api/jobs", json=request)
-    assert response.status_code == 202, response.text
-    job_id = response.json()["id"]
-    wait_for(
-        lambda: client.get(f"/api/jobs/{job_id}").json()["status"] in ("done", "failed", "cancelled"),
-        f"job {job_id} to finish",
-        JOB_TIMEOUT_S,
-    )
-    summary = client.get(f"/api/jobs/{job_id}").json()
+        for point in RATE_POINTS:
+            package = CodecPackage.load(PACKAGES / precision / point)
+            archives[package.digest] = archive_bytes(package)
+    request = {"codecs": list(archives), "images": IMAGE_SET, "encoders": TARGETS, "decoders": ["cpu"]}
+    return site, run_job(site, archives, request)["id"]
+
+
+def healthy_workers(client: httpx.Client) -> int:
+    return sum(d["status"] == "healthy" for d in client.get("/api/workers").json())
+
+
+def run_job(base: str, archives: dict[str, bytes], request: dict) -> dict:
+    with httpx.Client(base_url=base, headers=auth(), timeout=120) as client:
+        for digest, archive in archives.items():
+            response = client.put(f"/api/codecs/{digest}", content=archive)
+            assert response.status_code in (200, 201), response.text
+        response = client.post("/api/jobs", json=request)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        wait_for(
+            lambda: client.get(f"/api/jobs/{job_id}").json()["status"] in ("done", "failed", "cancelled"),
+            f"job {job_id} to finish",
+            JOB_TIMEOUT_S,
+        )
+        summary = client.get(f"/api/jobs/{job_id}").json()
     assert summary["status"] == "done", summary
     return summary
 
@@ -255,3 +280,132 @@ def test_repro_bundle_replays_the_decoder_side(finished_job, tmp_path: Path):
     assert replayed["sides"]["decoder"]["outcome"] == "reproduced"
     assert replayed["sides"]["decoder"]["replayed_as"]["target"] == cell["decoder"]
     assert replayed["sides"]["decoder"]["stage_hashes"] == detail["decode"]["stage_hashes"]
+
+
+LEGEND_BOXES = """
+const svg = arguments[0], box = svg.viewBox.baseVal, plot = svg.querySelector('rect.plot').getBBox();
+const entries = [...svg.querySelectorAll('text.legend-entry')].map(t => {
+  const b = t.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height];
+});
+return {width: box.width, height: box.height, plot_right: plot.x + plot.width, entries: entries};
+"""
+
+
+def chart_labels(chart) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [g.get_attribute("data-label") for g in chart.find_elements(By.CSS_SELECTOR, "g.series")]
+
+
+def assert_legend_inside(browser, chart) -> None:
+    """Every legend entry lies inside the figure, right of the axes."""
+    boxes = browser.execute_script(LEGEND_BOXES, chart)
+    assert len(boxes["entries"]) == len(chart_labels(chart)) > 0
+    for left, top, right, bottom in boxes["entries"]:
+        assert boxes["plot_right"] < left and right <= boxes["width"], boxes
+        assert top >= 0 and bottom <= boxes["height"], boxes
+
+
+def test_rd_section_draws_rate_families_against_jpeg_and_webp(browser, rate_family_job):
+    from selenium.webdriver.common.by import By
+
+    base, job_id = rate_family_job
+    browser.get(f"{base}/jobs/{job_id}")
+    charts = browser.find_elements(By.CSS_SELECTOR, ".charts svg.rd-chart")
+    families = charts[0]
+    labels = chart_labels(families)
+    # one curve per family, or per family and encoder where the two encoders disagree
+    assert {label.split(" @")[0] for label in labels[:-2]} == {"float (q1..q4)", "int16 (q1..q4)"}
+    assert labels[-2:] == ["JPEG (q=5..90)", "WebP (q=5..90)"]
+    for series in families.find_elements(By.CSS_SELECTOR, "g.series.curve"):
+        assert len(series.find_elements(By.CSS_SELECTOR, "polyline")) == 1  # four points joined: a curve
+    assert_legend_inside(browser, families)
+    comparisons = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "table.bd-rates td.comparison")]
+    assert any(c.startswith("int16 (q1..q4)") and "vs float (q1..q4)" in c for c in comparisons)
+    table = browser.find_element(By.CSS_SELECTOR, "table.bd-rates").text
+    failed = " ".join(li.text for li in browser.find_elements(By.CSS_SELECTOR, "ul.bd-failed li"))
+    for anchor in (
+        "JPEG (q=5..90)",
+        "WebP (q=5..90)",
+    ):  # in the table, or why not (the curves may not overlap)
+        assert sum(f"vs {anchor}" in text for text in (table, failed)) >= 1
+    assert "n/a" not in table and "@encoder" not in table
+    assert not browser.find_elements(By.CSS_SELECTOR, "g.series.scatter")  # per image only on request
+    screenshot(browser, "rd.png")
+
+    browser.find_element(By.CSS_SELECTOR, "a.per-image-toggle").click()
+    assert browser.current_url.endswith(f"/jobs/{job_id}?per_image=1#rd")
+    scatters = [
+        chart
+        for chart in browser.find_elements(By.CSS_SELECTOR, ".charts svg.rd-chart")
+        if chart.find_elements(By.CSS_SELECTOR, "g.series.scatter")
+    ]
+    assert len(scatters) == 2  # one per family
+    for chart in scatters:
+        assert_legend_inside(browser, chart)
+    screenshot(browser, "rd-per-image.png")
+
+
+def test_rd_evidence_page_draws_the_shipped_curves_and_bd_rates(browser, site):
+    from selenium.webdriver.common.by import By
+
+    evidence = json.loads((PACKAGES / "rd.json").read_text())
+    browser.get(f"{site}/")
+    browser.find_element(By.LINK_TEXT, "RD evidence").click()
+    assert browser.current_url == f"{site}/rd"
+    charts = browser.find_elements(By.CSS_SELECTOR, ".charts svg.rd-chart")
+    assert [c.get_attribute("aria-label").split(" ")[0] for c in charts] == ["PSNR", "MS-SSIM"]
+    for chart in charts:
+        assert len(chart_labels(chart)) == len(evidence["packages"])
+        assert_legend_inside(browser, chart)
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.evidence-bd tbody tr")
+    assert len(rows) == len(evidence["bd_rate"])
+    int16 = browser.find_element(By.CSS_SELECTOR, 'table.evidence-bd tr[data-key="int16_vs_float"]').text
+    assert "bitmatch-int16 (q1..q4) vs bitmatch-float (q1..q4)" in int16
+    assert f"{evidence['bd_rate']['int16_vs_float']['bd_rate_pct']:+.2f} %" in int16
+    screenshot(browser, "rd-evidence.png")
+
+
+def requests_made(browser) -> tuple[set[str], set[str]]:
+    """(every URL the page asked for, those its Content-Security-Policy blocked), from the performance log."""
+    asked, blocked, url_of = set(), set(), {}
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message.get("params", {})
+        if message["method"] == "Network.requestWillBeSent":
+            url_of[params["requestId"]] = params["request"]["url"]
+            asked.add(params["request"]["url"])
+        elif message["method"] == "Network.loadingFailed" and params.get("blockedReason") == "csp":
+            blocked.add(url_of.get(params["requestId"], ""))
+    return asked, blocked
+
+
+@pytest.mark.parametrize("page", ["docs", "redoc"])
+def test_api_docs_render_from_the_coordinators_own_assets(browser, site, page):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get_log("performance")  # drop what earlier pages asked for
+    browser.get(f"{site}/{page}")
+    if page == "docs":  # Swagger UI lists the operations
+        found = WebDriverWait(browser, 60).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, '.opblock-summary-path[data-path="/api/jobs"]')
+        )
+        assert found
+    else:  # ReDoc: the title and the menu of tags
+        WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".menu-content label"))
+        assert browser.find_element(By.TAG_NAME, "h1").text == "bitmatch coordinator (0.1.0)"
+        menu = {
+            e.get_attribute("title")
+            for e in browser.find_elements(By.CSS_SELECTOR, ".menu-content span[title]")
+        }
+        assert {"jobs", "codecs", "workers"} <= menu
+    assets = browser.execute_script(
+        "return [...document.querySelectorAll('script[src], link[href]')].map(e => e.src || e.href)"
+    )
+    assert assets and all(url.startswith(f"{site}/") for url in assets), assets
+    asked, blocked = requests_made(browser)
+    # ReDoc's sidebar credit asks for the Redocly logo on its CDN: the policy blocks it before it leaves
+    foreign = {url for url in asked if not url.startswith((f"{site}/", "data:", "blob:"))}
+    assert foreign <= blocked, f"requests that left for another host: {foreign - blocked}"
+    screenshot(browser, f"api-{page}.png")

@@ -1,11 +1,15 @@
 """The dashboard over a real SQLite file and blob store, rendered in process: job list, matrix, cell page with
-hashes, first mismatch, error map and repro bundle, RD charts, devices, and the static report; the bundle
-replayed by `bitmatch replay` where its record cannot be reproduced or its target cannot run.
+hashes, first mismatch, error map and repro bundle, RD curves and BD-rates, the RD evidence page, devices,
+the API docs and the static report; the bundle replayed by `bitmatch replay` where its record cannot be
+reproduced or its target cannot run.
 
-The job is written through the coordinator's models with a verdict of every kind, so every branch of the
-templates renders; `test_browser.py` drives a job that real workers ran.
+The jobs are written through the coordinator's models: one with a verdict of every kind, so every branch of
+the templates renders, and one of two rate families (q1..q4); `test_browser.py` drives jobs that real
+workers ran.
 """
 
+import base64
+import hashlib
 import io
 import json
 import re
@@ -22,14 +26,38 @@ from server_harness import ROOT, TOKEN, bitmatch_command, subprocess_env
 
 from codec.images import decode_png, encode_png
 from codec.package import CodecPackage
+from server import bdrate
+from server.anchors import AnchorCache
 from server.app import create_app
 from server.bdrate import ENCODER
 from server.catalog import add_codec, ensure_image_set
-from server.dashboard.charts import nice_ticks, rd_chart
+from server.dashboard.charts import (
+    LEGEND_CHARS,
+    LEGEND_ROW,
+    LEGEND_WIDTH,
+    WIDTH,
+    Line,
+    legend_text,
+    nice_ticks,
+    rd_chart,
+    tick_labels,
+)
 from server.dashboard.images import error_map
-from server.models import BdRate, Cell, Decode, Device, Drift, Encode, Fingerprint, Job, Mismatch, RdPoint
+from server.models import (
+    Cell,
+    Codec,
+    Decode,
+    Device,
+    Drift,
+    Encode,
+    Fingerprint,
+    Image,
+    Job,
+    Mismatch,
+    RdPoint,
+)
 from server.report import render_report, write_report
-from server.settings import Settings
+from server.settings import Settings, shipped_rd_evidence
 
 ENCODERS = ["cpu", "qemu-aarch64"]
 DECODERS = ["cpu", "qemu-aarch64"]
@@ -155,7 +183,8 @@ class Seeder:
                     image_id = self._image_id(s, digest)
                     for encoder in ENCODERS:
                         self._encoder_row(s, job, codec, image_id, digest, encoder, fps, images[digest])
-            self._bd_rates(s, job)
+            s.flush()
+            bdrate.record(s, job.id)
             self._running_job(s)
             return job.id
 
@@ -314,30 +343,72 @@ class Seeder:
         s.flush()
         return decode
 
-    def _bd_rates(self, s, job) -> None:
-        s.add(
-            BdRate(
-                job_id=job.id,
-                kind="codec-vs-codec",
-                device="cpu",
-                anchor="float",
-                test="int16",
-                bd_rate=1.234,
-                points=3,
+
+RD_RATES, RD_PSNR = (0.3, 0.5, 0.8, 1.2), (26.0, 28.0, 30.0, 32.0)
+RD_ENCODERS, RD_DECODERS = ["cpu", "cpu-1t-noopt"], ["cpu", "arm"]
+
+
+def seed_rate_families(state) -> int:
+    """A finished job of two families, float and int16 q1..q4, on the tiny set: int16 spends 10 % more rate at
+    equal PSNR, both encoders agree, and the arm decoder loses 0.5 dB of float's quality."""
+    images = ensure_image_set(state.db, state.store, "tiny")
+    with state.db.session() as s:
+        codecs = {
+            (precision, q): Codec(
+                digest=f"{precision}-q{q}".encode().hex().ljust(64, "0"),
+                name=f"{precision}-q{q}",
+                precision=precision,
+                architecture="trained-arch",
+                manifest={"precision": precision, "rate_point": q, "weights": "trained", "seed": 0},
+                archive_sha256="0" * 64,
+                size=1,
             )
+            for precision in ("int16", "float")
+            for q in (1, 2, 3, 4)
+        }
+        s.add_all(codecs.values())
+        job = Job(
+            status="done",
+            request={},
+            codec_digests=[c.digest for c in codecs.values()],
+            image_digests=images,
+            encoder_targets=RD_ENCODERS,
+            decoder_targets=RD_DECODERS,
         )
-        s.add(
-            BdRate(
-                job_id=job.id,
-                kind="decoder-vs-encoder",
-                device="cpu->qemu-aarch64",
-                anchor="cpu",
-                test="qemu-aarch64",
-                bd_rate=None,
-                points=1,
-                note="fewer than 2 points",
-            )
-        )
+        s.add(job)
+        s.flush()
+        image_ids = [s.query(Image).filter_by(digest=d).one().id for d in images]
+        for (precision, q), codec in codecs.items():
+            rate = RD_RATES[q - 1] * (1.1 if precision == "int16" else 1.0)
+            for index, image_id in enumerate(image_ids):
+                for encoder in RD_ENCODERS:
+                    encode = Encode(
+                        job_id=job.id,
+                        codec_id=codec.id,
+                        image_id=image_id,
+                        target=encoder,
+                        repeat=0,
+                        status="done",
+                        bpp=rate * (1 + 0.05 * index),
+                        psnr=RD_PSNR[q - 1] + index,
+                    )
+                    s.add(encode)
+                    s.flush()
+                    for decoder in RD_DECODERS:
+                        loss = 0.5 if (precision, decoder) == ("float", "arm") else 0.0
+                        s.add(
+                            Decode(
+                                job_id=job.id,
+                                encode_id=encode.id,
+                                target=decoder,
+                                repeat=0,
+                                status="done",
+                                psnr=encode.psnr - loss,
+                            )
+                        )
+        s.flush()
+        bdrate.record(s, job.id, AnchorCache(state.settings.anchor_dir, state.store))
+        return job.id
 
 
 @pytest.fixture(scope="module")
@@ -347,9 +418,16 @@ def site(tmp_path_factory, packages):
     state = app.state.bitmatch
     seeder = Seeder(state, packages)
     job_id = seeder.run()
+    families_job = seed_rate_families(state)
     client = TestClient(app)  # no lifespan: no health checks against the seeded, unreachable devices
     yield SimpleNamespace(
-        client=client, state=state, job_id=job_id, cells=seeder.cells, seeder=seeder, packages=packages
+        client=client,
+        state=state,
+        job_id=job_id,
+        families_job=families_job,
+        cells=seeder.cells,
+        seeder=seeder,
+        packages=packages,
     )
     state.db.dispose()
 
@@ -363,6 +441,7 @@ def test_job_list_links_every_job(site):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert f'href="/jobs/{site.job_id}"' in page.text
     assert "24 / 24" in page.text
+    assert f'href="/jobs/{site.families_job}"' in page.text
 
 
 def test_job_page_renders_one_matrix_per_codec_with_every_cell(site):
@@ -379,11 +458,70 @@ def test_job_page_renders_one_matrix_per_codec_with_every_cell(site):
     assert f'href="/cells/{site.cells["float:desync"]}"' in html
 
 
-def test_job_page_draws_rd_charts_and_the_bd_rate_table(site):
+def rd_section(html: str) -> str:
+    return html[html.index('<h2 id="rd">') : html.index("<h2>All cells</h2>")]
+
+
+def chart_labels(html: str) -> list[list[str]]:
+    """The legend entries of every chart, in order."""
+    return [
+        re.findall(r'<g class="series [a-z]+" data-label="([^"]*)"', svg) for svg in html.split("<svg")[1:]
+    ]
+
+
+def test_single_rate_point_families_draw_one_point_each_and_no_bd_rate_rows(site):
     html = site.client.get(f"/jobs/{site.job_id}").text
-    assert count(r'<svg class="rd-chart"', html) == len(ENCODERS) + 2
-    assert "+1.23 %" in html and "fewer than 2 points" in html and "n/a" in html
+    rd = rd_section(html)
+    assert chart_labels(rd) == [
+        ["float", "int16"],
+        ["float (encoder, same images)", "float cpu→qemu-aarch64 (2 of 3 images)"],
+    ]
+    assert "1 of 8 decoded curves (family × encoder → decoder) differ" in rd
+    assert 'class="data bd-rates"' not in rd and "n/a" not in rd and "+0.00 %" not in rd
+    assert "No BD-rates: a BD-rate compares curves of at least 4 rate points" in rd
+    assert "float (1 rate point), int16 (1 rate point)" in rd
+    assert "@encoder" not in rd and 'class="series scatter"' not in rd  # per image only on request
     assert '<meta http-equiv="refresh"' not in html  # finished jobs do not reload
+
+
+def test_rate_families_draw_curves_against_jpeg_and_webp_and_bd_rates_between_them(site):
+    rd = rd_section(site.client.get(f"/jobs/{site.families_job}").text)
+    charts = chart_labels(rd)
+    assert charts[0] == ["float (q1..q4)", "int16 (q1..q4)", "JPEG (q=5..90)", "WebP (q=5..90)"]
+    assert charts[1] == ["float (q1..q4) (encoder)", "float (q1..q4) cpu→arm, cpu-1t-noopt→arm"]
+    assert len(charts) == 2 and "2 of 8 decoded curves" in rd
+    rows = re.findall(
+        r'<tr data-kind="([a-z-]+)"><td class="comparison">([^<]*)</td>.*?<td class="num">([^<]*)</td>',
+        rd,
+        re.S,
+    )
+    assert rows[0] == ("codec-vs-codec", "int16 (q1..q4) vs float (q1..q4)", "+10.00 %")
+    decoded = [r for r in rows if r[0] == "decoder-vs-encoder"]
+    assert [r[1] for r in decoded] == ["float (q1..q4) cpu→arm, cpu-1t-noopt→arm vs float (q1..q4) (encoder)"]
+    assert decoded[0][2].startswith("+")  # the arm decoder costs rate at equal PSNR
+    failed = re.findall(r"<li>([^<]*) <span", rd)
+    against = [r[1] for r in rows if r[0] == "codec-vs-anchor"] + failed
+    for family in ("float (q1..q4)", "int16 (q1..q4)"):  # each against both anchors, computed or why not
+        assert {f"{family} vs JPEG (q=5..90)", f"{family} vs WebP (q=5..90)"} <= {a.strip() for a in against}
+    table = rd[rd.index('class="data bd-rates"') : rd.index("</table>")]
+    assert "n/a" not in table and "+0.00 %" not in table
+    assert "Not compared" not in rd
+
+
+def test_per_image_points_only_on_request(site):
+    off = rd_section(site.client.get(f"/jobs/{site.families_job}").text)
+    assert 'class="series scatter"' not in off and f'href="/jobs/{site.families_job}?per_image=1#rd"' in off
+    on = rd_section(site.client.get(f"/jobs/{site.families_job}?per_image=1").text)
+    charts = chart_labels(on)
+    assert charts[2:] == [[f"float q{q}" for q in (1, 2, 3, 4)], [f"int16 q{q}" for q in (1, 2, 3, 4)]]
+    assert on.count('class="series scatter"') == 8 and f'href="/jobs/{site.families_job}#rd"' in on
+
+
+def test_jpeg_and_webp_are_measured_once_per_image(site):
+    cached = sorted(p.name for p in site.state.settings.anchor_dir.glob("*.json"))
+    assert cached == sorted(f"{d}.json" for d in ensure_image_set(site.state.db, site.state.store, "tiny"))
+    document = json.loads((site.state.settings.anchor_dir / cached[0]).read_text())
+    assert [p["quality"] for p in document["jpeg"]] == [5, 10, 20, 30, 40, 50, 60, 70, 80, 90]
 
 
 def test_a_running_job_shows_pending_positions_and_refreshes(site):
@@ -594,14 +732,37 @@ def test_error_map_amplifies_to_full_range():
 
 def test_nice_ticks_cover_the_range_with_round_steps():
     assert nice_ticks(0.13, 0.92) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert tick_labels(nice_ticks(0.2136, 0.2144)) == ["0.2136", "0.2138", "0.2140", "0.2142", "0.2144"]
+    assert tick_labels(nice_ticks(20, 35)) == ["20", "25", "30", "35"]
     ticks = nice_ticks(30.2, 30.2)
     assert ticks[0] <= 30.2 <= ticks[-1] and len(ticks) >= 2
 
 
 def test_rd_chart_escapes_labels_and_handles_no_points():
-    svg = rd_chart({"<int16>": [(0.5, 30.0), (0.2, 28.0)]}, "a & b")
+    svg = rd_chart([Line("<int16>", [(0.5, 30.0), (0.2, 28.0)])], "a & b")
     assert "&lt;int16&gt;" in svg and "a &amp; b" in svg and "<polyline" in svg
-    assert "no RD points" in rd_chart({}, "empty")
+    assert "no RD points" in rd_chart([], "empty")
+    scatter = rd_chart([Line("images", [(0.5, 30.0), (0.2, 28.0)], joined=False)], "per image")
+    assert "<polyline" not in scatter and 'class="series scatter"' in scatter
+
+
+def test_rd_chart_legend_grows_the_figure_rather_than_drop_an_entry():
+    lines = [Line(f"float q2 cpu→decoder-{i} (7 of 8 images), wrapped", [(0.3, 20.0 + i)]) for i in range(30)]
+    svg = rd_chart(lines, "thirty curves")
+    height = int(re.search(r'viewBox="0 0 \d+ (\d+)"', svg).group(1))
+    entries = [int(y) for y in re.findall(r'<text class="legend-entry" x="[\d.]+" y="(\d+)"', svg)]
+    assert len(entries) == 30 and max(entries) + 2 * LEGEND_ROW <= height  # two rows each, all inside
+    second_row = f'<tspan x="{WIDTH - LEGEND_WIDTH + 17}" dy="{LEGEND_ROW}">wrapped</tspan>'
+    assert f"float q2 cpu→decoder-29 (7 of 8 images),{second_row}" in svg
+    assert "…" not in svg
+
+
+def test_legend_text_wraps_once_then_cuts_and_keeps_the_whole_label_on_hover():
+    assert legend_text("int16 (q1..q4)") == ["int16 (q1..q4)"]
+    long = "float (q1..q4) cpu→arm, cpu-1t-noopt→arm, qemu-aarch64→arm, qemu-x86-sse→arm"
+    first, second = legend_text(long)
+    assert len(first) <= LEGEND_CHARS and len(second) == LEGEND_CHARS and second.endswith("…")
+    assert long.startswith(first) and f"<title>{long}</title>" in rd_chart([Line(long, [(1, 2)])], "t")
 
 
 def test_job_page_shows_a_drift_matrix_beside_each_verdict_matrix(site):
@@ -643,3 +804,78 @@ def test_exports_carry_the_risk_of_every_cell(site):
     document = site.client.get(f"/api/jobs/{site.job_id}/export/json").json()
     risky = [c for c in document["cells"] if c["risk"]["at_risk"]]
     assert len(risky) == 1 and risky[0]["verdict"] == "bit-exact"
+
+
+EVIDENCE_FAMILIES = [
+    "bitmatch-float (q1..q4)",
+    "bitmatch-int16 (q1..q4)",
+    "bitmatch-int8 (q1..q4)",
+    "JPEG (q=5..90)",
+    "WebP (q=5..90)",
+]
+
+
+def test_rd_evidence_page_draws_the_shipped_curves_and_bd_rates(site):
+    assert 'href="/rd"' in site.client.get("/").text  # in the nav
+    html = site.client.get("/rd").text
+    evidence = json.loads(shipped_rd_evidence().read_text())
+    assert chart_labels(html) == [EVIDENCE_FAMILIES, EVIDENCE_FAMILIES]  # PSNR, MS-SSIM
+    assert 'aria-label="PSNR (dB, RGB) against rate' in html and 'aria-label="MS-SSIM against rate' in html
+    rows = dict(re.findall(r'<tr data-key="([a-z0-9_]+)"><td class="comparison">([^<]*)</td>', html))
+    assert set(rows) == set(evidence["bd_rate"])
+    assert rows["int16_vs_float"] == "bitmatch-int16 (q1..q4) vs bitmatch-float (q1..q4)"
+    assert rows["float_vs_webp"] == "bitmatch-float (q1..q4) vs WebP (q=5..90)"
+    int16 = html[html.index('<tr data-key="int16_vs_float">') :].split("</tr>")[0]
+    bd = evidence["bd_rate"]["int16_vs_float"]
+    for value in (bd["bd_rate_pct"], bd["bd_rate_pct_akima"], bd["bd_rate_ms_ssim_pct"]):
+        assert f"{value:+.2f} %" in int16
+    assert html.count('<td class="mono">packages/') == 12 and html.count(">q=") == 20  # every point listed
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "reason"),
+    [
+        (None, 404, "no such file (bitmatch codec eval --json writes it)"),
+        ("{", 500, "not JSON"),
+        ('{"packages": {}, "bd_rate": {}, "test_set": {"images": 1, "pixels": 1}}', 500, "packages: "),
+        ('{"packages": {"x": {"rd_points": [{"bpp": "a"}]}}}', 500, "not an evaluation report: "),
+    ],
+)
+def test_unusable_rd_evidence_is_a_one_line_error_page(tmp_path: Path, content, status, reason):
+    path = tmp_path / "rd.json"
+    if content is not None:
+        path.write_text(content)
+    settings = Settings(data_dir=tmp_path / "data", token=TOKEN, run_scheduler=False, rd_evidence=path)
+    app = create_app(settings)
+    try:
+        response = TestClient(app).get("/rd")
+    finally:
+        app.state.bitmatch.db.dispose()
+    assert response.status_code == status and response.headers["content-type"].startswith("text/html")
+    message = re.search(r"<p>([^<]*)</p>", response.text).group(1)
+    assert message.startswith(str(path)) and reason in message and "\n" not in message
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_use_only_the_coordinators_own_assets_and_a_strict_policy(site, page):
+    response = site.client.get(page)
+    assert response.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets
+    for asset in assets:
+        assert site.client.get(asset).status_code == 200, asset
+    policy = dict(d.strip().split(" ", 1) for d in response.headers["content-security-policy"].split(";"))
+    assert policy["default-src"] == "'self'" and policy["frame-ancestors"] == "'none'"
+    scripts = re.findall(r"<script>(.*?)</script>", response.text, re.S)
+    hashes = [f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts]
+    assert policy["script-src"].split() == ["'self'", *hashes]  # inline scripts by hash, nothing else
+
+
+def test_rd_chart_draws_points_a_thousandth_of_a_db_apart_together():
+    svg = rd_chart(
+        [Line("float q2 @cpu", [(0.2143, 29.3201)]), Line("int16 q2", [(0.2136, 29.3209)])], "close"
+    )
+    y_ticks = [float(t) for t in re.findall(r'text-anchor="end">([^<]+)</text>', svg)]
+    x_ticks = [float(t) for t in re.findall(r'text-anchor="middle">([0-9.]+)</text>', svg)]
+    assert len(set(y_ticks)) == len(y_ticks) and y_ticks[-1] - y_ticks[0] >= 0.29  # 1 % of 29.3 dB at least
+    assert x_ticks[-1] - x_ticks[0] >= 0.05 * 0.2143
