@@ -72,6 +72,18 @@ def user_environment(ports: dict[str, int]) -> dict[str, str]:
     return env
 
 
+def same_versions_as_this_venv(directory: Path) -> Path:
+    """A pip constraints file pinning every package to the version this venv has. The emulated targets'
+    provisioning (shared, under the user cache directory) is stamped with the host's package versions; a
+    second venv with newer ones would rebuild it under the feet of the tests that run beside this one."""
+    freeze = [sys.executable, "-m", "pip", "freeze", "--exclude-editable"]
+    frozen = subprocess.run(freeze, check=True, capture_output=True, text=True).stdout
+    lines = [line for line in frozen.splitlines() if line and not line.startswith(("#", "-e"))]
+    constraints = directory / "constraints.txt"
+    constraints.write_text("\n".join(lines) + "\n")
+    return constraints
+
+
 def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM, wait_s: float = 60) -> int:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
@@ -103,7 +115,7 @@ def blocks() -> list[str]:
 
 
 def block_id(index: int) -> str:
-    first = commands_of(BLOCKS[index])[0]
+    first = next(c for c in commands_of(BLOCKS[index]) if not c.startswith(". "))  # not the activation
     return f"{index}-" + re.sub(r"[^A-Za-z0-9]+", "-", first)[:40].strip("-")
 
 
@@ -128,6 +140,7 @@ def test_make_demo_runs_on_a_fresh_copy_without_torch(clone: Path, ports: dict[s
     cleanly on Ctrl-C."""
     port = ports["BITMATCH_PORT"]
     env = user_environment(ports)
+    env["PIP_CONSTRAINT"] = str(same_versions_as_this_venv(clone.parent))
     log = clone.parent / "make-demo.log"
     with log.open("w") as sink:
         demo = subprocess.Popen(
