@@ -435,6 +435,11 @@ def enlist_workers(
         time.sleep(0.3)
     for target, service in pending.items():
         console.say(f"  {target}: worker not up within {WORKER_START_S:.0f} s (log {service.log_path})")
+    if len(healthy) < len(fleet.workers):
+        console.say(
+            f"  {len(healthy)} of {len(fleet.workers)} workers passed the known-answer test; "
+            "only those are healthy and give verdicts"
+        )
     return healthy
 
 
