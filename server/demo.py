@@ -662,8 +662,7 @@ def run_job(
     for name, by_verdict in counts.items():
         console.say(f"{name}: " + ", ".join(f"{v} {n}" for v, n in by_verdict.items()))
     console.say(line)
-    # with --once the dashboard goes away with the demo: the report then links nowhere
-    report = write_job_report(config, job_id, None if config.once else fleet.coordinator.url)
+    report = write_job_report(config, job_id)  # self-contained: it outlives the dashboard
     console.say(f"report: {report}")
     console.say()
     return {
@@ -687,13 +686,13 @@ def summed_counts(per_job: Iterator[dict[str, dict[str, int]]]) -> dict[str, dic
     }
 
 
-def write_job_report(config: DemoConfig, job_id: int, dashboard_url: str | None) -> Path:
+def write_job_report(config: DemoConfig, job_id: int) -> Path:
     from server.report import write_report
     from server.settings import Settings
 
     db_url = Settings(data_dir=config.data_dir / "coordinator").database_url
     out = config.data_dir / "reports" / f"job-{job_id}.html"
-    return write_report(db_url, job_id, out, dashboard_url=dashboard_url).resolve()
+    return write_report(db_url, job_id, out).resolve()
 
 
 def serve_until_interrupted(fleet: Fleet, console: Console) -> None:

@@ -15,6 +15,7 @@ import subprocess
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -84,8 +85,8 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def finished_job(tmp_path_factory, packages):
-    """A coordinator with two real workers and one job run to the end: (base URL, job id, job summary)."""
+def site(tmp_path_factory, packages):
+    """A coordinator with two real workers: its process, URL and data directory."""
     workdir = tmp_path_factory.mktemp("browser-site")
     workers = {target: start_worker(target, workdir) for target in TARGETS}
     coordinator = None
@@ -106,14 +107,20 @@ def finished_job(tmp_path_factory, packages):
         coordinator = start_coordinator(
             workdir, "--workers-config", str(config), "--health-package", str(packages["int16"].path)
         )
-        with httpx.Client(base_url=coordinator.url, headers=auth(), timeout=120) as client:
-            summary = run_job(client, packages)
-        yield coordinator.url, summary["id"], summary
+        yield SimpleNamespace(coordinator=coordinator, url=coordinator.url, data_dir=workdir / "data")
     finally:
         if coordinator is not None:
             coordinator.stop()
         for worker in workers.values():
             worker.stop()
+
+
+@pytest.fixture(scope="module")
+def finished_job(site, packages):
+    """One job run to the end: (base URL, job id, job summary)."""
+    with httpx.Client(base_url=site.url, headers=auth(), timeout=120) as client:
+        summary = run_job(client, packages)
+    return site.url, summary["id"], summary
 
 
 def run_job(client: httpx.Client, packages) -> dict:
@@ -261,3 +268,102 @@ def test_repro_bundle_replays_the_decoder_side(finished_job, tmp_path: Path):
     )
     assert replay.returncode == 0, replay.stderr
     assert json.loads(replay.stdout)["stage_hashes"] == detail["decode"]["stage_hashes"]
+
+
+# --- a cancelled job, and the static reports opened from file:// with the coordinator stopped (keep last) --
+
+CANCEL_IMAGES = 24  # 2 codecs x 24 images x 2 x 2 = 192 cells: far more than are done when the cancel lands
+
+
+@pytest.fixture(scope="module")
+def cancelled_job(site, finished_job, packages) -> dict:
+    """A job cancelled once its first cell was recorded: its summary once the coordinator closed it."""
+    from codec.images import encode_png
+    from codec.networks import synthetic_images
+
+    with httpx.Client(base_url=site.url, headers=auth(), timeout=120) as client:
+        digests = [
+            client.post("/api/images", content=encode_png(image)).json()["digest"]
+            for image in synthetic_images(3, CANCEL_IMAGES, 64)
+        ]
+        codecs = [packages["int16"].digest, packages["float"].digest]
+        request = {"codecs": codecs, "images": digests, "encoders": TARGETS, "decoders": TARGETS}
+        job_id = client.post("/api/jobs", json=request).json()["id"]
+
+        def progress() -> dict:
+            return client.get(f"/api/jobs/{job_id}").json()["progress"]
+
+        wait_for(lambda: progress()["cells"]["done"] >= 1, "the first cell", JOB_TIMEOUT_S)
+        cancel = client.post(f"/api/jobs/{job_id}/cancel")
+        assert cancel.status_code == 202, f"the job ended before the cancel: {cancel.text}"
+        wait_for(lambda: client.get(f"/api/jobs/{job_id}").json()["status"] == "cancelled", "cancel", 120)
+        summary = client.get(f"/api/jobs/{job_id}").json()
+        summary["cell_rows"] = client.get(f"/api/jobs/{job_id}/cells").json()
+    return summary
+
+
+def test_a_cancelled_job_shows_what_was_done_and_that_the_rest_was_cancelled(browser, site, cancelled_job):
+    from selenium.webdriver.common.by import By
+
+    progress = cancelled_job["progress"]
+    cells = progress["cells"]
+    assert cells["total"] == 2 * CANCEL_IMAGES * len(TARGETS) ** 2
+    assert cells["done"] >= 1 and cells["cancelled"] >= 1 and cells["not_run"] == 0
+    assert cells["done"] + cells["cancelled"] == cells["total"]
+    assert cells["done"] == sum(c["verdict"] != "not-run" for c in cancelled_job["cell_rows"])
+    assert progress["fraction"] == pytest.approx(cells["done"] / cells["total"]) and progress["fraction"] < 1
+    for stage in ("encodes", "decodes"):
+        counts = progress[stage]
+        assert counts["done"] + counts["cancelled"] == counts["total"] and counts["cancelled"] >= 1
+
+    browser.get(f"{site.url}/jobs/{cancelled_job['id']}")
+    bar = browser.find_element(By.CSS_SELECTOR, ".facts .progress")
+    cancelled = bar.find_element(By.CSS_SELECTOR, "div.cancelled")
+    width = browser.execute_script("return arguments[0].clientWidth", bar)
+    assert abs(cancelled.size["width"] - width * cells["cancelled"] / cells["total"]) <= 2
+    assert "repeating-linear-gradient" in cancelled.value_of_css_property("background-image")  # hatched
+    label = browser.find_element(By.CSS_SELECTOR, ".facts .progress-label").text
+    assert label == f"{cells['done']} / {cells['total']} done, {cells['cancelled']} cancelled"
+    screenshot(browser, "cancelled-job.png")
+
+
+def test_the_static_reports_render_from_file_with_the_coordinator_stopped(
+    browser, site, finished_job, cancelled_job, tmp_path: Path
+):
+    from selenium.webdriver.common.by import By
+    from server_harness import outside_references
+
+    from server.report import write_report
+    from server.settings import Settings
+
+    _, job_id, _ = finished_job
+    site.coordinator.stop()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{site.url}/healthz", timeout=5)
+    database = Settings(data_dir=site.data_dir).database_url
+    jobs = (job_id, cancelled_job["id"])
+    reports = {job: write_report(database, job, tmp_path / f"job-{job}.html") for job in jobs}
+    for report in reports.values():
+        assert outside_references(report.read_text()) == []
+
+    browser.get(reports[job_id].as_uri())
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"Job {job_id} report"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "table.matrix:not(.drift-matrix)")) == 2
+    positions = browser.find_elements(By.CSS_SELECTOR, "td.matrix-cell")
+    assert len(positions) == 2 * len(TARGETS) ** 2
+    colour = positions[0].value_of_css_property("background-color")
+    assert colour not in ("rgba(0, 0, 0, 0)", "transparent")  # the inline stylesheet applies
+    assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0
+    screenshot(browser, "report.png")
+    chip = browser.find_element(By.CSS_SELECTOR, "td.matrix-cell a.chip")
+    target = chip.get_attribute("href").rsplit("#", 1)[1]
+    chip.click()
+    assert browser.current_url == f"{reports[job_id].as_uri()}#{target}"
+    row = browser.find_element(By.ID, target)
+    assert row.tag_name == "tr" and row.is_displayed()
+
+    browser.get(reports[cancelled_job["id"]].as_uri())
+    label = browser.find_element(By.CSS_SELECTOR, ".facts .progress-label").text
+    cells = cancelled_job["progress"]["cells"]
+    assert label == f"{cells['done']} / {cells['total']} done, {cells['cancelled']} cancelled"
+    assert browser.find_element(By.CSS_SELECTOR, ".facts .progress div.cancelled").size["width"] > 0
