@@ -41,6 +41,7 @@ import platformdirs
 from codec.imagesets import set_names
 from codec.vocabulary import DeviceStatus, JobStatus, Precision, Verdict
 from server.client import CoordinatorClient, CoordinatorError
+from server.progress import job_progress
 from server.verdicts import broken_line
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -88,24 +89,13 @@ def package_cache_dir() -> Path:
 
 @dataclass
 class Console:
-    """Progress and tables go to stderr in --json mode (stdout holds only the JSON), else to stdout."""
+    """Tables and messages go to stderr in --json mode (stdout holds only the JSON), else to stdout; a job's
+    progress always goes to stderr (server/progress.py)."""
 
     json_mode: bool
 
     def say(self, text: str = "") -> None:
         click.echo(text, err=self.json_mode)
-
-    def progress(self, text: str) -> None:
-        stream_is_tty = sys.stderr.isatty() if self.json_mode else sys.stdout.isatty()
-        if stream_is_tty:
-            click.echo(f"\r{text}\033[K", nl=False, err=self.json_mode)
-        else:
-            click.echo(text, err=self.json_mode)
-
-    def end_progress(self) -> None:
-        stream_is_tty = sys.stderr.isatty() if self.json_mode else sys.stdout.isatty()
-        if stream_is_tty:
-            click.echo("", err=self.json_mode)
 
 
 # --- processes ------------------------------------------------------------------------------------------
@@ -504,34 +494,19 @@ def upload_images(client: CoordinatorClient, images: str, console: Console) -> s
     return digests
 
 
-def progress_line(summary: dict[str, Any]) -> str:
-    parts = ", ".join(
-        f"{kind} {summary['progress'][kind]['done']}/{summary['progress'][kind]['total']}"
-        for kind in ("encodes", "decodes", "cells")
-    )
-    return f"  job {summary['id']} {summary['status']}: {parts}"
-
-
-def follow(client: CoordinatorClient, job_id: int, timeout: float, console: Console) -> dict[str, Any]:
-    last = ""
-
-    def show(summary: dict[str, Any]) -> None:
-        nonlocal last
-        line = progress_line(summary)
-        if line != last:
-            console.progress(line)
-            last = line
-
+def follow(client: CoordinatorClient, job_id: int, timeout: float) -> dict[str, Any]:
+    """Wait for the job, showing its progress; on Ctrl-C or timeout cancel it (so that a later coordinator on
+    this data directory does not resume it) and show what was done and what was cancelled."""
+    shown = job_progress(job_id)
     try:
-        return client.wait(job_id, on_progress=show, poll=0.5, timeout=timeout)
+        return client.wait(job_id, on_progress=shown.update, poll=0.5, timeout=timeout)
     except (KeyboardInterrupt, TimeoutError):
-        # cancelled, so that a later coordinator on this data directory does not resume it
         with contextlib.suppress(CoordinatorError, httpx.HTTPError, TimeoutError):
             client.cancel(job_id)
-            client.wait(job_id, poll=0.5, timeout=CANCEL_WAIT_S)
+            client.wait(job_id, on_progress=shown.update, poll=0.5, timeout=CANCEL_WAIT_S)
         raise
     finally:
-        console.end_progress()
+        shown.close()
 
 
 def verdict_counts(matrices: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -649,7 +624,7 @@ def run_job(
         f"job {job_id}: {job.label}, {len(job.targets)} encoders x {len(job.targets)} decoders "
         f"({fleet.coordinator.url}/jobs/{job_id})"
     )
-    summary = follow(client, job_id, max(1.0, deadline - time.monotonic()), console)
+    summary = follow(client, job_id, max(1.0, deadline - time.monotonic()))
     if summary["status"] != JobStatus.DONE:
         raise DemoError(f"job {job_id} ended {summary['status']}: {summary.get('detail')}")
     matrices = client.matrix(job_id)
