@@ -399,8 +399,11 @@ def local_fleet(
 def wait_for_coordinator(fleet: Fleet) -> None:
     service = fleet.coordinator
     up = wait_until(lambda: service.ready() or not service.alive(), COORDINATOR_START_S)
-    if not up or not service.alive():
-        raise DemoError(f"the coordinator did not start (log {service.log_path}):\n{service.log_tail()}")
+    if up and service.alive():
+        return
+    if "address already in use" in service.log_tail().lower():  # taken after the demo looked
+        raise DemoError(port_taken_message(int(service.url.rsplit(":", 1)[1])))
+    raise DemoError(f"the coordinator did not start (log {service.log_path}):\n{service.log_tail()}")
 
 
 def enlist_workers(
@@ -719,7 +722,8 @@ def parse_images(ctx: click.Context, param: click.Parameter, value: str) -> str:
     type=click.IntRange(0, 65535),
     default=8100,
     show_default=True,
-    help="Coordinator and dashboard port on 127.0.0.1 (0: any free port).",
+    help="Coordinator and dashboard port on 127.0.0.1 (0: any free port); a taken one is refused with a "
+    "free one suggested.",
 )
 @click.option(
     "--targets",
@@ -796,7 +800,7 @@ def demo_command(
         codecs=codecs,
     )
     if port and not port_is_free(port):
-        raise DemoError(f"port {port} on 127.0.0.1 is in use; pass --port 0 for any free port")
+        raise DemoError(port_taken_message(port))
     try:
         with terminate_as_interrupt():
             result = run_demo(config, console)
@@ -818,3 +822,18 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def free_port_near(port: int, tries: int = 100) -> int:
+    """The first free port above `port` (so the suggestion is easy to remember), else any free one."""
+    for candidate in range(port + 1, min(port + 1 + tries, 65536)):
+        if port_is_free(candidate):
+            return candidate
+    return free_port()
+
+
+def port_taken_message(port: int) -> str:
+    return (
+        f"port {port} on 127.0.0.1 is in use; try --port {free_port_near(port)} (free now), "
+        "or --port 0 for any free port"
+    )

@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import signal
+import socket
 import sqlite3
 import struct
 import subprocess
@@ -234,3 +235,25 @@ def read_until_closed(fd: int, into: bytearray) -> None:
         if not chunk:
             return
         into += chunk
+
+
+def test_a_taken_port_is_refused_in_one_line_that_suggests_a_free_one(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = [*demo_argv(tmp_path / "demo")[:4], "--port", str(port), "--data-dir", str(tmp_path), "--once"]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    found = re.fullmatch(
+        rf"Error: port {port} on 127\.0\.0\.1 is in use; try --port (\d+) \(free now\), "
+        r"or --port 0 for any free port",
+        line,
+    )
+    assert found, line
+    suggested = int(found.group(1))
+    assert suggested != port
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", suggested))  # it was free
