@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from codec.vocabulary import DeviceStatus
 from server.db import Database
-from server.knownanswer import KnownAnswer, entropy_mismatches
+from server.knownanswer import KNOWN_ANSWER_UNAVAILABLE, KnownAnswer, entropy_mismatches
 from server.models import Device, Fingerprint, utcnow
 from server.settings import Settings
 from server.workerclient import WorkerCallError, WorkerClient
@@ -246,7 +246,7 @@ class DevicePool:
         loading, or cannot run."""
         if self.known_answer_loading:
             return f"{seen}; waiting for the coordinator to load its known-answer test"
-        return f"{seen}; known-answer test cannot run ({self.known_answer_problem}), so not healthy"
+        return f"{seen}; {KNOWN_ANSWER_UNAVAILABLE} ({self.known_answer_problem}), so not healthy"
 
     def record_fingerprint(self, device_id: int, info: dict[str, Any]) -> str:
         """Store the reported fingerprint; a non-empty return explains why the device must be quarantined."""

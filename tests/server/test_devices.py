@@ -131,3 +131,14 @@ def test_the_fallback_health_package_is_a_seeded_random_int16_one_built_once(tmp
     assert _random_health_package(tmp_path) == path and CodecPackage.load(path).digest == package.digest
     assert health_package(None, tmp_path) == SHIPPED_HEALTH_PACKAGE  # shipped in this checkout
     assert health_package(path, tmp_path) == path
+
+
+def test_the_demo_waits_for_a_loading_known_answer_test_but_not_for_one_that_cannot_run(pool):
+    from server.demo import waiting_for_known_answer
+
+    assert waiting_for_known_answer({"status": UNCHECKED, "health_detail": pool.known_answer_pending()})
+    pool.known_answer_loading, pool.known_answer_problem = False, "health package unusable: BadMagic"
+    detail = pool.known_answer_pending()
+    assert "BadMagic" in detail
+    assert not waiting_for_known_answer({"status": UNCHECKED, "health_detail": detail})
+    assert not waiting_for_known_answer({"status": HEALTHY, "health_detail": "known-answer test passed"})
