@@ -86,6 +86,11 @@ def test_demo_once_json_runs_every_local_target(tmp_path):
     assert "desync" not in kodak["codecs"][int16[0]], kodak
     assert result["summary"].startswith("float: ") and "int16: 0" in result["summary"], result["summary"]
     assert result["summary"] in done.stderr
+    # stderr is a pipe: a bounded handful of progress lines per job, not one per poll
+    for job in result["jobs"]:
+        lines = [line for line in done.stderr.splitlines() if line.startswith(f"  job {job['id']} ")]
+        assert 1 <= len(lines) <= 1 + 2 + 3 + STEPS, lines
+        assert lines[-1].startswith(f"  job {job['id']} done: "), lines
 
     # qemu-aarch64 took part (provisioned by `make provision`; the demo would say why it was missing)
     assert "qemu-aarch64: healthy" in done.stderr, done.stderr[-4000:]
