@@ -12,8 +12,8 @@ its workers are stand-ins that answer from recorded real results.
    `/d/<i>/...`: `/healthz`, `/v1/info` (a fingerprint naming one of five targets, assigned round-robin),
    `PUT /v1/codecs/<digest>`, and `POST /v1/encode` / `/v1/decode`, which answer the recorded JSON for the
    body they get (`--task-ms` adds a fixed delay per task; 0 by default, so the coordinator is the
-   bottleneck).
-3. For each device count: a fresh coordinator (no `--health-package`, so no known-answer test runs),
+   bottleneck). The recording holds the known-answer test's three calls too, so every stand-in passes it.
+3. For each device count: a fresh coordinator (`--health-package` the same int16 q2 package),
    `--worker-concurrency 2`; the codec and images are uploaded, then `--jobs` jobs over all five targets as
    encoders and decoders are submitted at once (images x 5 x 5 cells each). While they run, `--readers`
    threads loop over GET `/api/jobs`, `/` (the dashboard), `/api/jobs/<id>` and `/api/jobs/<id>/matrix`.
@@ -149,9 +149,29 @@ def record(workdir: Path, images: list[bytes]) -> dict:
                 answers[hashlib.sha256(png).hexdigest()] = encoded.text
                 answers[hashlib.sha256(bitstream).hexdigest()] = decoded.text
                 compute_ms.append(task_ms(encoded.json()) + task_ms(decoded.json()))
+            record_known_answer(client, PACKAGE, params, answers)
     finally:
         stop(worker)
     return {"answers": answers, "cell_compute_ms": statistics.median(compute_ms)}
+
+
+def record_known_answer(client: httpx.Client, package_path: Path, params: dict, answers: dict) -> None:
+    """The known-answer test's calls (server/knownanswer.py): decode the coordinator's reference bitstream,
+    encode the image, decode that bitstream."""
+    from codec.images import encode_png
+    from codec.imagesets import known_answer_image
+    from server.knownanswer import reference_answer
+
+    reference, _ = reference_answer(package_path)
+    png = encode_png(known_answer_image())
+    encoded = client.post("/v1/encode", params=params, content=png)
+    encoded.raise_for_status()
+    own = base64.b64decode(encoded.json()["bitstream"])
+    answers[hashlib.sha256(png).hexdigest()] = encoded.text
+    for bitstream in (reference, own):
+        decoded = client.post("/v1/decode", params=params, content=bitstream)
+        decoded.raise_for_status()
+        answers[hashlib.sha256(bitstream).hexdigest()] = decoded.text
 
 
 def task_ms(answer: dict) -> float:
@@ -284,6 +304,7 @@ def measure(
     url = f"http://127.0.0.1:{port}"
     argv = bitmatch("serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(run_dir / "data"))
     argv += ["--workers-config", str(config), "--worker-concurrency", "2"]
+    argv += ["--health-package", str(PACKAGE)]
     coordinator = start([*argv, "--log-level", "warning"], run_dir / "coordinator.log", url)
     try:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as client:

@@ -20,7 +20,7 @@ from server.dashboard.router import router as dashboard_router
 from server.db import Database
 from server.devices import OFFLINE, UNCHECKED, DevicePool, load_workers_config
 from server.guard import RequestGuard
-from server.knownanswer import load_known_answer
+from server.knownanswer import health_package, load_known_answer
 from server.routers import codecs, exports, images, jobs, pull, workers
 from server.scheduler import Scheduler
 from server.settings import Settings
@@ -95,17 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 async def _health_then_schedule(state: AppState) -> None:
     settings = state.settings
-    if settings.health_package is not None:
-        state.pool.known_answer_loading = True
-        try:
-            state.pool.known_answer = await asyncio.to_thread(
-                load_known_answer, settings.health_package, settings.data_dir / "known-answers"
-            )
-        except Exception as exc:  # the reason is shown on every device instead of hiding the missing check
-            state.pool.known_answer_problem = f"health package unusable: {type(exc).__name__}: {exc}"
-            log.error(state.pool.known_answer_problem)
-        finally:
-            state.pool.known_answer_loading = False
+    await _load_known_answer(state)
     try:
         await state.pool.check_all()
     except Exception:  # the periodic checks below try again; the scheduler must start regardless
@@ -123,6 +113,21 @@ async def _health_then_schedule(state: AppState) -> None:
             log.exception("periodic health check failed")
         if full:
             next_full_check = loop.time() + settings.health_interval
+
+
+async def _load_known_answer(state: AppState) -> None:
+    """The known-answer test every device passes before it is healthy; a health package that cannot be
+    used leaves every device unchecked, with the reason."""
+    pool, cache_dir = state.pool, state.settings.data_dir / "known-answers"
+    pool.known_answer_loading = True
+    try:
+        package = await asyncio.to_thread(health_package, state.settings.health_package, cache_dir)
+        pool.known_answer = await asyncio.to_thread(load_known_answer, package, cache_dir)
+    except Exception as exc:  # the reason is shown on every device instead of hiding the missing check
+        pool.known_answer_problem = f"health package unusable: {type(exc).__name__}: {exc}"
+        log.error(pool.known_answer_problem)
+    finally:
+        pool.known_answer_loading = False
 
 
 def _install_error_handlers(app: FastAPI) -> None:

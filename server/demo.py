@@ -41,6 +41,8 @@ import platformdirs
 from codec.imagesets import set_names
 from codec.vocabulary import DeviceStatus, JobStatus, Precision, Verdict
 from server.client import CoordinatorClient, CoordinatorError
+from server.knownanswer import KNOWN_ANSWER_UNAVAILABLE
+from server.progress import job_progress
 from server.verdicts import broken_line
 from worker.tokens import COORDINATOR_TOKEN_ENV, WORKER_TOKEN_ENV
 
@@ -89,24 +91,13 @@ def package_cache_dir() -> Path:
 
 @dataclass
 class Console:
-    """Progress and tables go to stderr in --json mode (stdout holds only the JSON), else to stdout."""
+    """Tables and messages go to stderr in --json mode (stdout holds only the JSON), else to stdout; a job's
+    progress always goes to stderr (server/progress.py)."""
 
     json_mode: bool
 
     def say(self, text: str = "") -> None:
         click.echo(text, err=self.json_mode)
-
-    def progress(self, text: str) -> None:
-        stream_is_tty = sys.stderr.isatty() if self.json_mode else sys.stdout.isatty()
-        if stream_is_tty:
-            click.echo(f"\r{text}\033[K", nl=False, err=self.json_mode)
-        else:
-            click.echo(text, err=self.json_mode)
-
-    def end_progress(self) -> None:
-        stream_is_tty = sys.stderr.isatty() if self.json_mode else sys.stdout.isatty()
-        if stream_is_tty:
-            click.echo("", err=self.json_mode)
 
 
 # --- processes ------------------------------------------------------------------------------------------
@@ -428,8 +419,11 @@ def local_fleet(
 def wait_for_coordinator(fleet: Fleet) -> None:
     service = fleet.coordinator
     up = wait_until(lambda: service.ready() or not service.alive(), COORDINATOR_START_S)
-    if not up or not service.alive():
-        raise DemoError(f"the coordinator did not start (log {service.log_path}):\n{service.log_tail()}")
+    if up and service.alive():
+        return
+    if "address already in use" in service.log_tail().lower():  # taken after the demo looked
+        raise DemoError(port_taken_message(int(service.url.rsplit(":", 1)[1])))
+    raise DemoError(f"the coordinator did not start (log {service.log_path}):\n{service.log_tail()}")
 
 
 def enlist_workers(
@@ -454,6 +448,11 @@ def enlist_workers(
         time.sleep(0.3)
     for target, service in pending.items():
         console.say(f"  {target}: worker not up within {WORKER_START_S:.0f} s (log {service.log_path})")
+    if len(healthy) < len(fleet.workers):
+        console.say(
+            f"  {len(healthy)} of {len(fleet.workers)} workers passed the known-answer test; "
+            "only those are healthy and give verdicts"
+        )
     return healthy
 
 
@@ -462,12 +461,18 @@ def register(client: CoordinatorClient, service: Service, target: str, token: st
     device = client.register_worker(service.url, token=token, name=f"demo-{target}", target=target)
     deadline = time.monotonic() + HEALTH_CHECK_S
     # the coordinator loads its known answer in the background at start-up; until then devices stay unchecked
-    while device["status"] == DeviceStatus.UNCHECKED and time.monotonic() < deadline:
+    while waiting_for_known_answer(device) and time.monotonic() < deadline:
         time.sleep(1.0)
         response = client.http.post(f"/api/workers/{device['id']}/check")
         response.raise_for_status()
         device = response.json()
     return device
+
+
+def waiting_for_known_answer(device: dict[str, Any]) -> bool:
+    """Unchecked, and not because the known-answer test cannot run at all (then waiting is pointless)."""
+    detail = device.get("health_detail") or ""
+    return device["status"] == DeviceStatus.UNCHECKED and KNOWN_ANSWER_UNAVAILABLE not in detail
 
 
 @dataclass
@@ -518,34 +523,19 @@ def upload_images(client: CoordinatorClient, images: str, console: Console) -> s
     return digests
 
 
-def progress_line(summary: dict[str, Any]) -> str:
-    parts = ", ".join(
-        f"{kind} {summary['progress'][kind]['done']}/{summary['progress'][kind]['total']}"
-        for kind in ("encodes", "decodes", "cells")
-    )
-    return f"  job {summary['id']} {summary['status']}: {parts}"
-
-
-def follow(client: CoordinatorClient, job_id: int, timeout: float, console: Console) -> dict[str, Any]:
-    last = ""
-
-    def show(summary: dict[str, Any]) -> None:
-        nonlocal last
-        line = progress_line(summary)
-        if line != last:
-            console.progress(line)
-            last = line
-
+def follow(client: CoordinatorClient, job_id: int, timeout: float) -> dict[str, Any]:
+    """Wait for the job, showing its progress; on Ctrl-C or timeout cancel it (so that a later coordinator on
+    this data directory does not resume it) and show what was done and what was cancelled."""
+    shown = job_progress(job_id)
     try:
-        return client.wait(job_id, on_progress=show, poll=0.5, timeout=timeout)
+        return client.wait(job_id, on_progress=shown.update, poll=0.5, timeout=timeout)
     except (KeyboardInterrupt, TimeoutError):
-        # cancelled, so that a later coordinator on this data directory does not resume it
         with contextlib.suppress(CoordinatorError, httpx.HTTPError, TimeoutError):
             client.cancel(job_id)
-            client.wait(job_id, poll=0.5, timeout=CANCEL_WAIT_S)
+            client.wait(job_id, on_progress=shown.update, poll=0.5, timeout=CANCEL_WAIT_S)
         raise
     finally:
-        console.end_progress()
+        shown.close()
 
 
 def verdict_counts(matrices: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -663,7 +653,7 @@ def run_job(
         f"job {job_id}: {job.label}, {len(job.targets)} encoders x {len(job.targets)} decoders "
         f"({fleet.coordinator.url}/jobs/{job_id})"
     )
-    summary = follow(client, job_id, max(1.0, deadline - time.monotonic()), console)
+    summary = follow(client, job_id, max(1.0, deadline - time.monotonic()))
     if summary["status"] != JobStatus.DONE:
         raise DemoError(f"job {job_id} ended {summary['status']}: {summary.get('detail')}")
     matrices = client.matrix(job_id)
@@ -676,8 +666,7 @@ def run_job(
     for name, by_verdict in counts.items():
         console.say(f"{name}: " + ", ".join(f"{v} {n}" for v, n in by_verdict.items()))
     console.say(line)
-    # with --once the dashboard goes away with the demo: the report then links nowhere
-    report = write_job_report(config, job_id, None if config.once else fleet.coordinator.url)
+    report = write_job_report(config, job_id)  # self-contained: it outlives the dashboard
     console.say(f"report: {report}")
     console.say()
     return {
@@ -701,13 +690,13 @@ def summed_counts(per_job: Iterator[dict[str, dict[str, int]]]) -> dict[str, dic
     }
 
 
-def write_job_report(config: DemoConfig, job_id: int, dashboard_url: str | None) -> Path:
+def write_job_report(config: DemoConfig, job_id: int) -> Path:
     from server.report import write_report
     from server.settings import Settings
 
     db_url = Settings(data_dir=config.data_dir / "coordinator").database_url
     out = config.data_dir / "reports" / f"job-{job_id}.html"
-    return write_report(db_url, job_id, out, dashboard_url=dashboard_url).resolve()
+    return write_report(db_url, job_id, out).resolve()
 
 
 def serve_until_interrupted(fleet: Fleet, console: Console) -> None:
@@ -760,7 +749,8 @@ def parse_images(ctx: click.Context, param: click.Parameter, value: str) -> str:
     type=click.IntRange(0, 65535),
     default=8100,
     show_default=True,
-    help="Coordinator and dashboard port on 127.0.0.1 (0: any free port) [env BITMATCH_PORT].",
+    help="Coordinator and dashboard port on 127.0.0.1 (0: any free port) [env BITMATCH_PORT]; a taken one "
+    "is refused with a free one suggested.",
 )
 @click.option(
     "--targets",
@@ -837,7 +827,7 @@ def demo_command(
         codecs=codecs,
     )
     if port and not port_is_free(port):
-        raise DemoError(f"port {port} on 127.0.0.1 is in use; pass --port 0 for any free port")
+        raise DemoError(port_taken_message(port))
     try:
         with terminate_as_interrupt():
             result = run_demo(config, console)
@@ -859,3 +849,18 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def free_port_near(port: int, tries: int = 100) -> int:
+    """The first free port above `port` (so the suggestion is easy to remember), else any free one."""
+    for candidate in range(port + 1, min(port + 1 + tries, 65536)):
+        if port_is_free(candidate):
+            return candidate
+    return free_port()
+
+
+def port_taken_message(port: int) -> str:
+    return (
+        f"port {port} on 127.0.0.1 is in use; try --port {free_port_near(port)} (free now), "
+        "or --port 0 for any free port"
+    )

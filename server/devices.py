@@ -1,8 +1,8 @@
 """Workers as the coordinator sees them: registration, config files, fingerprints, health and quarantine.
 
-A device's status decides whether the scheduler may use it: only `healthy` devices give verdicts.
-`quarantined`
-devices failed the known-answer test or misreported themselves; `offline` devices did not answer.
+A device's status decides whether the scheduler may use it: only `healthy` devices, which passed the
+known-answer test, give verdicts. `unchecked` devices have not passed it yet (it has not run, or cannot run);
+`quarantined` devices failed it or misreported themselves; `offline` devices did not answer.
 """
 
 import asyncio
@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from codec.vocabulary import DeviceStatus
 from server.db import Database
-from server.knownanswer import KnownAnswer, entropy_mismatches
+from server.knownanswer import KNOWN_ANSWER_UNAVAILABLE, KnownAnswer, entropy_mismatches
 from server.models import Device, Fingerprint, utcnow
 from server.settings import Settings
 from server.workerclient import WorkerCallError, WorkerClient
@@ -89,8 +89,8 @@ class DevicePool:
         self.db = db
         self.settings = settings
         self.known_answer: KnownAnswer | None = None
-        self.known_answer_problem = "no health package configured"
-        self.known_answer_loading = False  # a health package is configured but not loaded yet
+        self.known_answer_problem = ""  # why the known-answer test cannot run, once loading it failed
+        self.known_answer_loading = True  # until the app has loaded it (server/app.py)
         self._live: dict[int, LiveDevice] = {}
         self._check_locks: dict[int, asyncio.Lock] = {}
         self._closing: list[WorkerClient] = []  # clients of re-registered devices, closed at shutdown
@@ -235,13 +235,18 @@ class DevicePool:
         problem = await asyncio.to_thread(self.record_fingerprint, device_id, info)
         if problem:
             return QUARANTINED, problem
-        if self.known_answer is None and self.known_answer_loading:
-            # never healthy before the check it will have to pass: the scheduler waits for the next check
-            return UNCHECKED, "reachable; waiting for the coordinator to load its known-answer test"
         if self.known_answer is None:
-            return HEALTHY, f"reachable; known-answer test not run: {self.known_answer_problem}"
+            # never healthy before the check it has to pass: the scheduler waits for the next check
+            return UNCHECKED, self.known_answer_pending()
         problem = await self._run_known_answer(live)
         return (QUARANTINED, problem) if problem else (HEALTHY, "known-answer test passed")
+
+    def known_answer_pending(self, seen: str = "reachable") -> str:
+        """Why a device that is `seen` (reachable, polling) is still unchecked: the known-answer test is
+        loading, or cannot run."""
+        if self.known_answer_loading:
+            return f"{seen}; waiting for the coordinator to load its known-answer test"
+        return f"{seen}; {KNOWN_ANSWER_UNAVAILABLE} ({self.known_answer_problem}), so not healthy"
 
     def record_fingerprint(self, device_id: int, info: dict[str, Any]) -> str:
         """Store the reported fingerprint; a non-empty return explains why the device must be quarantined."""

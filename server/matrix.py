@@ -215,7 +215,7 @@ def run_matrix(config: MatrixConfig, out: Path, history_dir: Path, console: demo
             runs.append((f"compat-{old.digest[:8]}-{new.digest[:8]}", job_id))
         for name, job_id in runs:
             console.say(f"job {job_id}: {name} ({fleet.coordinator.url}/jobs/{job_id})")
-            summary = demo.follow(client, job_id, max(1.0, deadline - time.monotonic()), console)
+            summary = demo.follow(client, job_id, max(1.0, deadline - time.monotonic()))
             if summary["status"] != JobStatus.DONE:
                 missing.append(f"job {job_id} ended {summary['status']}")
     return _report(config, runs, packages, missing, out, history_dir, console, time.monotonic() - started)

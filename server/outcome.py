@@ -90,7 +90,7 @@ def _over_threshold(cell: dict[str, Any], policy: Policy) -> bool:
     return limit is not None and probability is not None and probability > limit
 
 
-def write_outputs(db: Database, job_id: int, out: Path, dashboard_url: str | None = None) -> dict[str, Path]:
+def write_outputs(db: Database, job_id: int, out: Path) -> dict[str, Path]:
     """The run's files: results.json, cells.csv, junit.xml and report.html (self-contained)."""
     from server.report import write_report
 
@@ -109,7 +109,7 @@ def write_outputs(db: Database, job_id: int, out: Path, dashboard_url: str | Non
         paths["json"].write_text(exports.to_json(session, job))
         paths["csv"].write_text(exports.to_csv(session, job))
         paths["junit"].write_text(exports.to_junit(session, job))
-    write_report(db, job_id, paths["html"], dashboard_url=dashboard_url)
+    write_report(db, job_id, paths["html"])
     return paths
 
 

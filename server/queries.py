@@ -2,6 +2,7 @@
 dashboard renders. Nothing here writes."""
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from codec.stages import STAGES
-from codec.vocabulary import TaskStatus
+from codec.vocabulary import JobStatus, TaskStatus
 from server import verdicts
 from server.catalog import codec_label
 from server.drift import DRIFT_STAGES, is_at_risk
@@ -53,10 +54,10 @@ def _iso(value: datetime | None) -> str | None:
 
 @dataclass
 class JobCounts:
-    """What a job summary needs besides the job row: finished tasks and cells by verdict."""
+    """What a job summary needs besides the job row: finished tasks by status and cells by verdict."""
 
-    encodes: int = 0
-    decodes: int = 0
+    encodes: Counter[str] = field(default_factory=Counter)
+    decodes: Counter[str] = field(default_factory=Counter)
     verdicts: dict[str, int] = field(default_factory=dict)
 
 
@@ -67,12 +68,12 @@ def job_counts(session: Session, job_ids: list[int]) -> dict[int, JobCounts]:
         return counts
     for model, attribute in ((Encode, "encodes"), (Decode, "decodes")):
         query = (
-            select(model.job_id, func.count())
+            select(model.job_id, model.status, func.count())
             .where(model.job_id.in_(job_ids), model.status.in_(FINISHED_TASK))
-            .group_by(model.job_id)
+            .group_by(model.job_id, model.status)
         )
-        for job_id, count in session.execute(query):
-            setattr(counts[job_id], attribute, count)
+        for job_id, status, count in session.execute(query):
+            getattr(counts[job_id], attribute)[status] = count
     query = (
         select(Cell.job_id, Cell.verdict, func.count())
         .where(Cell.job_id.in_(job_ids))
@@ -90,8 +91,8 @@ def job_summary(session: Session, job: Job, counts: JobCounts | None = None) -> 
     planned_encodes = codecs * images * encoders * job.repeat
     planned_decodes = planned_encodes * decoders
     planned_cells = codecs * images * encoders * decoders
-    finished_encodes, finished_decodes, cells = counts.encodes, counts.decodes, counts.verdicts
-    done_cells = sum(cells.values())
+    cells, status = counts.verdicts, JobStatus(job.status)
+    cell_progress = stage_progress(cells, planned_cells, status)
     return {
         "id": job.id,
         "status": job.status,
@@ -108,13 +109,25 @@ def job_summary(session: Session, job: Job, counts: JobCounts | None = None) -> 
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
         "progress": {
-            "encodes": {"done": finished_encodes, "total": planned_encodes},
-            "decodes": {"done": finished_decodes, "total": planned_decodes},
-            "cells": {"done": done_cells, "total": planned_cells},
-            "fraction": (done_cells / planned_cells) if planned_cells else 1.0,
+            "encodes": stage_progress(counts.encodes, planned_encodes, status),
+            "decodes": stage_progress(counts.decodes, planned_decodes, status),
+            "cells": cell_progress,
+            "fraction": cell_progress["done"] / planned_cells if planned_cells else 1.0,
         },
         "verdicts": cells,
     }
+
+
+def stage_progress(outcomes: Mapping[str, int], total: int, status: JobStatus) -> dict[str, int]:
+    """{done, cancelled, not_run, total} of one stage (encodes, decodes or cells) from its outcomes (task
+    statuses or verdicts). `done`: ran to an outcome, a failure included. Once a job has ended, what did not
+    run is `cancelled` when the job was cancelled and `not_run` otherwise; nothing of it counts as done."""
+    not_run = outcomes.get(TaskStatus.NOT_RUN, 0)  # the task status and the verdict share this name
+    done = sum(outcomes.values()) - not_run
+    if not status.is_active:
+        not_run = max(0, total - done)  # closed not-run, and what was never even planned
+    cancelled = not_run if status == JobStatus.CANCELLED else 0
+    return {"done": done, "cancelled": cancelled, "not_run": not_run - cancelled, "total": total}
 
 
 def list_jobs(session: Session, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:

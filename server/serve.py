@@ -43,7 +43,9 @@ from worker.tokens import COORDINATOR_TOKEN_ENV, read_token, token_file_option
     "--health-package",
     type=click.Path(exists=True, path_type=Path),
     default=None,
-    help="Integer codec package (dir or archive) for the workers' known-answer test.",
+    help="Integer codec package (dir or archive) for the workers' known-answer test [default: the shipped "
+    "packages/int16/q2, else a seeded random int16 package]. The test always runs: a worker is healthy, and "
+    "gets work, only once it has passed it.",
 )
 @click.option(
     "--max-upload-mb",

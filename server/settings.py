@@ -25,7 +25,9 @@ class Settings:
     db_url: str | None = None  # None: a SQLite file inside data_dir
     token: str | None = None  # bearer token for every write; None disables writes entirely
     workers_config: Path | None = None
-    health_package: Path | None = None  # codec package used for the known-answer check
+    # the known-answer test's codec package; None: the shipped int16 one (server/knownanswer.py). The test
+    # always runs: a device is healthy only once it has passed it.
+    health_package: Path | None = None
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     worker_concurrency: int = 2  # requests in flight per worker
     request_timeout: float = 300.0  # seconds per worker call

@@ -115,9 +115,8 @@ def _check_task(app: AppState, device_id: int) -> dict[str, Any] | None:
     """The known-answer test as a task; None while the coordinator still loads it."""
     pool = app.pool
     answer = pool.known_answer
-    if answer is None:
-        if not pool.known_answer_loading:
-            pool.mark(device_id, HEALTHY, f"polling; known-answer test not run: {pool.known_answer_problem}")
+    if answer is None:  # loading, or it cannot run: the worker stays unchecked and polls again
+        pool.mark(device_id, UNCHECKED, pool.known_answer_pending("polling"))
         return None
     store = app.store
     return {

@@ -2,11 +2,13 @@
 loopback (`bitmatch worker`, `bitmatch serve`). Imported by name: the test directories have no packages."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -166,3 +168,53 @@ def build_package(out_dir: Path, precision: str, seed: int = 11) -> SimpleNamesp
 
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
+
+
+class _References(HTMLParser):
+    """Every URL an HTML document refers to (attributes and CSS url(...)), and every id it defines."""
+
+    URL_ATTRIBUTES = frozenset(
+        {"href", "src", "srcset", "action", "formaction", "poster", "data", "xlink:href", "background"}
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.ids: set[str] = set()
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_style = tag == "style"
+        for name, value in attrs:
+            if name == "id" and value:
+                self.ids.add(value)
+            elif name in self.URL_ATTRIBUTES and value is not None:
+                self.urls.append(value)
+            elif name == "style" and value:
+                self.urls += css_urls(value)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.urls += css_urls(data)
+
+
+def css_urls(css: str) -> list[str]:
+    found = re.findall(r"url\(\s*['\"]?([^'\")]*)", css) + re.findall(r"@import\s+['\"]([^'\"]+)", css)
+    return [url.strip() for url in found]
+
+
+def html_references(html: str) -> tuple[list[str], set[str]]:
+    """(every URL the document refers to, every id it defines)."""
+    parser = _References()
+    parser.feed(html)
+    return parser.urls, parser.ids
+
+
+def outside_references(html: str) -> list[str]:
+    """The references that need something outside the file: anything but a data: URI or an anchor that
+    exists in the document."""
+    urls, ids = html_references(html)
+    return [url for url in urls if not (url.startswith("data:") or (url.startswith("#") and url[1:] in ids))]

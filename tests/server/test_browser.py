@@ -19,6 +19,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -94,7 +95,7 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, packages):
-    """A coordinator with two real healthy workers: its base URL."""
+    """A coordinator with two real healthy workers: its process, URL and data directory."""
     workdir = tmp_path_factory.mktemp("browser-site")
     workers = {target: start_worker(target, workdir) for target in TARGETS}
     coordinator = None
@@ -117,7 +118,7 @@ def site(tmp_path_factory, packages):
         )
         with httpx.Client(base_url=coordinator.url, headers=auth(), timeout=120) as client:
             wait_for(lambda: healthy_workers(client) == len(TARGETS), "both workers healthy", 300)
-        yield coordinator.url
+        yield SimpleNamespace(coordinator=coordinator, url=coordinator.url, data_dir=workdir / "data")
     finally:
         if coordinator is not None:
             coordinator.stop()
@@ -130,8 +131,8 @@ def finished_job(site, packages):
     """The seeded pair's job run to the end: (base URL, job id, job summary)."""
     archives = {packages[p].digest: packages[p].archive for p in ("int16", "float")}
     request = {"codecs": list(archives), "images": IMAGE_SET, "encoders": TARGETS, "decoders": TARGETS}
-    summary = run_job(site, archives, request)
-    return site, summary["id"], summary
+    summary = run_job(site.url, archives, request)
+    return site.url, summary["id"], summary
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,7 @@ def rate_family_job(site):
             package = CodecPackage.load(PACKAGES / precision / point)
             archives[package.digest] = archive_bytes(package)
     request = {"codecs": list(archives), "images": IMAGE_SET, "encoders": TARGETS, "decoders": ["cpu"]}
-    return site, run_job(site, archives, request)["id"]
+    return site.url, run_job(site.url, archives, request)["id"]
 
 
 def healthy_workers(client: httpx.Client) -> int:
@@ -192,7 +193,12 @@ def test_matrix_renders_every_cell_and_a_cell_page_opens(browser, finished_job):
 
     base, job_id, summary = finished_job
     cell_total = 2 * IMAGES_IN_SET * len(TARGETS) ** 2
-    assert summary["progress"]["cells"] == {"done": cell_total, "total": cell_total}
+    assert summary["progress"]["cells"] == {
+        "done": cell_total,
+        "cancelled": 0,
+        "not_run": 0,
+        "total": cell_total,
+    }
 
     browser.get(f"{base}/")
     browser.find_element(By.CSS_SELECTOR, f'table.jobs a[href="/jobs/{job_id}"]').click()
@@ -350,9 +356,9 @@ def test_rd_evidence_page_draws_the_shipped_curves_and_bd_rates(browser, site):
     from selenium.webdriver.common.by import By
 
     evidence = json.loads((PACKAGES / "rd.json").read_text())
-    browser.get(f"{site}/")
+    browser.get(f"{site.url}/")
     browser.find_element(By.LINK_TEXT, "RD evidence").click()
-    assert browser.current_url == f"{site}/rd"
+    assert browser.current_url == f"{site.url}/rd"
     charts = browser.find_elements(By.CSS_SELECTOR, ".charts svg.rd-chart")
     assert [c.get_attribute("aria-label").split(" ")[0] for c in charts] == ["PSNR", "MS-SSIM"]
     for chart in charts:
@@ -386,7 +392,7 @@ def test_api_docs_render_from_the_coordinators_own_assets(browser, site, page):
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get_log("performance")  # drop what earlier pages asked for
-    browser.get(f"{site}/{page}")
+    browser.get(f"{site.url}/{page}")
     if page == "docs":  # Swagger UI lists the operations
         found = WebDriverWait(browser, 60).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, '.opblock-summary-path[data-path="/api/jobs"]')
@@ -403,9 +409,108 @@ def test_api_docs_render_from_the_coordinators_own_assets(browser, site, page):
     assets = browser.execute_script(
         "return [...document.querySelectorAll('script[src], link[href]')].map(e => e.src || e.href)"
     )
-    assert assets and all(url.startswith(f"{site}/") for url in assets), assets
+    assert assets and all(url.startswith(f"{site.url}/") for url in assets), assets
     asked, blocked = requests_made(browser)
     # ReDoc's sidebar credit asks for the Redocly logo on its CDN: the policy blocks it before it leaves
-    foreign = {url for url in asked if not url.startswith((f"{site}/", "data:", "blob:"))}
+    foreign = {url for url in asked if not url.startswith((f"{site.url}/", "data:", "blob:"))}
     assert foreign <= blocked, f"requests that left for another host: {foreign - blocked}"
     screenshot(browser, f"api-{page}.png")
+
+
+# --- a cancelled job, and the static reports opened from file:// with the coordinator stopped (keep last) --
+
+CANCEL_IMAGES = 24  # 2 codecs x 24 images x 2 x 2 = 192 cells: far more than are done when the cancel lands
+
+
+@pytest.fixture(scope="module")
+def cancelled_job(site, finished_job, packages) -> dict:
+    """A job cancelled once its first cell was recorded: its summary once the coordinator closed it."""
+    from codec.images import encode_png
+    from codec.networks import synthetic_images
+
+    with httpx.Client(base_url=site.url, headers=auth(), timeout=120) as client:
+        digests = [
+            client.post("/api/images", content=encode_png(image)).json()["digest"]
+            for image in synthetic_images(3, CANCEL_IMAGES, 64)
+        ]
+        codecs = [packages["int16"].digest, packages["float"].digest]
+        request = {"codecs": codecs, "images": digests, "encoders": TARGETS, "decoders": TARGETS}
+        job_id = client.post("/api/jobs", json=request).json()["id"]
+
+        def progress() -> dict:
+            return client.get(f"/api/jobs/{job_id}").json()["progress"]
+
+        wait_for(lambda: progress()["cells"]["done"] >= 1, "the first cell", JOB_TIMEOUT_S)
+        cancel = client.post(f"/api/jobs/{job_id}/cancel")
+        assert cancel.status_code == 202, f"the job ended before the cancel: {cancel.text}"
+        wait_for(lambda: client.get(f"/api/jobs/{job_id}").json()["status"] == "cancelled", "cancel", 120)
+        summary = client.get(f"/api/jobs/{job_id}").json()
+        summary["cell_rows"] = client.get(f"/api/jobs/{job_id}/cells").json()
+    return summary
+
+
+def test_a_cancelled_job_shows_what_was_done_and_that_the_rest_was_cancelled(browser, site, cancelled_job):
+    from selenium.webdriver.common.by import By
+
+    progress = cancelled_job["progress"]
+    cells = progress["cells"]
+    assert cells["total"] == 2 * CANCEL_IMAGES * len(TARGETS) ** 2
+    assert cells["done"] >= 1 and cells["cancelled"] >= 1 and cells["not_run"] == 0
+    assert cells["done"] + cells["cancelled"] == cells["total"]
+    assert cells["done"] == sum(c["verdict"] != "not-run" for c in cancelled_job["cell_rows"])
+    assert progress["fraction"] == pytest.approx(cells["done"] / cells["total"]) and progress["fraction"] < 1
+    for stage in ("encodes", "decodes"):
+        counts = progress[stage]
+        assert counts["done"] + counts["cancelled"] == counts["total"] and counts["cancelled"] >= 1
+
+    browser.get(f"{site.url}/jobs/{cancelled_job['id']}")
+    bar = browser.find_element(By.CSS_SELECTOR, ".facts .progress")
+    cancelled = bar.find_element(By.CSS_SELECTOR, "div.cancelled")
+    width = browser.execute_script("return arguments[0].clientWidth", bar)
+    assert abs(cancelled.size["width"] - width * cells["cancelled"] / cells["total"]) <= 2
+    assert "repeating-linear-gradient" in cancelled.value_of_css_property("background-image")  # hatched
+    label = browser.find_element(By.CSS_SELECTOR, ".facts .progress-label").text
+    assert label == f"{cells['done']} / {cells['total']} done, {cells['cancelled']} cancelled"
+    screenshot(browser, "cancelled-job.png")
+
+
+def test_the_static_reports_render_from_file_with_the_coordinator_stopped(
+    browser, site, finished_job, cancelled_job, tmp_path: Path
+):
+    from selenium.webdriver.common.by import By
+    from server_harness import outside_references
+
+    from server.report import write_report
+    from server.settings import Settings
+
+    _, job_id, _ = finished_job
+    site.coordinator.stop()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{site.url}/healthz", timeout=5)
+    database = Settings(data_dir=site.data_dir).database_url
+    jobs = (job_id, cancelled_job["id"])
+    reports = {job: write_report(database, job, tmp_path / f"job-{job}.html") for job in jobs}
+    for report in reports.values():
+        assert outside_references(report.read_text()) == []
+
+    browser.get(reports[job_id].as_uri())
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"Job {job_id} report"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "table.matrix:not(.drift-matrix)")) == 2
+    positions = browser.find_elements(By.CSS_SELECTOR, "td.matrix-cell")
+    assert len(positions) == 2 * len(TARGETS) ** 2
+    colour = positions[0].value_of_css_property("background-color")
+    assert colour not in ("rgba(0, 0, 0, 0)", "transparent")  # the inline stylesheet applies
+    assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0
+    screenshot(browser, "report.png")
+    chip = browser.find_element(By.CSS_SELECTOR, "td.matrix-cell a.chip")
+    target = chip.get_attribute("href").rsplit("#", 1)[1]
+    chip.click()
+    assert browser.current_url == f"{reports[job_id].as_uri()}#{target}"
+    row = browser.find_element(By.ID, target)
+    assert row.tag_name == "tr" and row.is_displayed()
+
+    browser.get(reports[cancelled_job["id"]].as_uri())
+    label = browser.find_element(By.CSS_SELECTOR, ".facts .progress-label").text
+    cells = cancelled_job["progress"]["cells"]
+    assert label == f"{cells['done']} / {cells['total']} done, {cells['cancelled']} cancelled"
+    assert browser.find_element(By.CSS_SELECTOR, ".facts .progress div.cancelled").size["width"] > 0

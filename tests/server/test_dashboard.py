@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from server_harness import ROOT, TOKEN, bitmatch_command, subprocess_env
+from server_harness import ROOT, TOKEN, bitmatch_command, html_references, outside_references, subprocess_env
 
 from codec.images import decode_png, encode_png
 from codec.package import CodecPackage
@@ -440,7 +440,7 @@ def test_job_list_links_every_job(site):
     page = site.client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert f'href="/jobs/{site.job_id}"' in page.text
-    assert "24 / 24" in page.text
+    assert "23 / 24 done, 1 not run" in page.text  # the not-run cell is not counted done
     assert f'href="/jobs/{site.families_job}"' in page.text
 
 
@@ -706,10 +706,77 @@ def test_static_report_is_self_contained(site, tmp_path: Path):
     html = out.read_text()
     assert count(r'<td class="matrix-cell ', html) == 8 and count(r'<a class="chip ', html) == 24
     assert "<style>" in html and 'rel="stylesheet"' not in html and "<script" not in html
-    assert not re.search(r'(src|href)="(https?:)?//', html) and "/cells/" not in html
-    with site.state.db.session() as session:
-        linked = render_report(session, site.job_id, dashboard_url="http://127.0.0.1:8100/")
-    assert f'href="http://127.0.0.1:8100/cells/{site.cells["float:desync"]}"' in linked
+    urls, ids = html_references(html)
+    assert urls and outside_references(html) == [], outside_references(html)
+    # every chip leads to its cell's row in the file, which holds the cell's details
+    desync = site.cells["float:desync"]
+    assert f'href="#cell-{desync}"' in html and f"cell-{desync}" in ids
+    row = html[html.index(f'<tr id="cell-{desync}">') :]
+    assert "scale_index differs" in row[: row.index("</tr>")]
+    assert "repro bundle are not" in html  # what the file leaves out, said
+
+
+def test_a_cancelled_job_shows_what_was_done_and_what_was_cancelled(site, cancelled_job, tmp_path: Path):
+    summary = site.client.get(f"/api/jobs/{cancelled_job}").json()
+    assert summary["status"] == "cancelled"
+    progress = summary["progress"]
+    assert progress["encodes"] == {"done": 1, "cancelled": 2, "not_run": 0, "total": 3}
+    assert progress["decodes"] == {"done": 2, "cancelled": 4, "not_run": 0, "total": 6}
+    assert progress["cells"] == {"done": 2, "cancelled": 4, "not_run": 0, "total": 6}
+    assert progress["fraction"] == pytest.approx(2 / 6)
+    page = site.client.get(f"/jobs/{cancelled_job}").text
+    report = write_report(site.state.db, cancelled_job, tmp_path / "cancelled.html").read_text()
+    for html in (page, report):
+        bar = re.search(r'<span class="progress"[^>]*>.*?</span>', html, re.S).group(0)
+        assert 'data-done="2" data-cancelled="4"' in bar and "2 of 6 cells done, 4 cancelled" in bar
+        assert re.search(r'<div class="done" style="width: 33.3%">', bar)
+        assert re.search(r'<div class="cancelled" style="width: 66.7%">', bar)
+        assert "2 / 6 done, 4 cancelled" in html
+    listing = site.client.get("/").text
+    assert "2 / 6 done, 4 cancelled" in listing
+
+
+@pytest.fixture(scope="module")
+def cancelled_job(site) -> int:
+    """A job cancelled after one of its three encodes (and that encode's two decodes) ran: the other two
+    encodes were closed not-run, their decodes never planned, four of its six cells not-run."""
+    seeder, codec = site.seeder, site.seeder.codecs[0]
+    with site.state.db.session() as s:
+        job = Job(
+            status="cancelled",
+            detail="cancelled on request",
+            request={},
+            codec_digests=[codec.digest],
+            image_digests=seeder.image_digests,
+            encoder_targets=["cpu"],
+            decoder_targets=DECODERS,
+        )
+        s.add(job)
+        s.flush()
+        for index, digest in enumerate(seeder.image_digests):
+            image_id = seeder._image_id(s, digest)
+            ran = index == 0
+            encode = Encode(job_id=job.id, codec_id=codec.id, image_id=image_id, target="cpu", repeat=0)
+            encode.status = "done" if ran else "not-run"
+            encode.error_detail = None if ran else "job cancelled"
+            s.add(encode)
+            s.flush()
+            for decoder in DECODERS:
+                if ran:
+                    s.add(Decode(job_id=job.id, encode_id=encode.id, target=decoder, repeat=0, status="done"))
+                verdict = "bit-exact" if ran else "not-run"
+                s.add(
+                    Cell(
+                        job_id=job.id,
+                        codec_id=codec.id,
+                        image_id=image_id,
+                        encoder_target="cpu",
+                        decoder_target=decoder,
+                        verdict=verdict,
+                        detail="" if ran else "encoder not-run: job cancelled",
+                    )
+                )
+        return job.id
 
 
 def test_report_of_a_missing_job_is_a_key_error(site):

@@ -208,7 +208,7 @@ def test_coordinator_kill_9_mid_job_resumes_and_int16_never_desyncs(site, packag
 
     expected = len(codecs) * len(images) * len(TARGETS) ** 2
     assert summary["status"] == "done", summary
-    assert summary["progress"]["cells"] == {"done": expected, "total": expected}
+    assert summary["progress"]["cells"] == {"done": expected, "cancelled": 0, "not_run": 0, "total": expected}
     key = "codec_id, image_id, encoder_target, decoder_target"
     distinct = "codec_id || '/' || image_id || '/' || encoder_target || '/' || decoder_target"
     assert site.sql(f"SELECT count(*), count(DISTINCT {distinct}) FROM cells WHERE job_id = ?", job_id) == [
@@ -275,7 +275,12 @@ def test_killing_a_worker_mid_job_loses_no_cell(site, workers, packages):
     summary = client.wait(job_id, timeout=JOB_S)
 
     assert summary["status"] == "done", summary
-    assert summary["progress"]["cells"] == {"done": len(decoders), "total": len(decoders)}
+    assert summary["progress"]["cells"] == {
+        "done": len(decoders),
+        "cancelled": 0,
+        "not_run": 0,
+        "total": len(decoders),
+    }
     cells = client.cells(job_id)
     assert sorted(c["decoder"] for c in cells) == decoders
     devices = {d["name"]: d for d in client.workers()}

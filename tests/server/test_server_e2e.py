@@ -156,7 +156,7 @@ def test_a_job_survives_a_coordinator_kill_9_and_int16_never_desyncs(site, packa
 
     assert summary["status"] == "done", summary
     expected = len(codecs) * len(images) * len(TARGETS) ** 2
-    assert summary["progress"]["cells"] == {"done": expected, "total": expected}
+    assert summary["progress"]["cells"] == {"done": expected, "cancelled": 0, "not_run": 0, "total": expected}
     duplicates = db_rows(
         site,
         "SELECT count(*) FROM (SELECT 1 FROM cells GROUP BY job_id, codec_id, image_id, "
@@ -291,6 +291,13 @@ def test_cancelling_a_job_records_every_cell(site, packages):
     cells = client.get(f"/api/jobs/{job_id}/cells").json()
     assert len(cells) == len(codecs) * len(images) * len(TARGETS) ** 2
     assert {c["verdict"] for c in cells} <= {"bit-exact", "latent-exact", "not-run"}
+    ran = sum(c["verdict"] != "not-run" for c in cells)
+    assert summary["progress"]["cells"] == {
+        "done": ran,
+        "cancelled": len(cells) - ran,
+        "not_run": 0,
+        "total": len(cells),
+    }
     assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 409
 
 
