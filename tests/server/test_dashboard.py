@@ -459,7 +459,7 @@ def test_job_page_renders_one_matrix_per_codec_with_every_cell(site):
 
 
 def rd_section(html: str) -> str:
-    return html[html.index('<h2 id="rd">') : html.index("<h2 id=\"all-cells\">All cells</h2>")]
+    return html[html.index('<h2 id="rd">') : html.index('<h2 id="all-cells">All cells</h2>')]
 
 
 def chart_labels(html: str) -> list[list[str]]:
