@@ -253,7 +253,7 @@ def test_a_taken_port_is_refused_in_one_line_that_suggests_a_free_one(tmp_path):
     assert "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
     found = re.fullmatch(
-        rf"Error: port {port} on 127\.0\.0\.1 is in use; try --port (\d+) \(free now\), "
+        rf"error: port {port} on 127\.0\.0\.1 is in use; try --port (\d+) \(free now\), "
         r"or --port 0 for any free port",
         line,
     )
