@@ -89,19 +89,8 @@ class TaskQueue:
         row = session.execute(query).first()
         if row is None:
             return None
-        token = secrets.token_hex(16)
-        claimed = session.execute(
-            update(model)
-            .where(model.id == row.id, model.status == PENDING)
-            .values(
-                status=RUNNING,
-                device_id=device_id,
-                lease_token=token,
-                lease_expires_at=self._expiry(),
-                attempts=model.attempts + 1,
-            )
-        )
-        if claimed.rowcount != 1:
+        token = self._claim(session, model, row.id, device_id)
+        if token is None:
             return None
         attempts = session.scalar(select(model.attempts).where(model.id == row.id))
         return Lease(kind, row.id, token, device_id, row.job_id, target, attempts)
@@ -110,23 +99,29 @@ class TaskQueue:
         """Claim one given pending task for a device (a replay of recorded results, server/offline.py, where
         the result exists before the claim); None when it is not pending."""
         model = MODELS[kind]
-        token = secrets.token_hex(16)
         with self._claims, self.db.session() as session:
-            claimed = session.execute(
-                update(model)
-                .where(model.id == task_id, model.status == PENDING)
-                .values(
-                    status=RUNNING,
-                    device_id=device_id,
-                    lease_token=token,
-                    lease_expires_at=self._expiry(),
-                    attempts=model.attempts + 1,
-                )
-            )
-            if claimed.rowcount != 1:
+            token = self._claim(session, model, task_id, device_id)
+            if token is None:
                 return None
             row = session.get(model, task_id)
             return Lease(kind, task_id, token, device_id, row.job_id, row.target, row.attempts)
+
+    def _claim(self, session, model, task_id: int, device_id: int) -> str | None:
+        """Move the task from pending to running under a new lease for the device; its token, or None when
+        another claim got there first (the conditional UPDATE is the only arbiter)."""
+        token = secrets.token_hex(16)
+        claimed = session.execute(
+            update(model)
+            .where(model.id == task_id, model.status == PENDING)
+            .values(
+                status=RUNNING,
+                device_id=device_id,
+                lease_token=token,
+                lease_expires_at=self._expiry(),
+                attempts=model.attempts + 1,
+            )
+        )
+        return token if claimed.rowcount == 1 else None
 
     def holds(self, lease: Lease) -> bool:
         model = MODELS[lease.kind]
