@@ -9,7 +9,7 @@ base64
 import base64
 import io
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,9 @@ class FirstMismatch:
     decoder_level: int | None
     encoder_value: int | None = None
     decoder_value: int | None = None
+
+
+LOCATION_FIELDS = tuple(field.name for field in fields(FirstMismatch))  # what a cell's mismatch record copies
 
 
 def decode_array(obj: Any) -> np.ndarray:

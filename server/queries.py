@@ -15,6 +15,7 @@ from codec.vocabulary import JobStatus, TaskStatus
 from server import verdicts
 from server.catalog import codec_label
 from server.drift import DRIFT_STAGES, is_at_risk
+from server.forensics import LOCATION_FIELDS
 from server.models import (
     BdRate,
     Cell,
@@ -221,21 +222,7 @@ def _cell_dict(
 def _mismatch_dict(mismatch: Mismatch | None) -> dict[str, Any] | None:
     if mismatch is None:
         return None
-    return {
-        name: getattr(mismatch, name)
-        for name in (
-            "stage",
-            "flat_index",
-            "channel",
-            "y",
-            "x",
-            "encoder_level",
-            "decoder_level",
-            "encoder_value",
-            "decoder_value",
-            "detail",
-        )
-    }
+    return {name: getattr(mismatch, name) for name in ("stage", *LOCATION_FIELDS, "detail")}
 
 
 def job_matrix(session: Session, job: Job) -> list[dict[str, Any]]:

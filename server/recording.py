@@ -28,7 +28,13 @@ from codec.vocabulary import JobStatus, Precision, TaskStatus
 from server import bdrate, drift, verdicts
 from server.anchors import AnchorCache
 from server.db import Database
-from server.forensics import IndexMapError, decode_array, first_mismatch, max_abs_difference
+from server.forensics import (
+    LOCATION_FIELDS,
+    IndexMapError,
+    decode_array,
+    first_mismatch,
+    max_abs_difference,
+)
 from server.models import Cell, Decode, Drift, Encode, Image, Job, Mismatch, utcnow
 from server.models import Codec as CodecRow
 from server.planning import Unit, plan_decodes, units
@@ -296,16 +302,7 @@ class Recorder:
         if found is None:
             notes.append("scale indexes and symbols agree everywhere the decoder got to")
         else:
-            for name in (
-                "flat_index",
-                "channel",
-                "y",
-                "x",
-                "encoder_level",
-                "decoder_level",
-                "encoder_value",
-                "decoder_value",
-            ):
+            for name in LOCATION_FIELDS:
                 setattr(mismatch, name, getattr(found, name))
             notes.append(what)
         mismatch.detail = "; ".join(notes)
