@@ -92,14 +92,21 @@ _CODEC = click.option(
 @click.argument("out_path", type=click.Path(dir_okay=False))
 @_CODEC
 @_RUNTIME
+@click.option(
+    "--reconstruct",
+    is_flag=True,
+    help="Also reconstruct the image: its PSNR and its recon stage hash (null and absent without).",
+)
 @click.option("--json", "as_json", is_flag=True)
-def encode_command(image_path: str, out_path: str, codec_path: str, runtime: str, as_json: bool) -> None:
+def encode_command(
+    image_path: str, out_path: str, codec_path: str, runtime: str, reconstruct: bool, as_json: bool
+) -> None:
     """Encode a PNG image into a .bmc bitstream (OUT_PATH's folder is created when missing)."""
     from codec.codec import Codec
     from codec.images import load_png
 
     codec = Codec.load(codec_path, runtime)
-    result = codec.encode(load_png(image_path))
+    result = codec.encode(load_png(image_path), reconstruct=reconstruct)
     output_file(out_path).write_bytes(result.bitstream)
     payload = {
         "bytes": len(result.bitstream),
@@ -111,11 +118,12 @@ def encode_command(image_path: str, out_path: str, codec_path: str, runtime: str
         "precision": codec.precision,
         "runtime": runtime,
     }
+    quality = "" if result.psnr is None else f"{result.psnr:.2f} dB, "
     _emit(
         payload,
         as_json,
         f"{out_path}: {len(result.bitstream)} bytes, {result.bpp:.4f} bpp, "
-        f"{result.psnr:.2f} dB, y_hat {result.stage_hashes['y_hat'][:16]}",
+        f"{quality}y_hat {result.stage_hashes['y_hat'][:16]}",
     )
 
 

@@ -53,19 +53,23 @@ class Latents:
     mean: np.ndarray
     y_hat: np.ndarray
 
-    def hashes(self, recon: np.ndarray) -> dict[str, str]:
+    def hashes(self, recon: np.ndarray | None) -> dict[str, str]:
+        """The stage hashes; without a reconstruction (an encode that did not reconstruct) no `recon`."""
         arrays = {**self.__dict__, "recon": recon}
-        return {name: stage_hash(arrays[name]) for name in STAGES}
+        return {name: stage_hash(arrays[name]) for name in STAGES if arrays[name] is not None}
 
 
 @dataclass
 class EncodeResult:
+    """What an encode computed. Without `reconstruct` g_s does not run: `recon` and `psnr` are None and
+    `stage_hashes` has no `recon` (decoding the bitstream on the same runtime gives that image)."""
+
     bitstream: bytes
     stage_hashes: dict[str, str]
     bpp: float
-    psnr: float
+    psnr: float | None
     timings: dict[str, float]  # milliseconds per stage
-    recon: np.ndarray
+    recon: np.ndarray | None
     scale_index: np.ndarray
     latents: Latents | None = field(repr=False, default=None)
     y_hat_real: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
@@ -136,8 +140,10 @@ class Codec:
 
     # --- encoding ---------------------------------------------------------------------------------------
 
-    def encode(self, image: np.ndarray) -> EncodeResult:
-        """Code a uint8 HxWx3 image (1x1 up to 64 megapixels)."""
+    def encode(self, image: np.ndarray, reconstruct: bool = True) -> EncodeResult:
+        """Code a uint8 HxWx3 image (1x1 up to 64 megapixels). `reconstruct`: also run g_s on y_hat, for the
+        reconstruction, its PSNR and its stage hash (verdicts and RD points need them; the bitstream and the
+        other stage hashes are the same either way)."""
         image = validate_image(image)
         height, width = image.shape[:2]
         clock = _Clock()
@@ -154,8 +160,10 @@ class Codec:
         y_section = rans.encode(symbols, scale_index, self.y_model.tables)
         latents = Latents(z_hat, scale_index, symbols, mean, self.y_model.dequantize(symbols, mean))
         clock.lap("y_coding")
-        recon = self._synthesise(latents.y_hat, height, width)
-        clock.lap("synthesis")
+        recon = None
+        if reconstruct:
+            recon = self._synthesise(latents.y_hat, height, width)
+            clock.lap("synthesis")
         data = bitstream.pack(
             bitstream.Bitstream(self.digest, height, width, {"z": z_section, "y": y_section})
         )
@@ -163,7 +171,7 @@ class Codec:
             bitstream=data,
             stage_hashes=latents.hashes(recon),
             bpp=bits_per_pixel(len(data), height, width),
-            psnr=psnr_db(image, recon),
+            psnr=None if recon is None else psnr_db(image, recon),
             timings=clock.total(),
             recon=recon,
             scale_index=scale_index,
@@ -283,7 +291,7 @@ def evaluate_directory(codec: Codec, image_dir: str | Path, progress: Progress =
     rows = []
     for path in paths:
         image = load_png(path)
-        result = codec.encode(image)
+        result = codec.encode(image, reconstruct=True)
         rows.append(
             {
                 "image": path.name,

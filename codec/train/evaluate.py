@@ -90,7 +90,7 @@ def codec_point(
     codec = Codec.load(package_dir, runtime)
     rows = []
     for _, image in images:
-        result = codec.encode(image)
+        result = codec.encode(image, reconstruct=True)
         rows.append({"bpp": result.bpp, "psnr": result.psnr, "ms_ssim": ms_ssim(image, result.recon)})
         progress.advance()
     return {**_mean_point(rows), "package": _display_path(package_dir), "digest": codec.digest}

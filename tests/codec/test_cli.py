@@ -48,9 +48,8 @@ def workspace(tmp_path_factory):
 
 def test_encode_then_decode_with_another_runtime(workspace):
     source, bmc, out = workspace / "images" / "img0.png", workspace / "a.bmc", workspace / "a.png"
-    encoded = _invoke(
-        "encode", str(source), str(bmc), "--codec", str(workspace / "int16"), "--runtime", "ort-cpu", "--json"
-    )
+    codec = ["--codec", str(workspace / "int16"), "--runtime", "ort-cpu", "--json"]
+    encoded = _invoke("encode", str(source), str(bmc), *codec, "--reconstruct")
     assert encoded.exit_code == 0, encoded.output
     enc = json.loads(encoded.output)
     assert set(enc["stage_hashes"]) == STAGES and enc["bpp"] > 0 and enc["psnr"] > 0
@@ -71,6 +70,19 @@ def test_encode_then_decode_with_another_runtime(workspace):
     assert dec["stage_hashes"]["y_hat"] == enc["stage_hashes"]["y_hat"]
     assert dec["bpp"] == pytest.approx(enc["bpp"]) and dec["psnr"] == pytest.approx(enc["psnr"])
     assert load_png(out).shape == (23, 41, 3)
+
+
+def test_encode_reconstructs_only_when_asked(workspace, tmp_path):
+    source, codec = workspace / "images" / "img1.png", ["--codec", str(workspace / "int16")]
+    pure = _invoke("encode", str(source), str(tmp_path / "a.bmc"), *codec, "--json")
+    full = _invoke("encode", str(source), str(tmp_path / "b.bmc"), *codec, "--json", "--reconstruct")
+    assert pure.exit_code == full.exit_code == 0, pure.output + full.output
+    enc, rec = json.loads(pure.output), json.loads(full.output)
+    assert enc["psnr"] is None and set(enc["stage_hashes"]) == STAGES - {"recon"}
+    assert (tmp_path / "a.bmc").read_bytes() == (tmp_path / "b.bmc").read_bytes()
+    assert rec["psnr"] > 0 and "recon" in rec["stage_hashes"]
+    text = _invoke("encode", str(source), str(tmp_path / "c.bmc"), *codec)
+    assert text.exit_code == 0 and " dB" not in text.output
 
 
 def test_eval_reports_every_image_and_the_mean(workspace):

@@ -69,6 +69,28 @@ def test_encode_result_is_consistent(packages):
     assert codec.encode(image).bitstream == result.bitstream  # deterministic on one runtime
 
 
+@pytest.mark.parametrize("precision", ["int16", "float"])
+def test_encode_without_reconstruction_codes_the_same_stream(packages, precision):
+    codec = Codec.load(packages[precision], "ort-cpu-1t")
+    image = _image(40, 72, seed=7)
+    full, pure = codec.encode(image), codec.encode(image, reconstruct=False)
+    assert pure.bitstream == full.bitstream and pure.bpp == full.bpp
+    assert pure.recon is None and pure.psnr is None and "synthesis" not in pure.timings
+    assert tuple(pure.stage_hashes) == PARSE_STAGES + LATENT_STAGES  # no recon hash, not a fake one
+    assert pure.stage_hashes == {stage: full.stage_hashes[stage] for stage in pure.stage_hashes}
+    np.testing.assert_array_equal(pure.scale_index, full.scale_index)
+    np.testing.assert_array_equal(pure.y, full.y)
+
+
+def test_decoding_a_pure_encode_gives_the_encoders_reconstruction(packages):
+    codec = Codec.load(packages["int16"], "ort-cpu-1t")
+    image = _image(33, 65, seed=8)
+    decoded = codec.decode(codec.encode(image, reconstruct=False).bitstream)
+    full = codec.encode(image)
+    assert decoded.stage_hashes == full.stage_hashes
+    np.testing.assert_array_equal(decoded.recon, full.recon)
+
+
 def test_random_codec_spreads_its_scale_levels_and_codes_sanely(packages):
     result = Codec.load(packages["int16"]).encode(_image(128, 128, seed=2))
     assert len(np.unique(result.scale_index)) >= 8
