@@ -65,6 +65,13 @@ def test_single_thread_session_options(int16_model):
     assert session.providers == ["CPUExecutionProvider"]
 
 
+def test_ort_cpu_sessions_keep_ort_default_graph_optimisations(int16_model):
+    import onnxruntime as ort
+
+    options = get_runtime("ort-cpu").session(int16_model).session_options
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
 @pytest.mark.parametrize("name", ["ort-cpu-1t", "ort-cpu", "onnx-ref"])
 def test_provider_report_covers_the_graph(int16_model, name):
     z = np.arange(24, dtype=np.int32).reshape(1, 4, 2, 3) - 12
