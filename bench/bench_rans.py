@@ -1,14 +1,17 @@
-"""Throughput of bitmatch's rANS (codec/rans.py) against CompressAI's C++ rANS, measured in one run.
+"""Throughput of bitmatch's rANS (codec/rans.py) against CompressAI's C++ rANS and constriction, in one run.
 
     .venv/bin/python bench/bench_rans.py [--json] [--symbols N] [--repeats R]
 
 Data: N symbols (default 294,912) drawn as round(N(0, s)) with s log-uniform in [0.11, 16], each coded with
 the Gaussian level table (codec.tables, 64 levels) whose sigma interval holds s. CompressAI gets the same
-integer CDF rows, indexes and offsets. Its half runs in a bench-only venv (bench/.venv-compressai,
-provisioned on first use with the CPU torch==2.13.0 from local disk and compressai==1.2.8 without its
-dependencies) as a subprocess; its compiled `compressai.ans` extension is loaded directly, because
-`import compressai` pulls in torchvision and torch_geometric. Times are the best of R repeats of one full
-call each; Msym/s = N / time / 1e6. See bench/README.md.
+integer CDF rows, indexes and offsets; constriction (its stack `AnsCoder`, 32-bit words and a 64-bit state)
+gets each table's frequencies as float probabilities, one i.i.d. `Categorical` per table with the symbols
+grouped by table (see `constriction_half`). Both anchors run in a bench-only venv (bench/.venv-compressai,
+provisioned on first use with the CPU torch==2.13.0 from local disk, compressai==1.2.8 without its
+dependencies and constriction==0.5.0) as one subprocess; CompressAI's compiled `compressai.ans` extension
+is loaded directly, because `import compressai` pulls in torchvision and torch_geometric. Times are the
+best of R repeats of one full call each; Msym/s = N / time / 1e6; ratios are bitmatch / anchor speed (above
+1: bitmatch is faster). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ BENCH_VENV = ROOT / "bench" / ".venv-compressai"
 # multi-GB CUDA build of 2.13.0 from PyPI where that wheel is missing.
 TORCH_PIN = "torch==2.13.0+cpu"
 COMPRESSAI_PIN = "compressai==1.2.8"
+CONSTRICTION_PIN = "constriction==0.5.0"
 LEVELS = 64
 SIGMA_LOW, SIGMA_HIGH = 0.11, 16.0
 
@@ -83,6 +87,65 @@ def compressai_worker(npz_path: str, repeats: int) -> dict[str, object]:
         "compressai_decode_s": dec_s,
         "compressai_bytes": len(stream),  # type: ignore[arg-type]
         "compressai_round_trip": decoded == values,
+        **constriction_half(data, repeats),
+    }
+
+
+def constriction_half(data, repeats: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """constriction's stack AnsCoder with one i.i.d. Categorical per table, symbols grouped by table.
+
+    Its Python API takes float probabilities only: each table's are its integer frequencies / 2^16, which
+    it requantises to its own 24-bit precision (perfect=False). It has no escapes, so a value outside its
+    table is clipped to the table's end symbol (the JSON says how many). A per-symbol model (its option 3)
+    would need an N x Lmax probability array; grouping is its fast path, and the grouping (a stable sort by
+    table index, and scattering back on decode) is timed with it. Models are built before the timing, as the
+    other two coders' tables are.
+    """
+    from importlib.metadata import version
+
+    import constriction
+
+    values, indexes = data["values"], data["indexes"]
+    cdf, length, offset = data["cdf"], data["length"], data["offset"]
+    symbols = np.clip(values - offset[indexes], 0, length[indexes] - 1).astype(np.int32)
+    models = [
+        constriction.stream.model.Categorical(np.diff(cdf[t, : length[t] + 1]) / 65536.0, perfect=False)
+        for t in range(len(length))
+    ]
+
+    def group():  # type: ignore[no-untyped-def]
+        # uint8 keys (64 tables): numpy's stable sort is then a radix sort, O(N)
+        return np.argsort(indexes.astype(np.uint8), kind="stable"), np.bincount(
+            indexes, minlength=len(models)
+        )
+
+    def encode():  # type: ignore[no-untyped-def]
+        order, counts = group()
+        grouped, ends = symbols[order], np.cumsum(counts)
+        coder = constriction.stream.stack.AnsCoder()
+        for t in reversed(range(len(models))):  # a stack: the last group pushed is the first popped
+            coder.encode_reverse(grouped[ends[t - 1] if t else 0 : ends[t]], models[t])
+        return coder.get_compressed()
+
+    def decode(words):  # type: ignore[no-untyped-def]
+        order, counts = group()
+        coder = constriction.stream.stack.AnsCoder(words)
+        grouped = np.concatenate([coder.decode(models[t], int(counts[t])) for t in range(len(models))])
+        out = np.empty_like(grouped)
+        out[order] = grouped
+        return out
+
+    enc_s, words = _best_time(encode, repeats)
+    dec_s, decoded = _best_time(lambda: decode(words), repeats)
+    group_s, _ = _best_time(group, repeats)
+    return {
+        "constriction_grouping_s": group_s,  # the part of each of its two times spent sorting by table
+        "constriction_encode_s": enc_s,
+        "constriction_decode_s": dec_s,
+        "constriction_bytes": 4 * len(words),  # type: ignore[arg-type]
+        "constriction_round_trip": bool(np.array_equal(decoded, symbols)),
+        "constriction_clipped_values": int(np.count_nonzero(symbols != values - offset[indexes])),
+        "constriction_version": version("constriction"),
     }
 
 
@@ -100,13 +163,15 @@ def provision_bench_venv() -> None:
     python = _bench_python()
     check = "import importlib.util, torch, numpy; assert torch.__version__ == '2.13.0+cpu'; "
     probe = [str(python), "-c", check + "assert importlib.util.find_spec('compressai')"]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
-    subprocess.run([*pip, TORCH_PIN, "numpy<2"], check=True, stdout=sys.stderr)
-    subprocess.run([*pip, "--no-deps", COMPRESSAI_PIN], check=True, stdout=sys.stderr)
-    subprocess.run(probe, check=True)
+    if not (python.exists() and subprocess.run(probe, capture_output=True).returncode == 0):
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+        subprocess.run([*pip, TORCH_PIN, "numpy<2"], check=True, stdout=sys.stderr)
+        subprocess.run([*pip, "--no-deps", COMPRESSAI_PIN], check=True, stdout=sys.stderr)
+        subprocess.run(probe, check=True)
+    has_constriction = [str(python), "-c", "import constriction"]
+    if subprocess.run(has_constriction, capture_output=True).returncode != 0:
+        subprocess.run([*pip, CONSTRICTION_PIN, "numpy<2"], check=True, stdout=sys.stderr)
 
 
 def make_workload(count: int, seed: int):  # type: ignore[no-untyped-def]
@@ -208,18 +273,24 @@ def main() -> None:
     result.update(bench_bitmatch(values, indexes, code_tables, args.repeats))
     result.update(run_compressai(values, indexes, code_tables, args.repeats))
     result.update(numba_first_call_times())
-    for side in ("bitmatch", "compressai"):
+    for side in ("bitmatch", "compressai", "constriction"):
         for op in ("encode", "decode"):
             result[f"{side}_{op}_msym_s"] = args.symbols / float(result[f"{side}_{op}_s"]) / 1e6  # type: ignore[arg-type]
     for op in ("encode", "decode"):
         result[f"{op}_ratio"] = result[f"bitmatch_{op}_msym_s"] / result[f"compressai_{op}_msym_s"]  # type: ignore[operator]
+        result[f"{op}_ratio_constriction"] = (
+            result[f"bitmatch_{op}_msym_s"] / result[f"constriction_{op}_msym_s"]  # type: ignore[operator]
+        )
     if args.json:
         print(json.dumps(result))
         return
     for key, value in result.items():
         print(f"{key:28s} {value:.4g}" if isinstance(value, float) else f"{key:28s} {value}")
-    ratios = f"encode {result['encode_ratio']:.2f}x, decode {result['decode_ratio']:.2f}x"
-    print(f"bitmatch / CompressAI: {ratios}")
+    for anchor, suffix in (("CompressAI", ""), ("constriction", "_constriction")):
+        ratios = (
+            f"encode {result['encode_ratio' + suffix]:.2f}x, decode {result['decode_ratio' + suffix]:.2f}x"
+        )
+        print(f"bitmatch / {anchor}: {ratios}")
 
 
 if __name__ == "__main__":
