@@ -238,7 +238,7 @@ class SessionSettings:
     """A bench-only variant of `ort-cpu-1t`'s sessions (one thread each way): not a named runtime."""
 
     optimize: bool  # ORT's default graph optimisations (ORT_ENABLE_ALL), as `ort-cpu` has them
-    arena: bool  # ORT's CPU memory arena, kept between runs (the codec turns it off to give memory back)
+    arena: bool  # ORT's CPU memory arena and memory patterns, kept between runs (the codec turns both off)
 
     def session(self, model: bytes) -> Any:
         import onnxruntime as ort
