@@ -95,7 +95,7 @@ _CODEC = click.option(
 @click.option(
     "--reconstruct",
     is_flag=True,
-    help="Also reconstruct the image: its PSNR and its recon stage hash (null and absent without).",
+    help="Also reconstruct the image, for its PSNR and its recon stage hash (without: psnr null, no recon).",
 )
 @click.option("--json", "as_json", is_flag=True)
 def encode_command(
