@@ -42,7 +42,7 @@ def replay_commands(cell: dict[str, Any]) -> dict[str, str]:
     host_decode = ["bitmatch", "codec", "decode", BITSTREAM_NAME, "decoded.png", "--codec", decode_package]
     host_decode += ["--runtime", runtime_of(cell.get("decode")), "--reference", IMAGE_NAME, "--json"]
     host_encode = ["bitmatch", "codec", "encode", IMAGE_NAME, "reencoded.bmc", "--codec", PACKAGE_NAME]
-    host_encode += ["--runtime", runtime_of(cell.get("encode")), "--json"]
+    host_encode += ["--runtime", runtime_of(cell.get("encode")), "--reconstruct", "--json"]
     return {
         "replay": shlex.join(replay),
         "encoder": shlex.join([*replay, "--side", "encoder"]),
