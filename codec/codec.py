@@ -33,6 +33,7 @@ from codec.metrics import bpp as bits_per_pixel
 from codec.metrics import psnr as psnr_db
 from codec.package import CodecPackage
 from codec.progress import SILENT, Progress
+from codec.runtime import Session
 from codec.stages import STAGES
 from codec.tables import CodeTables
 from codec.vocabulary import Precision
@@ -41,6 +42,9 @@ SECTIONS = ("z", "y")
 ANALYSIS, SYNTHESIS, HYPER_SYNTHESIS = "analysis.onnx", "synthesis.onnx", "hyper_synthesis.onnx"
 LEVEL_TABLES, Z_TABLES = "level_tables.npz", "z_tables.npz"
 WEIGHTS, CERTIFICATE = "weights.npz", "certificate.json"
+# Padded images up to this size run g_a and g_s on sessions that keep their memory between runs (at most a
+# GB for N=128 at 768x512); larger ones on sessions that give it back (codec/runtime.py).
+RETAIN_MEMORY_PIXELS = 1 << 19  # 768x512 (Kodak) fits
 
 
 @dataclass
@@ -129,9 +133,10 @@ class Codec:
         self.y_model = ConditionalY(_load_tables(package, LEVEL_TABLES), self.format)
         self.z_channels, self.y_channels = _channels(manifest, self.z_model, self.y_model)
         self._backend = get_runtime(runtime)
-        self._analysis = self._backend.session(package.read(ANALYSIS))
-        self._synthesis = self._backend.session(package.read(SYNTHESIS))
-        self._hyper = self._backend.session(package.read(HYPER_SYNTHESIS))
+        self._analysis = self._backend.session(package.read(ANALYSIS), retain_memory=True)
+        self._synthesis = self._backend.session(package.read(SYNTHESIS), retain_memory=True)
+        self._hyper = self._backend.session(package.read(HYPER_SYNTHESIS), retain_memory=True)
+        self._lean: dict[str, Session] = {}  # g_a and g_s for large images, made on first use
         self._hyper_raw = None  # the instrumented h_s of hyper_raw, made on first use
 
     @classmethod
@@ -147,7 +152,8 @@ class Codec:
         image = validate_image(image)
         height, width = image.shape[:2]
         clock = _Clock()
-        outputs = self._analysis.run({"x": networks.pad_image(image)})
+        analysis = self._network(ANALYSIS, self._analysis, height, width)
+        outputs = analysis.run({"x": networks.pad_image(image)})
         y, z = np.asarray(outputs["y"]), np.asarray(outputs["z"])
         clock.lap("analysis")
         z_symbols = self.z_model.symbols(z)
@@ -256,8 +262,18 @@ class Codec:
             raise PackageError(f"h_s produced {scale_index.shape} / {mean.shape}, expected {y_shape}")
         return scale_index, mean
 
+    def _network(self, name: str, retaining: Session, height: int, width: int) -> Session:
+        """`retaining` for an image up to RETAIN_MEMORY_PIXELS (padded), else the lean session of `name`."""
+        lat_h, lat_w = networks.latent_shape(height, width)
+        if lat_h * lat_w * networks.LATENT_STRIDE**2 <= RETAIN_MEMORY_PIXELS:
+            return retaining
+        if name not in self._lean:
+            self._lean[name] = self._backend.session(self.package.read(name))
+        return self._lean[name]
+
     def _synthesise(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
-        x_hat = np.asarray(self._synthesis.run({"y_hat": self.y_model.real(y_hat)})["x_hat"])
+        synthesis = self._network(SYNTHESIS, self._synthesis, height, width)
+        x_hat = np.asarray(synthesis.run({"y_hat": self.y_model.real(y_hat)})["x_hat"])
         return networks.to_uint8_image(x_hat, height, width)
 
 

@@ -257,3 +257,23 @@ def test_gdn_package_without_weights_round_trips_exactly_across_runtimes(tmp_pat
     decoded = Codec.load(tmp_path / "int16", "onnx-ref").decode(encoded.bitstream)
     assert decoded.stage_hashes["y_hat"] == encoded.stage_hashes["y_hat"]
     assert decoded.recon.shape == image.shape
+
+
+def test_large_images_run_on_sessions_that_give_memory_back_with_the_same_results(packages, monkeypatch):
+    import codec.codec as codec_module
+
+    image = _image(576, 1024)  # 589,824 padded pixels: over RETAIN_MEMORY_PIXELS
+    codec = Codec.load(packages["int16"])
+    small = codec.encode(_image(64, 64))
+    assert codec._lean == {} and small.recon is not None
+    lean = codec.encode(image)
+    lean_decoded = codec.decode(lean.bitstream)
+    assert sorted(codec._lean) == ["analysis.onnx", "synthesis.onnx"]
+    assert not any(session.retain_memory for session in codec._lean.values())
+
+    monkeypatch.setattr(codec_module, "RETAIN_MEMORY_PIXELS", 1 << 30)
+    retaining = Codec.load(packages["int16"])
+    kept = retaining.encode(image)
+    assert retaining._lean == {}
+    assert kept.bitstream == lean.bitstream and kept.stage_hashes == lean.stage_hashes
+    assert retaining.decode(kept.bitstream).stage_hashes == lean_decoded.stage_hashes
