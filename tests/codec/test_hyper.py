@@ -9,7 +9,7 @@ from int_reference import float_hs, reference_hs
 
 from codec.heads import LevelHead, ScaleTableHead
 from codec.hyper import build_hs_onnx, hs_output_size, lowered_kernel, random_hs_layers
-from codec.intnet import IntHyperSynthesis, IntLayer, OverflowRisk, integerize_hs
+from codec.intnet import IntHyperSynthesis, IntLayer, OverflowRisk, certify, integerize_hs
 from codec.layers import LayerSpec
 from codec.runtime import get_runtime
 from codec.vocabulary import Lowering
@@ -135,6 +135,49 @@ def test_integer_ops_are_integer_kernels(networks):
     ops = _op_types(build_hs_onnx("int16", int_hs=networks["int16"]))
     assert "MatMul" in ops and not ops & {"Conv", "ConvTranspose", "Round", "LeakyRelu"}
     assert "Shape" not in ops  # static shapes only: nothing a GPU provider would hand back to the CPU
+
+
+def _growing_network(seed: int) -> IntHyperSynthesis:
+    """convT (relu) -> conv (leaky 0.01) -> conv, hand-made so every post-op path runs: a fixed-point z_hat
+    (input_bits 3, so the input shift is negative), a requantisation that multiplies (negative shifts on
+    some channels), per-channel shifts past 53, weights up to +-32767 (three weight digits)."""
+    rng = np.random.default_rng(seed)
+    specs = [
+        LayerSpec("convT", 3, 4, 3, 2, "relu"),
+        LayerSpec("conv", 4, 4, 3, 1, "leaky", 0.01),
+        LayerSpec("conv", 4, 2 * 2, 1, 1),
+    ]
+    layers, p_in = [], 0
+    shifts = [[10, 9, 8, 7], [14, 12, 10, 8], [60, 14, 12, 10]]  # last: scale, scale, mean, mean
+    for spec, shift, in_bits, next_p in zip(specs, shifts, [12, 16, 14], [9, 2, 0], strict=True):
+        weight = rng.integers(-2000, 2001, size=spec.weight_shape())
+        weight.flat[0], weight.flat[1] = 32767, -32767
+        bias = rng.integers(-5000, 5001, size=spec.c_out)
+        layers.append(IntLayer(spec, weight, bias, np.array(shift), p_in, in_bits))
+        p_in = next_p
+    for layer in layers:
+        while True:
+            try:
+                certify(IntHyperSynthesis("int16", HEAD, [layer]))
+                break
+            except OverflowRisk:
+                layer.weight[...] = np.trunc(layer.weight / 2)
+                layer.weight.flat[0], layer.weight.flat[1] = 32767, -32767
+                layer.bias[...] = np.trunc(layer.bias / 2)
+    return IntHyperSynthesis("int16", HEAD, layers, input_bits=3)
+
+
+@pytest.mark.parametrize("lowering", INT16_LOWERINGS)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_every_post_op_path_is_bit_identical(lowering, seed):
+    int_hs = _growing_network(seed)
+    assert (int_hs.requant_shifts(0) < 0).any() and int_hs.input_shift() < 0
+    assert int_hs.output_shifts().max() > 53
+    rng = np.random.default_rng(seed)
+    inputs = [rng.integers(-800, 800, size=(1, 3, 3, 4)).astype(np.int32), *_adversarial((1, 3, 2, 3), seed)]
+    scale_index, mean = reference_hs(int_hs, inputs[0])
+    assert len(np.unique(scale_index)) > 1 and len(np.unique(mean)) > 10  # not a degenerate network
+    _assert_identical_everywhere(int_hs, inputs, lowering)
 
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
