@@ -47,10 +47,6 @@ class Lowering(StrEnum):
     INT8_DIGITS = "int8-digits"
     UINT8_DIGITS = "uint8-digits"
 
-    @property
-    def is_digits(self) -> bool:
-        return self is not Lowering.FLOAT64
-
 
 class Verdict(StrEnum):
     """A cell's verdict; only the first three pass (server/verdicts.py)."""
