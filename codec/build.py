@@ -31,7 +31,7 @@ from codec.layers import Layer
 from codec.package import CodecPackage
 from codec.progress import SILENT, Progress
 from codec.tables import CodeTables, code_bits
-from codec.vocabulary import Precision
+from codec.vocabulary import Lowering, Precision
 
 CALIBRATION_IMAGES = 6
 CALIBRATION_SIZE = 256
@@ -146,16 +146,19 @@ def build_hyper_synthesis(
     rate: RateFn | None = None,
     input_bits: int = 0,
     float_input: bool = False,
+    lowering: str = Lowering.FLOAT64,
 ) -> tuple[bytes, dict | None]:
-    """h_s as ONNX in the given precision, and its overflow certificate (None for the float package)."""
+    """h_s as ONNX in the given precision (an int16 h_s in the given lowering), and its overflow certificate
+    (None for the float package)."""
     from codec.hyper import build_hs_onnx
+    from codec.intnet import certify
 
     if precision == Precision.FLOAT:
         return build_hs_onnx(
             "float", h_s=h_s, head=head, float_input=float_input, input_bits=input_bits
         ), None
     int_hs = integerize_hs(h_s, calibration_z_hat, head, precision, rate, input_bits)
-    return build_hs_onnx(precision, int_hs=int_hs), int_hs.certificate
+    return build_hs_onnx(precision, int_hs=int_hs, lowering=lowering), certify(int_hs, lowering)
 
 
 def build_package(
@@ -169,6 +172,7 @@ def build_package(
     calibration_images: list[np.ndarray] | None = None,
     store_weights: bool = True,
     calibration_name: str | None = None,
+    lowering: str = Lowering.FLOAT64,
 ) -> str:
     """Build a codec package directory from float weights; returns its digest.
 
@@ -177,13 +181,16 @@ def build_package(
     (synthetic images of `calibration_seed` unless `calibration_images`, all of one size, are given, named
     `calibration_name` in the manifest), scored by the rate of the calibration y under the level tables.
     `store_weights=False` leaves out the float weights file (the graphs do not need it), so packages of
-    several precisions built from one set of weights can keep a single copy.
+    several precisions built from one set of weights can keep a single copy. An int16 package's h_s takes
+    `lowering` (codec/vocabulary.py), named in the manifest as `hs_lowering` unless it is `float64`.
     """
     from codec.package import PRECISIONS, write_package
     from codec.tables import gaussian_level_tables
 
     if precision not in PRECISIONS:
         raise PackageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if lowering != Lowering.FLOAT64 and precision != Precision.INT16:
+        raise PackageError(f"the h_s lowering {lowering} is for int16 packages, not {precision}")
     networks.check_weights(arch, weights)
     y, z = calibration_latents(arch, weights, calibration_seed, calibration_images)
     z_hat = np.rint(z)  # tables and h_s integerisation see only the integers the codec will code
@@ -193,7 +200,7 @@ def build_package(
     rate = y_rate(level_tables, y, LatentFormat(mean_bits=arch.mean_bits))
     head = LevelHead(arch.levels, arch.mean_bits)
     hyper_model, certificate = build_hyper_synthesis(
-        precision, networks.hyper_synthesis(arch, weights), head, z_hat, rate
+        precision, networks.hyper_synthesis(arch, weights), head, z_hat, rate, lowering=lowering
     )
     files = {
         ANALYSIS: networks.analysis_model(arch, weights),
@@ -216,15 +223,25 @@ def build_package(
         **calibration,
         "level_tables_sha256": level_tables.sha256,
         "z_tables_sha256": z_tables.sha256,
+        **({} if lowering == Lowering.FLOAT64 else {"hs_lowering": str(lowering)}),
         **(metadata or {}),
     }
     return write_package(out_dir, manifest, files)
 
 
-def build_random(out_dir: str | Path, precision: str, n: int, m: int, seed: int, levels: int = 64) -> str:
+def build_random(
+    out_dir: str | Path,
+    precision: str,
+    n: int,
+    m: int,
+    seed: int,
+    levels: int = 64,
+    lowering: str = Lowering.FLOAT64,
+) -> str:
     """A package with deterministic random weights; every precision built from one seed shares weights."""
     arch = networks.Architecture(n=n, m=m, levels=levels)
     weights = networks.random_weights(arch, seed)
+    metadata = {"weights": "random", "seed": seed}
     return build_package(
-        out_dir, precision, arch, weights, calibration_seed=seed, metadata={"weights": "random", "seed": seed}
+        out_dir, precision, arch, weights, calibration_seed=seed, metadata=metadata, lowering=lowering
     )

@@ -10,7 +10,7 @@ import click
 
 from codec.cli_errors import ReportingGroup
 from codec.progress import progress
-from codec.vocabulary import Precision
+from codec.vocabulary import Lowering, Precision
 
 if TYPE_CHECKING:
     from codec.codec import Codec, DecodeResult
@@ -62,9 +62,16 @@ def _emit(payload: dict, as_json: bool, text: str) -> None:
 @click.option("--seed", type=int, required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--levels", type=click.IntRange(16, 256), default=64, show_default=True)
+@click.option(
+    "--lowering",
+    type=click.Choice([lowering.value for lowering in Lowering]),
+    default=Lowering.FLOAT64.value,
+    show_default=True,
+    help="how an int16 h_s graph carries its integers",
+)
 @click.option("--json", "as_json", is_flag=True)
 def build_random_command(
-    precision: str, channels: str, seed: int, out_dir: str, levels: int, as_json: bool
+    precision: str, channels: str, seed: int, out_dir: str, levels: int, lowering: str, as_json: bool
 ) -> None:
     """Build a codec package with deterministic random weights (shared by all precisions of one seed)."""
     from codec.build import build_random
@@ -73,7 +80,7 @@ def build_random_command(
         n, m = (int(part) for part in channels.split(","))
     except ValueError:
         raise click.BadParameter("expected two integers N,M", param_hint="--channels") from None
-    digest = build_random(out_dir, precision, n, m, seed, levels)
+    digest = build_random(out_dir, precision, n, m, seed, levels, lowering)
     _emit({"digest": digest, "out": out_dir, "precision": precision}, as_json, f"{out_dir}: {digest}")
 
 

@@ -7,9 +7,13 @@ units of 2^-mean_bits for every package with a fixed-point latent, float32 for t
 scale-table (CompressAI) codec.
 
 - `float`: Conv / ConvTranspose / activations in float32, then the head's float rule.
-- `int16`: integers carried in float64 (NHWC) through Pad/Slice/Concat im2col + MatMul; a transposed conv
-  is lowered to its s*s polyphase correlations (one MatMul) followed by a depth-to-space interleave.
-- `int8`: the same lowering with int8 tensors and MatMulInteger (int32 accumulators).
+- `int16`, lowering `float64` (codec/vocabulary.py `Lowering`): integers carried in float64 (NHWC) through
+  Pad/Slice/Concat im2col + MatMul; a transposed conv is lowered to its s*s polyphase correlations (one
+  MatMul) followed by a depth-to-space interleave.
+- `int16`, lowering `int8-digits`: the same im2col on the s8 digit planes of the activations (stacked on the
+  batch axis), one MatMulInteger (s8 x s8, int32 accumulators) against the weights' digit planes
+  (concatenated along N), the planes recombined in int64; every post-op in int64. No float tensor at all.
+- `int8`: the float64 lowering with int8 tensors and MatMulInteger (int32 accumulators).
 Why the integer graphs are exact is argued in codec/intnet.py; `build_hs_onnx` re-runs `certify` and
 refuses a network that fails it.
 """
@@ -23,10 +27,22 @@ import numpy as np
 from onnx import TensorProto
 
 from codec.heads import MEAN_LIMIT, Head, LevelHead, ScaleTableHead
-from codec.intnet import IntHyperSynthesis, IntLayer, certify, validate_hs_layers
+from codec.intnet import (
+    ACTIVATION_DIGITS,
+    ACTIVATION_RADIX,
+    ACTIVATION_SPLITS,
+    WEIGHT_RADIX,
+    ActivationSplit,
+    IntHyperSynthesis,
+    IntLayer,
+    certify,
+    folded_bias,
+    validate_hs_layers,
+    weight_digits,
+)
 from codec.layers import Layer, LayerSpec
 from codec.onnxgraph import INT64_MAX, GraphBuilder, tensor_info
-from codec.vocabulary import Precision
+from codec.vocabulary import Lowering, Precision
 
 INPUT_NAME = "z_hat"
 INDEX_NAME, MEAN_NAME = "scale_index", "mean"
@@ -79,10 +95,11 @@ def build_hs_onnx(
     head: Head | None = None,
     float_input: bool = False,
     input_bits: int = 0,
+    lowering: str = Lowering.FLOAT64,
 ) -> bytes:
     """Serialized ONNX ModelProto of h_s. `float` needs the float layers `h_s` and its `head` (default: 64
     levels, mean in 2^-8) and takes float32 z_hat when `float_input`, else int32 z_hat in units of
-    2^-input_bits; `int16` / `int8` need `int_hs`."""
+    2^-input_bits; `int16` / `int8` need `int_hs`; an `int16` h_s takes either `lowering`."""
     if precision == Precision.FLOAT:
         if h_s is None:
             raise ValueError("the float h_s needs the float layers")
@@ -95,8 +112,12 @@ def build_hs_onnx(
         raise ValueError(f"the {precision} h_s needs an IntHyperSynthesis of that precision")
     if head is not None and head != int_hs.head:
         raise ValueError("the head differs from the integerised network's")
-    certificate = certify(int_hs)  # raises OverflowRisk
-    return _build_integer(int_hs, certificate)
+    if lowering != Lowering.FLOAT64 and precision != Precision.INT16:
+        raise ValueError(f"the {precision} h_s has one lowering only")
+    certificate = certify(int_hs, lowering)  # raises OverflowRisk
+    split = ACTIVATION_SPLITS.get(Lowering(lowering))
+    arithmetic = _Float64(precision) if split is None else _Int64Digits(split)
+    return _build_integer(int_hs, certificate, arithmetic)
 
 
 def _model(
@@ -369,47 +390,149 @@ def _integer_layer(g: GraphBuilder, x: str, layer: IntLayer, precision: str) -> 
     return _interleave_phases(g, acc, geometry) if phases > 1 else acc
 
 
-def _floor_scale(g: GraphBuilder, x: str, shifts: np.ndarray, factor: float = 1.0) -> str:
-    """floor(x * factor * 2^-shift_j) on the channel (last) axis; exact for the certified ranges."""
-    scale = factor * np.exp2(-shifts.astype(np.float64))
-    return g.op("Floor", [g.op("Mul", [x, g.const(scale)])])
+class _Float64:
+    """Exact integers in float64 (the `float64` lowering; the int8 h_s with its MatMulInteger product)."""
+
+    elem = TensorProto.DOUBLE
+
+    def __init__(self, precision: str) -> None:
+        self.precision = precision
+
+    def scalar(self, g: GraphBuilder, value: int) -> str:
+        return g.const(np.float64(value))
+
+    def array(self, g: GraphBuilder, values: np.ndarray) -> str:
+        return g.const(values.astype(np.float64))
+
+    def floor_scale(self, g: GraphBuilder, x: str, shifts: np.ndarray, factor: int = 1) -> str:
+        """floor(x * factor * 2^-shift_j) on the channel (last) axis; exact for the certified ranges."""
+        scale = factor * np.exp2(-shifts.astype(np.float64))
+        return g.op("Floor", [g.op("Mul", [x, g.const(scale)])])
+
+    def leaky_floor(self, g: GraphBuilder, x: str, multiplier: int, shift: int) -> str:
+        return g.op("Floor", [g.op("Mul", [x, g.const(np.float64(multiplier * 2.0**-shift))])])
+
+    def layer(self, g: GraphBuilder, x: str, layer: IntLayer) -> str:
+        return _integer_layer(g, x, layer, self.precision)
 
 
-def _activation(g: GraphBuilder, x: str, layer: IntLayer) -> str:
+class _Int64Digits:
+    """int64 post-ops around s8 digit-plane products (the `int8-digits` lowering)."""
+
+    elem = TensorProto.INT64
+    max_shift = 62  # floor(v 2^-r) for |v| < 2^53 is the same for every r >= 53
+
+    def __init__(self, split: ActivationSplit) -> None:
+        self.split = split
+
+    def scalar(self, g: GraphBuilder, value: int) -> str:
+        return g.const(np.int64(value))
+
+    def array(self, g: GraphBuilder, values: np.ndarray) -> str:
+        return g.const(values.astype(np.int64))
+
+    def floor_scale(self, g: GraphBuilder, x: str, shifts: np.ndarray, factor: int = 1) -> str:
+        """floor(x * factor * 2^-shift_j): a multiplication, then (v - Mod(v, 2^r)) / 2^r."""
+        shifts = np.asarray(shifts, np.int64)
+        multiplier = factor * 2 ** np.maximum(-shifts, 0)
+        if np.any(multiplier != 1):
+            x = g.op("Mul", [x, g.const(multiplier.astype(np.int64))])
+        divisor = 2 ** np.minimum(np.maximum(shifts, 0), self.max_shift)
+        if np.all(divisor == 1):
+            return x
+        return _floor_divide(g, x, g.const(divisor.astype(np.int64)))
+
+    def leaky_floor(self, g: GraphBuilder, x: str, multiplier: int, shift: int) -> str:
+        return self.floor_scale(g, x, np.array([shift]), multiplier)
+
+    def layer(self, g: GraphBuilder, x: str, layer: IntLayer) -> str:
+        return _digit_layer(g, x, layer, self.split)
+
+
+Arithmetic = _Float64 | _Int64Digits
+
+
+def _floor_divide(g: GraphBuilder, x: str, divisor: str) -> str:
+    """floor(x / d) for int64 x and positive d: Mod (fmod=0) has d's sign, so x - Mod(x, d) is a multiple."""
+    multiple = g.op("Sub", [x, g.op("Mod", [x, divisor], fmod=0)])
+    return g.op("Div", [multiple, divisor])
+
+
+def _activation_digit_planes(g: GraphBuilder, x: str, pads: tuple[int, int], split: ActivationSplit) -> str:
+    """Clamped int64 NHWC x -> 8-bit [2, H + pads, W + pads, C]: the split's (x_h, x_l) on the batch axis.
+
+    The zero padding is applied to x itself, so a padded input has the digits of 0.
+    """
+    before, after = pads
+    if before or after:
+        pad_spec = np.array([0, before, before, 0, 0, after, after, 0], np.int64)
+        x = g.op("Pad", [x, g.const(pad_spec)], mode="constant")
+    radix = g.const(np.int64(ACTIVATION_RADIX))
+    low = g.op("Mod", [x, radix], fmod=0)
+    high = g.op("Div", [g.op("Sub", [x, low]), radix])
+    if split.high_zero:
+        high = g.op("Add", [high, g.const(np.int64(split.high_zero))])
+    if split.low_zero:
+        low = g.op("Add", [low, g.const(np.int64(split.low_zero))])
+    digit_type = TensorProto.INT8 if split.signed else TensorProto.UINT8
+    return g.op("Cast", [g.op("Concat", [high, low], axis=0)], to=digit_type)
+
+
+def _digit_layer(g: GraphBuilder, x: str, layer: IntLayer, split: ActivationSplit) -> str:
+    """Clamped input (int64 NHWC) -> accumulator (int64 NHWC): sum_{r,q} a_r 128^q P_rq + b'."""
+    kernel, geometry = lowered_kernel(layer)
+    phases = geometry.get("phases", 1)
+    matrix = kernel.transpose(2, 3, 1, 0).reshape(-1, kernel.shape[0])
+    planes = weight_digits(matrix)
+    bias = folded_bias(np.tile(layer.bias.astype(np.int64), phases**2), matrix.sum(axis=0), split)
+    digits = _activation_digit_planes(g, x, geometry["pads"], split)
+    columns = _im2col_nhwc(g, digits, geometry["D"], (0, 0), geometry["stride"])
+    weights = g.const(np.concatenate(planes, axis=1).astype(np.int8), "w")
+    product = g.op("Cast", [g.op("MatMulInteger", [columns, weights])], to=TensorProto.INT64)
+    n, q = matrix.shape[1], len(planes)
+    parts = g.op("Reshape", [product, g.const(np.array([0, 0, 0, q, n], np.int64))])
+    coefficients = np.outer(ACTIVATION_DIGITS, WEIGHT_RADIX ** np.arange(q)).reshape(2, 1, 1, q, 1)
+    weighted = g.op("Mul", [parts, g.const(coefficients.astype(np.int64))])
+    summed = g.op("ReduceSum", [weighted, g.const(np.array([0, 3], np.int64))], keepdims=1)
+    acc = g.op("Reshape", [summed, g.const(np.array([0, 0, 0, n], np.int64))])
+    acc = g.op("Add", [acc, g.const(bias, "b")])
+    return _interleave_phases(g, acc, geometry) if phases > 1 else acc
+
+
+def _activation(g: GraphBuilder, x: str, layer: IntLayer, arithmetic: Arithmetic) -> str:
     if layer.act == "relu":
-        return g.op("Max", [x, g.const(np.float64(0))])
+        return g.op("Max", [x, arithmetic.scalar(g, 0)])
     if layer.act == "leaky":
         multiplier, shift = layer.leaky
-        scaled = g.op("Floor", [g.op("Mul", [x, g.const(np.float64(multiplier * 2.0**-shift))])])
-        return g.op("Max", [x, scaled])
+        return g.op("Max", [x, arithmetic.leaky_floor(g, x, multiplier, shift)])
     return x
 
 
-def _build_integer(int_hs: IntHyperSynthesis, certificate: dict) -> bytes:
+def _build_integer(int_hs: IntHyperSynthesis, certificate: dict, arithmetic: Arithmetic) -> bytes:
     g = GraphBuilder()
+    a = arithmetic
     layers = int_hs.layers
-    z = g.op("Transpose", [g.op("Cast", [INPUT_NAME], to=TensorProto.DOUBLE)], perm=[0, 2, 3, 1])
-    activation = _floor_scale(g, z, np.array([-int_hs.input_shift()]))
+    z = g.op("Transpose", [g.op("Cast", [INPUT_NAME], to=a.elem)], perm=[0, 2, 3, 1])
+    activation = a.floor_scale(g, z, np.array([-int_hs.input_shift()]))
     acc = activation
     for index, layer in enumerate(layers):
-        clamp = float(layer.clamp)
-        x = g.op("Clip", [activation, g.const(np.float64(-clamp)), g.const(np.float64(clamp))])
-        acc = _integer_layer(g, x, layer, int_hs.precision)
+        x = g.op("Clip", [activation, a.scalar(g, -layer.clamp), a.scalar(g, layer.clamp)])
+        acc = a.layer(g, x, layer)
         if index + 1 < len(layers):
-            activation = _activation(g, _floor_scale(g, acc, int_hs.requant_shifts(index)), layer)
-    acc = _activation(g, acc, layers[-1])
+            activation = _activation(g, a.floor_scale(g, acc, int_hs.requant_shifts(index)), layer, a)
+    acc = _activation(g, acc, layers[-1], a)
     head, m, shifts = int_hs.head, int_hs.m_channels, int_hs.output_shifts()
     scale = g.slice_axis(acc, 0, m, axis=3)
     if isinstance(head, LevelHead):
-        level = _floor_scale(g, scale, shifts[:m], float(head.levels))
-        level = g.op("Clip", [level, g.const(np.float64(0)), g.const(np.float64(head.levels - 1))])
+        level = a.floor_scale(g, scale, shifts[:m], head.levels)
+        level = g.op("Clip", [level, a.scalar(g, 0), a.scalar(g, head.levels - 1)])
         g.op("Transpose", [g.op("Cast", [level], to=TensorProto.INT32)], out=INDEX_NAME, perm=[0, 3, 1, 2])
     else:
-        rows = head.integer_thresholds(shifts[:m]).astype(np.float64)
-        _count_thresholds(g, scale, [g.const(row) for row in rows], head, perm=[0, 3, 1, 2])
+        rows = head.integer_thresholds(shifts[:m])
+        _count_thresholds(g, scale, [a.array(g, row) for row in rows], head, perm=[0, 3, 1, 2])
     if head.has_mean:
-        mean = _floor_scale(g, g.slice_axis(acc, m, 2 * m, axis=3), shifts[m:] - head.mean_bits)
-        mean = g.op("Clip", [mean, g.const(np.float64(-MEAN_LIMIT)), g.const(np.float64(MEAN_LIMIT))])
+        mean = a.floor_scale(g, g.slice_axis(acc, m, 2 * m, axis=3), shifts[m:] - head.mean_bits)
+        mean = g.op("Clip", [mean, a.scalar(g, -MEAN_LIMIT), a.scalar(g, MEAN_LIMIT)])
         g.op("Transpose", [g.op("Cast", [mean], to=TensorProto.INT32)], out=MEAN_NAME, perm=[0, 3, 1, 2])
     meta = {
         "bitmatch.hs.precision": int_hs.precision,

@@ -32,6 +32,22 @@ class Precision(StrEnum):
         return self is not Precision.FLOAT
 
 
+class Lowering(StrEnum):
+    """How an int16 h_s graph carries its integer products (codec/hyper.py; the proof: codec/intnet.py).
+
+    `float64`: exact integers in float64 im2col + MatMul (every package before issue 15; the certificate of
+    such a package names no lowering). The digit lowerings split the 16-bit activations and weights into
+    8-bit digit planes, multiply them with MatMulInteger (int32 accumulators) and recombine them with integer
+    post-ops in int64, so no node needs float64: `int8-digits` with s8 activation digits (s8 x s8, the type
+    pair ONNX Runtime's CPU and CUDA kernels both take), `uint8-digits` with u8 activation digits (u8 x s8,
+    the pair ONNX Runtime's x86 CPU kernels are fast at; its CUDA kernel refuses it).
+    """
+
+    FLOAT64 = "float64"
+    INT8_DIGITS = "int8-digits"
+    UINT8_DIGITS = "uint8-digits"
+
+
 class Verdict(StrEnum):
     """A cell's verdict; only the first three pass (server/verdicts.py)."""
 

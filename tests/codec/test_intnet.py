@@ -11,16 +11,23 @@ from codec.heads import LevelHead
 from codec.hyper import build_hs_onnx, random_hs_layers
 from codec.intnet import (
     ACC_LIMIT,
+    ACTIVATION_SPLITS,
     PRECISIONS,
     IntHyperSynthesis,
     IntLayer,
     OverflowRisk,
+    activation_digits,
     certify,
+    certify_digits,
     integerize_hs,
     quantize_layer,
+    weight_digits,
 )
 from codec.layers import LayerSpec, channel_l1
 from codec.runtime import get_runtime
+from codec.vocabulary import Lowering
+
+DIGIT_LOWERINGS = [Lowering.INT8_DIGITS, Lowering.UINT8_DIGITS]
 
 LEVELS, MEAN_BITS = 64, 8
 HEAD = LevelHead(LEVELS, MEAN_BITS)
@@ -103,15 +110,17 @@ def _adversarial_input(sign: int) -> np.ndarray:
     return z
 
 
-def test_layer_exactly_at_the_bound_is_certified_and_reaches_it():
+@pytest.mark.parametrize("lowering", list(Lowering))
+def test_layer_exactly_at_the_bound_is_certified_and_reaches_it(lowering):
     int_hs = _layer_at_bound()
-    certificate = certify(int_hs)
+    certificate = certify(int_hs, lowering)
     assert certificate["layers"][0]["max_bound"] == ACC_LIMIT
     assert certificate["layers"][0]["headroom"] == 0
     accumulators: list[np.ndarray] = []
     reference_hs(int_hs, _adversarial_input(+1), accumulators)
     assert accumulators[0].max() == ACC_LIMIT  # the bound is attained: the certificate is tight
-    session = get_runtime("ort-cpu-1t").session(build_hs_onnx("int16", int_hs=int_hs))
+    model = build_hs_onnx("int16", int_hs=int_hs, lowering=lowering)
+    session = get_runtime("ort-cpu-1t").session(model)
     for sign in (+1, -1):
         z = _adversarial_input(sign)
         expected = reference_hs(int_hs, z)
@@ -157,3 +166,63 @@ def test_integerized_int16_tracks_the_float_network(float_layers, calib):
     float_index = np.clip(np.floor(out[:, :m] * LEVELS), 0, LEVELS - 1)
     assert np.abs(scale_index - float_index).max() <= 1
     assert np.abs(mean - np.round(out[:, m:] * 2**MEAN_BITS)).max() <= 4
+
+
+@pytest.mark.parametrize("lowering", DIGIT_LOWERINGS)
+def test_activation_digits_cover_every_clamped_value(lowering):
+    split = ACTIVATION_SPLITS[lowering]
+    x = np.arange(-(2**15 - 1), 2**15, dtype=np.int64)
+    high, low = activation_digits(x, split)
+    np.testing.assert_array_equal(256 * high + low - split.offset, x)
+    bounds = (-128, 127) if split.signed else (0, 255)
+    for digit in (high, low):
+        assert digit.min() >= bounds[0] and digit.max() <= bounds[1]
+    assert max(np.abs(high).max(), np.abs(low).max()) == split.digit_max
+
+
+def test_weight_digits_are_balanced_base_128_within_64():
+    w = np.arange(-(2**15 - 1), 2**15, dtype=np.int64)
+    digits = weight_digits(w)
+    assert len(digits) == 3
+    np.testing.assert_array_equal(sum(128**q * d for q, d in enumerate(digits)), w)
+    assert max(int(np.abs(d).max()) for d in digits) == 64
+    assert len(weight_digits(np.array([-64, 0, 64]))) == 1
+    assert len(weight_digits(np.array([65]))) == 2
+
+
+def test_the_float64_certificate_names_no_lowering(float_layers, calib):
+    """Packages built before the digit lowerings keep their certificates, hence their digests."""
+    int_hs = integerize_hs(float_layers, calib, HEAD, "int16")
+    assert certify(int_hs) == certify(int_hs, Lowering.FLOAT64) == int_hs.certificate
+    assert "lowering" not in int_hs.certificate and "digits" not in int_hs.certificate
+
+
+@pytest.mark.parametrize("lowering", DIGIT_LOWERINGS)
+def test_digit_certificate_bounds_every_plane_partial_sum(float_layers, calib, lowering):
+    int_hs = integerize_hs(float_layers, calib, HEAD, "int16")
+    certificate = certify(int_hs, lowering)
+    assert certificate["lowering"] == lowering
+    digit_max = ACTIVATION_SPLITS[lowering].digit_max
+    for layer, report in zip(int_hs.layers, certificate["digits"], strict=True):
+        planes = weight_digits(layer.weight)
+        assert report["weight_planes"] == len(planes)
+        expected = max(int(channel_l1(np.abs(d), layer.spec).max()) * digit_max for d in planes)
+        assert report["plane_partial_max"] == expected <= ACC_LIMIT
+        assert report["weight_digit_max"] <= 64
+        assert report["combine_max"] < 2**63
+
+
+def test_digit_lowerings_refuse_what_the_network_certificate_refuses():
+    int_hs = _layer_at_bound()
+    int_hs.layers[0].in_bits = 17
+    for lowering in DIGIT_LOWERINGS:
+        with pytest.raises(OverflowRisk):
+            certify(int_hs, lowering)
+        with pytest.raises(OverflowRisk, match="clamp 65535 outside the activation digits"):
+            certify_digits(int_hs, lowering)
+
+
+def test_only_int16_takes_a_digit_lowering(float_layers, calib):
+    int8 = integerize_hs(float_layers, calib, HEAD, "int8")
+    with pytest.raises(ValueError, match="no lowering"):
+        certify(int8, Lowering.INT8_DIGITS)

@@ -162,7 +162,9 @@ def start_workers(specs: list[tuple[str, Path, tuple[str, ...]]]) -> list[Worker
     return workers
 
 
-def build_package(out_dir: Path, precision: str, seed: int = 7, channels: str = "8,8") -> tuple[str, bytes]:
+def build_package(
+    out_dir: Path, precision: str, seed: int = 7, channels: str = "8,8", lowering: str = "float64"
+) -> tuple[str, bytes]:
     """A seeded random package made by `bitmatch codec build-random`; returns (digest, archive bytes)."""
     from codec.package import CodecPackage, archive_bytes
 
@@ -175,6 +177,8 @@ def build_package(out_dir: Path, precision: str, seed: int = 7, channels: str = 
         channels,
         "--seed",
         str(seed),
+        "--lowering",
+        lowering,
         "--out",
         str(out_dir),
         "--json",
@@ -231,11 +235,19 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, b
 
 
 @pytest.fixture(scope="session")
+def lowered_packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, bytes]]:
+    """The int16 package of `packages` with its h_s in each digit lowering: {lowering: (digest, archive)}."""
+    root = tmp_path_factory.mktemp("lowered")
+    return {name: build_package(root / name, "int16", lowering=name) for name in DIGIT_LOWERINGS}
+
+
+@pytest.fixture(scope="session")
 def png() -> bytes:
     return tiny_png()
 
 
 SHIPPED_RATE_POINT = "q2"
+DIGIT_LOWERINGS = ("int8-digits", "uint8-digits")
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ def provision(name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def workers(harness, packages, shipped, tmp_path_factory):
+def workers(harness, packages, lowered_packages, shipped, tmp_path_factory):
     for name in TARGETS:
         provision(name)
     root = tmp_path_factory.mktemp("matrix")
@@ -35,7 +35,7 @@ def workers(harness, packages, shipped, tmp_path_factory):
     started = harness.start_workers(specs)
     try:
         for worker in started:
-            for digest, archive in [*packages.values(), *shipped.values()]:
+            for digest, archive in [*packages.values(), *lowered_packages.values(), *shipped.values()]:
                 assert worker.upload(archive, digest).status_code == 201
         yield {worker.target: worker for worker in started}
     finally:
@@ -119,6 +119,15 @@ def print_float_matrix(workers: dict, digest: str, png: bytes, name: str, capsys
 
 def test_int16_package_every_decoder_gets_the_encoders_y_hat(workers, packages, png, capsys):
     assert_exact_matrix(workers, packages["int16"][0], png, "int16 package, encoder -> decoder:", capsys)
+
+
+@pytest.mark.parametrize("lowering", ["int8-digits", "uint8-digits"])
+def test_int16_digit_lowerings_every_decoder_gets_the_encoders_y_hat(
+    workers, lowered_packages, png, lowering, capsys
+):
+    """The same int16 package with its h_s on MatMulInteger (s8 or u8 activation digits)."""
+    title = f"int16 package, {lowering} h_s, encoder -> decoder:"
+    assert_exact_matrix(workers, lowered_packages[lowering][0], png, title, capsys)
 
 
 def test_float_twin_matrix_is_reported(workers, packages, png, capsys):
