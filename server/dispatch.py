@@ -173,10 +173,9 @@ class PushDispatcher:
                 log.exception("%s %s on device %s failed unexpectedly", lease.kind, lease.task_id, device_id)
 
     async def _run(self, lease: Lease) -> None:
-        facts = await asyncio.to_thread(self.recorder.facts.get, lease.kind, lease.task_id)
-        inputs = inputs_of(facts)
+        inputs, payload = await asyncio.to_thread(self._inputs, lease)
         live = await self.pool.live(lease.device_id)
-        call = asyncio.create_task(self._call(live, lease, inputs))
+        call = asyncio.create_task(self._call(live, lease, inputs, payload))
         lost = await self._watch(live, lease, call)
         if lost is not None:
             call.cancel()
@@ -217,8 +216,7 @@ class PushDispatcher:
             lease.task_id,
         )
 
-    async def _call(self, live: LiveDevice, lease: Lease, inputs: TaskInputs) -> CodecResult:
-        payload = await asyncio.to_thread(self._payload, lease.kind, inputs.payload_sha256)
+    async def _call(self, live: LiveDevice, lease: Lease, inputs: TaskInputs, payload: bytes) -> CodecResult:
         for attempt in (1, 2):
             await self._ensure_codec(live, inputs)
             try:
@@ -243,9 +241,13 @@ class PushDispatcher:
         archive = await asyncio.to_thread(self.recorder.cache.blob, inputs.archive_sha256)
         await self.pool.ensure_codec(live, inputs.codec_digest, archive)
 
-    def _payload(self, kind: str, digest: str) -> bytes:
-        """An encode's image is read by every encoder target: kept. A decode's bitstream is read once."""
-        return self.recorder.cache.blob(digest) if kind == "encode" else self.store.get(digest)
+    def _inputs(self, lease: Lease) -> tuple[TaskInputs, bytes]:
+        """The task's inputs and its payload. An encode's image is read by every encoder target: kept in
+        the cache. A decode's bitstream is read once per decoder target: read from the store."""
+        inputs = inputs_of(self.recorder.facts.get(lease.kind, lease.task_id))
+        digest = inputs.payload_sha256
+        payload = self.recorder.cache.blob(digest) if lease.kind == "encode" else self.store.get(digest)
+        return inputs, payload
 
     async def _record(self, lease: Lease, call: asyncio.Task) -> None:
         try:

@@ -203,6 +203,7 @@ class Recorder:
             first_done = row.repeat == 0 and row.status == verdicts.DONE
             if first_done:
                 plan_decodes(session, job, row)
+                self.facts.prime_decodes(session, row.id)
             targets, repeat = list(job.decoder_targets), job.repeat
         if first_done:
             for target in targets:

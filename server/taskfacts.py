@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
@@ -70,11 +71,29 @@ QUERIES = {  # built once, the task id bound per call
 }
 
 
+DECODES_OF = (  # every decode of one encode, as planned together
+    select(*COLUMNS, Decode.target, Decode.repeat, Decode.codec_id, Decode.id)
+    .select_from(Decode)
+    .join(Encode, Encode.id == Decode.encode_id)
+    .join(Image, Image.id == Encode.image_id)
+    .join(Codec, Codec.id == func.coalesce(Decode.codec_id, Encode.codec_id))
+    .where(Decode.encode_id == bindparam("encode_id"))
+)
+
+
 def read_facts(session: Session, kind: str, task_id: int) -> TaskFacts | None:
     """One query: the task with its encode, image and package; None when there is no such task."""
     row = session.execute(QUERIES[kind], {"task_id": task_id}).first()
-    if row is None:
-        return None
+    return None if row is None else _facts(kind, task_id, row)
+
+
+def read_decode_facts(session: Session, encode_id: int) -> list[TaskFacts]:
+    """One query: the facts of every decode of an encode."""
+    rows = session.execute(DECODES_OF, {"encode_id": encode_id}).all()
+    return [_facts("decode", row[-1], row[:-1]) for row in rows]
+
+
+def _facts(kind: str, task_id: int, row: Any) -> TaskFacts:
     encode_id, job_id, encode_codec, image_id, encode_target, repeat, bitstream, image_digest = row[:8]
     codec_digest, archive_sha256 = row[8:10]
     target, codec_id, payload = encode_target, encode_codec, image_digest
@@ -115,8 +134,16 @@ class TaskFactsCache:
         with self.db.session() as session:
             found = read_facts(session, kind, task_id)
         if found is not None:
-            with self._lock:
-                self._facts[key] = found
-                while len(self._facts) > self.keep:
-                    self._facts.popitem(last=False)
+            self._keep([found])
         return found
+
+    def prime_decodes(self, session: Session, encode_id: int) -> None:
+        """Keep the facts of an encode's decodes, read together, before any of them is claimed."""
+        self._keep(read_decode_facts(session, encode_id))
+
+    def _keep(self, facts: list[TaskFacts]) -> None:
+        with self._lock:
+            for found in facts:
+                self._facts[(found.kind, found.task_id)] = found
+            while len(self._facts) > self.keep:
+                self._facts.popitem(last=False)

@@ -40,6 +40,14 @@ COMPLETE = {  # SET takes the columns the parameters name
     )
     for kind, model in MODELS.items()
 }
+HOLDS = {
+    kind: select(model.__table__.c.id).where(
+        model.__table__.c.id == bindparam("where_task"),
+        model.__table__.c.status == bindparam("where_status"),
+        model.__table__.c.lease_token == bindparam("where_token"),
+    )
+    for kind, model in MODELS.items()
+}
 _RUNNING_COUNTS = [
     select(func.count())
     .where(model.device_id == bindparam("device_id"), model.status == bindparam("running"))
@@ -140,10 +148,9 @@ class TaskQueue:
         return token if claimed.rowcount == 1 else None
 
     def holds(self, lease: Lease) -> bool:
-        model = MODELS[lease.kind]
+        params = {"where_task": lease.task_id, "where_status": RUNNING, "where_token": lease.token}
         with self.db.session() as session:
-            row = session.get(model, lease.task_id)
-            return row is not None and row.status == RUNNING and row.lease_token == lease.token
+            return session.connection().execute(HOLDS[lease.kind], params).first() is not None
 
     def renew(self, lease: Lease) -> bool:
         """Extend the lease; False when it is no longer held (expired and claimed again, or cancelled)."""
