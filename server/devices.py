@@ -92,6 +92,8 @@ class DevicePool:
         self.known_answer_problem = ""  # why the known-answer test cannot run, once loading it failed
         self.known_answer_loading = True  # until the app has loaded it (server/app.py)
         self._live: dict[int, LiveDevice] = {}
+        self.statuses: dict[int, str] = {}  # as this process last marked or read them (server/dispatch.py)
+        self._fingerprints: dict[int, tuple[int | None, bool | None]] = {}
         self._check_locks: dict[int, asyncio.Lock] = {}
         self._closing: list[WorkerClient] = []  # clients of re-registered devices, closed at shutdown
 
@@ -112,6 +114,8 @@ class DevicePool:
             session.flush()
             device_id = device.id
         self._forget(device_id)
+        self.statuses[device_id] = UNCHECKED
+        self._fingerprints.pop(device_id, None)
         return device_id
 
     def heartbeat(self, device_id: int) -> bool:
@@ -179,10 +183,20 @@ class DevicePool:
             device = session.get(Device, device_id)
             if device is not None:
                 device.status, device.health_detail, device.last_check = status, detail, utcnow()
+                self.statuses[device_id] = status
         if status != HEALTHY and device_id in self._live:
             self._live[device_id].codecs.clear()
 
     def fingerprint_of(self, device_id: int) -> tuple[int | None, bool | None]:
+        """The device's fingerprint row and whether it is emulated, as its last health check recorded."""
+        found = self._fingerprints.get(device_id)
+        if found is None:
+            found = self._read_fingerprint(device_id)
+            if found[0] is not None:
+                self._fingerprints[device_id] = found
+        return found
+
+    def _read_fingerprint(self, device_id: int) -> tuple[int | None, bool | None]:
         with self.db.session() as session:
             device = session.get(Device, device_id)
             if device is None or device.fingerprint_id is None:
@@ -250,6 +264,12 @@ class DevicePool:
 
     def record_fingerprint(self, device_id: int, info: dict[str, Any]) -> str:
         """Store the reported fingerprint; a non-empty return explains why the device must be quarantined."""
+        try:
+            return self._record_fingerprint(device_id, info)
+        finally:
+            self._fingerprints.pop(device_id, None)
+
+    def _record_fingerprint(self, device_id: int, info: dict[str, Any]) -> str:
         if not isinstance(info, dict) or not info.get("target"):
             return "/v1/info did not report a target"
         sha = fingerprint_sha256(info)

@@ -6,6 +6,13 @@ stops answering, and equal devices share the queue by how fast they empty it. Wh
 watchdog renews the lease every third of the lease time and asks the worker's /healthz: a worker that does not
 answer for a whole lease (a SIGSTOPped process, a dead host) loses the task, which goes back to the queue for
 another device, and is marked offline until a health check brings it back.
+
+What the dispatcher needs per task it keeps in memory, the database staying the record: which push devices
+are healthy (`DevicePool.statuses`, as this process marked them, refreshed from the database once a
+`DEVICE_REFRESH_S`, which brings what other coordinators marked), each task's inputs by digest
+(server/taskfacts.py) and package archives by digest (server/blobcache.py). Claims, slots and leases stay in
+the database. Idle slots wait on `Signal`: a finished encode wakes as many slots of each decoder target as it
+planned decodes for it, not every slot of every device.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
+import random
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -21,11 +29,12 @@ from sqlalchemy import select
 from server import verdicts
 from server.db import Database
 from server.devices import HEALTHY, OFFLINE, DevicePool, LiveDevice
-from server.models import Codec, Decode, Device, Encode, Image
+from server.models import Device
 from server.recording import Recorder, TaskFailure
 from server.settings import Settings
 from server.storage import BlobStore
-from server.taskqueue import Lease, TaskQueue
+from server.taskfacts import TaskFacts, read_facts
+from server.taskqueue import PENDING, Lease, TaskQueue
 from server.workerclient import (
     CodecResult,
     TransportError,
@@ -37,7 +46,8 @@ from server.workerclient import (
 
 log = logging.getLogger("bitmatch.server.dispatch")
 PROBE_TIMEOUT_S = 3.0
-ARCHIVE_CACHE = 8
+IDLE_POLL_S = 2.0  # an idle slot looks at the queue this often without a wake-up (work of other coordinators)
+DEVICE_REFRESH_S = 1.0  # the healthy push devices are read from the database at most this often
 
 
 @dataclass(frozen=True)
@@ -51,31 +61,47 @@ class TaskInputs:
 def task_inputs(db: Database, lease: Lease) -> TaskInputs:
     """What a claimed task needs, by digest: its codec package and its input."""
     with db.session() as session:
-        if lease.kind == "encode":
-            row = session.get(Encode, lease.task_id)
-            encode, payload = row, session.get(Image, row.image_id).digest
-        else:
-            row = session.get(Decode, lease.task_id)
-            encode = session.get(Encode, row.encode_id)
-            payload = encode.bitstream_sha256
-        codec_id = row.codec_id if lease.kind == "decode" and row.codec_id else encode.codec_id
-        codec = session.get(Codec, codec_id)
-        return TaskInputs(codec.digest, codec.archive_sha256, payload, codec_id != encode.codec_id)
+        return inputs_of(read_facts(session, lease.kind, lease.task_id))
+
+
+def inputs_of(facts: TaskFacts) -> TaskInputs:
+    return TaskInputs(facts.codec_digest, facts.archive_sha256, facts.payload_sha256, facts.allow_foreign)
 
 
 class Signal:
-    """Wakes every waiter at once: new work in the queue, or a device that may take some."""
+    """Wakes waiters: new work in the queue, or a device that may take some. `notify()` wakes every waiter;
+    `notify(target, count)` wakes the `count` longest waiting for that target, and every waiter for any."""
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._waiters: dict[str | None, list[asyncio.Future]] = {}
 
-    def notify(self) -> None:
-        self._event.set()
-        self._event.clear()
+    def notify(self, target: str | None = None, count: int = 0) -> None:
+        if target is None:
+            for waiters in self._waiters.values():
+                self._wake(waiters, len(waiters))
+            return
+        self._wake(self._waiters.get(target, []), count)
+        self._wake(self._waiters.get(None, []), len(self._waiters.get(None, [])))
 
-    async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+    @staticmethod
+    def _wake(waiters: list[asyncio.Future], count: int) -> None:
+        woken = 0
+        while waiters and woken < count:
+            waiter = waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                woken += 1
+
+    async def wait(self, timeout: float, target: str | None = None) -> None:
+        """Until a notify that concerns `target` (None: any), or `timeout` seconds."""
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(target, [])
+        waiters.append(waiter)
+        try:
+            await asyncio.wait({waiter}, timeout=timeout)
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
 
 
 class PushDispatcher:
@@ -92,12 +118,20 @@ class PushDispatcher:
         self.db, self.store, self.queue, self.recorder = db, store, queue, recorder
         self.pool, self.settings, self.work = pool, settings, work
         self._slots: dict[int, list[asyncio.Task]] = {}
-        self._archives: OrderedDict[str, bytes] = OrderedDict()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        recorder.planned = self._planned
+
+    def _planned(self, target: str, count: int) -> None:
+        """Thread-safe: `count` tasks of `target` were queued (a finished encode's decodes)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.work.notify, target, count)
 
     async def run(self) -> None:
         """Keep `worker_concurrency` slots running for every healthy push device."""
+        self._loop = asyncio.get_running_loop()
         try:
             while True:
+                started = time.monotonic()
                 for device_id, target in await asyncio.to_thread(self._healthy_push_devices):
                     tasks = [t for t in self._slots.get(device_id, []) if not t.done()]
                     while len(tasks) < self.settings.worker_concurrency:
@@ -108,6 +142,7 @@ class PushDispatcher:
                         )
                     self._slots[device_id] = tasks
                 await self.work.wait(1.0)
+                await asyncio.sleep(max(0.0, DEVICE_REFRESH_S - (time.monotonic() - started)))
         finally:
             every = [task for tasks in self._slots.values() for task in tasks]
             for task in every:
@@ -115,21 +150,22 @@ class PushDispatcher:
             await asyncio.gather(*every, return_exceptions=True)
 
     def _healthy_push_devices(self) -> list[tuple[int, str]]:
+        """The healthy push devices, as the database has them; every push device's status into memory."""
         with self.db.session() as session:
-            query = select(Device.id, Device.target).where(Device.status == HEALTHY, Device.mode == "push")
-            return [(device_id, target) for device_id, target in session.execute(query)]
+            query = select(Device.id, Device.target, Device.status).where(Device.mode == "push")
+            rows = session.execute(query).all()
+        self.pool.statuses.update({device_id: status for device_id, _, status in rows})
+        return [(device_id, target) for device_id, target, status in rows if status == HEALTHY]
 
     def _healthy(self, device_id: int) -> bool:
-        with self.db.session() as session:
-            device = session.get(Device, device_id)
-            return device is not None and device.status == HEALTHY
+        return self.pool.statuses.get(device_id) == HEALTHY
 
     async def _slot(self, device_id: int, target: str) -> None:
         slots = self.settings.worker_concurrency
-        while await asyncio.to_thread(self._healthy, device_id):
+        while self._healthy(device_id):
             lease = await asyncio.to_thread(self.queue.claim, device_id, target, slots)
             if lease is None:
-                await self.work.wait(0.5)
+                await self.work.wait(IDLE_POLL_S * random.uniform(0.75, 1.25), target)
                 continue
             try:
                 await self._run(lease)
@@ -137,9 +173,9 @@ class PushDispatcher:
                 log.exception("%s %s on device %s failed unexpectedly", lease.kind, lease.task_id, device_id)
 
     async def _run(self, lease: Lease) -> None:
-        inputs = await asyncio.to_thread(task_inputs, self.db, lease)
+        inputs, payload = await asyncio.to_thread(self._inputs, lease)
         live = await self.pool.live(lease.device_id)
-        call = asyncio.create_task(self._call(live, lease, inputs))
+        call = asyncio.create_task(self._call(live, lease, inputs, payload))
         lost = await self._watch(live, lease, call)
         if lost is not None:
             call.cancel()
@@ -170,7 +206,8 @@ class PushDispatcher:
 
     def _lose_device(self, lease: Lease, reason: str) -> None:
         self.pool.mark(lease.device_id, OFFLINE, f"lost during a job: {reason}")
-        self.queue.release(lease, f"device {lease.device_id} lost: {reason}")
+        if self.queue.release(lease, f"device {lease.device_id} lost: {reason}") == PENDING:
+            self._planned(lease.target, 1)
         log.warning(
             "device %s lost (%s); %s %s goes back to the queue",
             lease.device_id,
@@ -179,8 +216,7 @@ class PushDispatcher:
             lease.task_id,
         )
 
-    async def _call(self, live: LiveDevice, lease: Lease, inputs: TaskInputs) -> CodecResult:
-        payload = await asyncio.to_thread(self.store.get, inputs.payload_sha256)
+    async def _call(self, live: LiveDevice, lease: Lease, inputs: TaskInputs, payload: bytes) -> CodecResult:
         for attempt in (1, 2):
             await self._ensure_codec(live, inputs)
             try:
@@ -202,13 +238,16 @@ class PushDispatcher:
     async def _ensure_codec(self, live: LiveDevice, inputs: TaskInputs) -> None:
         if inputs.codec_digest in live.codecs:
             return
-        archive = self._archives.get(inputs.archive_sha256)
-        if archive is None:
-            archive = await asyncio.to_thread(self.store.get, inputs.archive_sha256)
-            self._archives[inputs.archive_sha256] = archive
-            while len(self._archives) > ARCHIVE_CACHE:
-                self._archives.popitem(last=False)
+        archive = await asyncio.to_thread(self.recorder.cache.blob, inputs.archive_sha256)
         await self.pool.ensure_codec(live, inputs.codec_digest, archive)
+
+    def _inputs(self, lease: Lease) -> tuple[TaskInputs, bytes]:
+        """The task's inputs and its payload. An encode's image is read by every encoder target: kept in
+        the cache. A decode's bitstream is read once per decoder target: read from the store."""
+        inputs = inputs_of(self.recorder.facts.get(lease.kind, lease.task_id))
+        digest = inputs.payload_sha256
+        payload = self.recorder.cache.blob(digest) if lease.kind == "encode" else self.store.get(digest)
+        return inputs, payload
 
     async def _record(self, lease: Lease, call: asyncio.Task) -> None:
         try:
@@ -218,6 +257,7 @@ class PushDispatcher:
             return
         except WorkerBusy as exc:  # not the task's fault: back to the queue, the attempt not counted
             await asyncio.to_thread(self.queue.release, lease, f"device busy: {exc.detail}", False)
+            self.work.notify(lease.target, 1)
             await asyncio.sleep(self.settings.retry_backoff)
             return
         except WorkerTimeout as exc:
@@ -235,5 +275,4 @@ class PushDispatcher:
                 self.recorder.failure, lease, TaskFailure(verdicts.ERROR, exc.code, exc.detail)
             )
             return
-        await asyncio.to_thread(self.recorder.result, lease, result)
-        self.work.notify()  # a finished encode may have planned decodes
+        await asyncio.to_thread(self.recorder.result, lease, result)  # wakes the slots its decodes need

@@ -99,7 +99,7 @@ def measure(precision: str, head: Head | None, sides: Sides) -> CellDrift:
 def _map(maps: dict[str, Any] | None, name: str) -> np.ndarray | None:
     if maps is None or name not in maps:
         return None
-    values = decode_array(maps[name])
+    values = maps.array(name) if hasattr(maps, "array") else decode_array(maps[name])  # a cached MapSet
     dtype = maps[name].get("dtype") if isinstance(maps[name], dict) else None
     return values.astype(np.float32) if dtype == "float32" else values
 

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,22 +24,22 @@ from codec import errors as codec_errors
 from codec.codec import latent_format
 from codec.entropy import FLOAT
 from codec.errors import CodecError
-from codec.images import decode_png
 from codec.vocabulary import JobStatus, Precision, TaskStatus
 from server import bdrate, drift, verdicts
 from server.anchors import AnchorCache
+from server.blobcache import BlobCache, MapSet
 from server.db import Database
 from server.forensics import (
     LOCATION_FIELDS,
     IndexMapError,
-    decode_array,
     first_mismatch,
     max_abs_difference,
 )
-from server.models import Cell, Decode, Drift, Encode, Image, Job, Mismatch, utcnow
+from server.models import Cell, Decode, Drift, Encode, Job, Mismatch, utcnow
 from server.models import Codec as CodecRow
 from server.planning import Unit, plan_decodes, units
-from server.storage import BlobStore
+from server.storage import BlobNotFound, BlobStore
+from server.taskfacts import TaskFactsCache
 from server.taskqueue import MODELS, Lease, TaskQueue
 from server.workerclient import CodecResult
 
@@ -54,6 +55,13 @@ BITSTREAM_ERROR_CODES = frozenset(
     if isinstance(cls, type) and issubclass(cls, codec_errors.BitstreamError)
 )
 FingerprintOf = Callable[[int], tuple[int | None, bool | None]]
+
+
+@dataclass(frozen=True)
+class CodecFacts:
+    precision: str
+    float_mean: bool  # the package's mean is float: latent drift is symbol-exact, not a desync
+    archive_sha256: str
 
 
 @dataclass
@@ -87,9 +95,14 @@ class Recorder:
         queue: TaskQueue,
         fingerprint_of: FingerprintOf,
         anchors: AnchorCache | None = None,
+        cache: BlobCache | None = None,
     ) -> None:
         self.db, self.store, self.queue, self.fingerprint_of = db, store, queue, fingerprint_of
         self.anchors = anchors
+        self.cache = cache or BlobCache(store)
+        self.facts = TaskFactsCache(db)
+        self._codecs: dict[int, CodecFacts] = {}
+        self.planned: Callable[[str, int], None] = _nobody  # (target, count): tasks were queued
 
     # --- task results ---------------------------------------------------------------------------------
 
@@ -101,85 +114,103 @@ class Recorder:
             )
         if not self.queue.holds(lease):  # before any work: a stale or forged lease records nothing
             return False
-        image_sha = self._image_sha(lease)
-        psnr = self._psnr_against_source(image_sha, result.recon_png)
+        facts = self.facts.get(lease.kind, lease.task_id)
+        recon_sha = self.store.put(result.recon_png) if result.recon_png is not None else None
+        # a function of the two images' digests, so computed once per encode: a decoder whose
+        # reconstruction is the encoder's (the same PNG) gets the encoder's PSNR without decoding anything
+        psnr = self.cache.psnr(facts.image_digest, recon_sha) if recon_sha is not None else None
         maps_sha = self._store_maps(result)
-
-        def apply(_session: Session, row: Encode | Decode) -> None:
-            self._fill(row, lease.device_id, result, maps_sha)
-            if lease.kind == "encode":
-                row.bitstream_sha256 = self.store.put(result.bitstream)
-                row.bpp = _number(result.metrics.get("bpp"))
-                row.psnr = psnr if psnr is not None else _number(result.metrics.get("psnr"))
-            else:
-                row.psnr = psnr
-            if result.raw.get("partial"):
-                error = result.raw.get("decode_error") or {}
-                row.status, row.error_code = verdicts.FAILED, str(error.get("error", "corrupt-stream"))
-                row.error_detail = str(error.get("detail", ""))
-
-        return self._finish(lease, apply)
+        bitstream_sha = self.store.put(result.bitstream) if lease.kind == "encode" else None
+        fingerprint_id, emulated = self.fingerprint_of(lease.device_id)
+        values: dict[str, Any] = {
+            "status": verdicts.DONE,
+            "device_id": lease.device_id,
+            "finished_at": utcnow(),
+            "fingerprint_id": fingerprint_id,
+            "emulated": emulated,
+            "stage_hashes": result.stage_hashes,
+            "timings": result.timings,
+            "recon_sha256": recon_sha,
+            "maps_sha256": maps_sha,
+            "error_code": None,
+            "error_detail": None,
+            "psnr": psnr,
+        }
+        if lease.kind == "encode":
+            values["bitstream_sha256"] = bitstream_sha
+            values["bpp"] = _number(result.metrics.get("bpp"))
+            values["psnr"] = psnr if psnr is not None else _number(result.metrics.get("psnr"))
+        if result.raw.get("partial"):
+            error = result.raw.get("decode_error") or {}
+            values["status"], values["error_code"] = (
+                verdicts.FAILED,
+                str(error.get("error", "corrupt-stream")),
+            )
+            values["error_detail"] = str(error.get("detail", ""))
+        return self._finish(lease, values)
 
     def failure(self, lease: Lease, failure: TaskFailure) -> bool:
         """A task without a result: its status says why (a typed bitstream error is a failed decode)."""
+        status = failure.status
+        if status == "rejected":
+            bitstream_error = lease.kind == "decode" and failure.code in BITSTREAM_ERROR_CODES
+            status = verdicts.FAILED if bitstream_error else verdicts.ERROR
+        fingerprint_id, emulated = self.fingerprint_of(lease.device_id)
+        values = {
+            "status": status,
+            "error_code": failure.code,
+            "error_detail": failure.detail,
+            "finished_at": utcnow(),
+            "device_id": lease.device_id,
+            "fingerprint_id": fingerprint_id,
+            "emulated": emulated,
+        }
+        return self._finish(lease, values)
 
-        def apply(_session: Session, row: Encode | Decode) -> None:
-            if failure.status == "rejected":
-                bitstream_error = lease.kind == "decode" and failure.code in BITSTREAM_ERROR_CODES
-                row.status = verdicts.FAILED if bitstream_error else verdicts.ERROR
-            else:
-                row.status = failure.status
-            row.error_code, row.error_detail, row.finished_at = failure.code, failure.detail, utcnow()
-            row.device_id = lease.device_id
-            row.fingerprint_id, row.emulated = self.fingerprint_of(lease.device_id)
-
-        return self._finish(lease, apply)
-
-    def _finish(self, lease: Lease, apply: Callable[[Session, Encode | Decode], None]) -> bool:
-        if not self.queue.finish(lease, apply):
+    def _finish(self, lease: Lease, values: dict[str, Any]) -> bool:
+        if not self.queue.complete(lease, values):
             log.info("result of %s %s discarded: its lease was lost", lease.kind, lease.task_id)
             return False
         self.advance(lease.kind, lease.task_id)
         return True
 
-    def _fill(self, row: Encode | Decode, device_id: int, result: CodecResult, maps_sha: str | None) -> None:
-        row.status, row.device_id, row.finished_at = verdicts.DONE, device_id, utcnow()
-        row.fingerprint_id, row.emulated = self.fingerprint_of(device_id)
-        row.stage_hashes, row.timings = result.stage_hashes, result.timings
-        row.recon_sha256 = self.store.put(result.recon_png) if result.recon_png is not None else None
-        row.maps_sha256 = maps_sha
-        row.error_code = row.error_detail = None
-
     def _store_maps(self, result: CodecResult) -> str | None:
         maps = {name: result.raw[name] for name in MAP_NAMES if isinstance(result.raw.get(name), dict)}
         if not maps:
             return None
-        return self.store.put(json.dumps(maps, sort_keys=True).encode())
+        return self.cache.put_maps(json.dumps(maps, sort_keys=True).encode(), maps)
 
-    def _image_sha(self, lease: Lease) -> str:
-        with self.db.session() as session:
-            row = session.get(MODELS[lease.kind], lease.task_id)
-            encode = row if lease.kind == "encode" else session.get(Encode, row.encode_id)
-            return session.get(Image, encode.image_id).digest
-
-    def _psnr_against_source(self, image_sha: str, recon_png: bytes | None) -> float | None:
-        if recon_png is None:
-            return None
-        return verdicts.psnr(decode_png(self.store.get(image_sha)), decode_png(recon_png))
+    def _codec(self, codec_id: int) -> CodecFacts:
+        """A package's precision, latent format and archive (a row that never changes), read once."""
+        found = self._codecs.get(codec_id)
+        if found is None:
+            with self.db.session() as session:
+                row = session.get(CodecRow, codec_id)
+                found = CodecFacts(row.precision, _float_mean(row.manifest), row.archive_sha256)
+            self._codecs[codec_id] = found
+        return found
 
     # --- what a finished task unblocks ------------------------------------------------------------------
 
     def advance(self, kind: str, task_id: int) -> None:
+        facts = self.facts.get(kind, task_id)
+        if kind == "decode":
+            self.record_cell(facts.job_id, facts.unit, facts.target)
+            return
         with self.db.session() as session:
-            row = session.get(MODELS[kind], task_id)
-            encode = row if kind == "encode" else session.get(Encode, row.encode_id)
-            job = session.get(Job, encode.job_id)
-            unit = Unit(encode.codec_id, encode.image_id, encode.target)
-            if kind == "encode" and row.repeat == 0 and row.status == verdicts.DONE:
+            row = session.get(Encode, task_id)
+            job = session.get(Job, facts.job_id)
+            first_done = row.repeat == 0 and row.status == verdicts.DONE
+            if first_done:
                 plan_decodes(session, job, row)
-            targets = list(job.decoder_targets) if kind == "encode" else [row.target]
+                self.facts.prime_decodes(session, row.id)
+            targets, repeat = list(job.decoder_targets), job.repeat
+        if first_done:
+            for target in targets:
+                self.planned(target, repeat)
+            return  # its decodes were only just planned: their results record the cells
         for target in targets:
-            self.record_cell(encode.job_id, unit, target)
+            self.record_cell(facts.job_id, facts.unit, target)
 
     def record_cell(self, job_id: int, unit: Unit, decoder_target: str, final: bool = False) -> None:
         """The cell, once its encodes and decodes have all finished (or, with `final`, whatever they are)."""
@@ -249,25 +280,23 @@ class Recorder:
         return cell
 
     def _has_float_mean(self, codec_id: int) -> bool:
-        with self.db.session() as session:
-            manifest = session.get(CodecRow, codec_id).manifest
-        try:
-            return latent_format(manifest).mean == FLOAT
-        except (CodecError, KeyError, TypeError, ValueError):
-            return True  # a manifest this coordinator cannot read: the more lenient verdict, with no claim
+        return self._codec(codec_id).float_mean
 
     def _measure_recon_difference(self, cell: Cell, encode: Encode, decode: Decode) -> None:
         if not (encode.recon_sha256 and decode.recon_sha256):
             cell.detail += "; reconstructions not returned, difference not measured"
             return
-        encoder_recon = decode_png(self.store.get(encode.recon_sha256))
-        decoder_recon = decode_png(self.store.get(decode.recon_sha256))
+        encoder_recon = self.cache.image(encode.recon_sha256)
+        decoder_recon = self.cache.image(decode.recon_sha256)
         cell.max_abs_diff, cell.recon_psnr = verdicts.recon_difference(encoder_recon, decoder_recon)
 
-    def _maps(self, row: Encode | Decode | None) -> dict[str, Any]:
-        if row is None or row.maps_sha256 is None or not self.store.exists(row.maps_sha256):
+    def _maps(self, row: Encode | Decode | None) -> MapSet:
+        if row is None or row.maps_sha256 is None:
             raise IndexMapError("the maps were not returned (too large, or an older worker)")
-        return json.loads(self.store.get(row.maps_sha256))
+        try:
+            return self.cache.maps(row.maps_sha256)
+        except BlobNotFound:
+            raise IndexMapError("the maps were not returned (too large, or an older worker)") from None
 
     def _locate(self, encode: Encode, decode: Decode | None, stage: str | None) -> Mismatch:
         """The first latent element (coding order) whose scale index or symbol differs between the sides."""
@@ -279,20 +308,17 @@ class Recorder:
         try:
             encoder, decoder = self._maps(encode), self._maps(decode)
             symbols = [
-                decode_array(side["symbol_map"]) if "symbol_map" in side else None
-                for side in (encoder, decoder)
+                side.array("symbol_map") if "symbol_map" in side else None for side in (encoder, decoder)
             ]
             if symbols[1] is None:
                 symbols = [None, None]
-            found = first_mismatch(
-                decode_array(encoder["index_map"]), decode_array(decoder["index_map"]), *symbols
-            )
+            found = first_mismatch(encoder.array("index_map"), decoder.array("index_map"), *symbols)
             if found is None and "mean_map" in encoder and "mean_map" in decoder:
                 found = first_mismatch(
-                    decode_array(encoder["index_map"]),
-                    decode_array(decoder["index_map"]),
-                    decode_array(encoder["mean_map"]),
-                    decode_array(decoder["mean_map"]),
+                    encoder.array("index_map"),
+                    decoder.array("index_map"),
+                    encoder.array("mean_map"),
+                    decoder.array("mean_map"),
                 )
                 what = "first element whose fixed-point mean differs (C order; values are the means)"
         except (IndexMapError, KeyError) as exc:
@@ -313,7 +339,7 @@ class Recorder:
         try:
             encoder, decoder = self._maps(encode), self._maps(decode)
             cell.y_hat_max_abs_diff = max_abs_difference(
-                decode_array(encoder["y_hat_map"]), decode_array(decoder["y_hat_map"])
+                encoder.array("y_hat_map"), decoder.array("y_hat_map")
             )
         except (IndexMapError, KeyError) as exc:
             cell.detail += f"; y_hat drift not measured: {exc}"
@@ -331,7 +357,7 @@ class Recorder:
             and decode.status == verdicts.DONE
             and (encode.stage_hashes or {}).get("y_hat") != (decode.stage_hashes or {}).get("y_hat")
         )
-        codec = session.get(CodecRow, unit.codec_id)
+        codec = self._codec(unit.codec_id)
         notes: list[str] = []
         head = None
         if codec.precision == Precision.FLOAT:
@@ -383,21 +409,25 @@ class Recorder:
             return None
 
     def _recon(self, row: Encode | Decode) -> Any:
-        if not row.recon_sha256 or not self.store.exists(row.recon_sha256):
+        if not row.recon_sha256:
             return None
-        return decode_png(self.store.get(row.recon_sha256))
+        try:
+            return self.cache.image(row.recon_sha256)
+        except BlobNotFound:
+            return None
 
     def _insert(self, cell: Cell, mismatch: Mismatch | None, drifts: list[Drift]) -> None:
+        """The cell and its evidence: one INSERT per table (Core: no unit of work to run)."""
         try:
             with self.db.session() as session:
-                session.add(cell)
-                session.flush()
+                connection = session.connection()
+                cell_id = connection.execute(INSERT[Cell], _set_columns(cell)).inserted_primary_key[0]
+                cell.id = cell_id
                 if mismatch is not None:
-                    mismatch.cell_id = cell.id
-                    session.add(mismatch)
-                for row in drifts:
-                    row.cell_id = cell.id
-                    session.add(row)
+                    connection.execute(INSERT[Mismatch], {**_set_columns(mismatch), "cell_id": cell_id})
+                if drifts:
+                    rows = [{**_set_columns(row), "cell_id": cell_id} for row in drifts]
+                    connection.execute(INSERT[Drift], rows)
         except IntegrityError:
             log.info(
                 "cell already recorded: job %s %s->%s", cell.job_id, cell.encoder_target, cell.decoder_target
@@ -432,9 +462,11 @@ class Recorder:
                 )
             job = session.get(Job, job_id)
             all_units, decoder_targets = units(session, job), list(job.decoder_targets)
+            recorded = {tuple(key) for key in session.execute(JOB_CELL_KEYS, {"job_id": job_id})}
         for unit in all_units:
             for decoder in decoder_targets:
-                self.record_cell(job_id, unit, decoder, final=True)
+                if (unit.codec_id, unit.image_id, unit.target, decoder) not in recorded:
+                    self.record_cell(job_id, unit, decoder, final=True)
         try:
             problem = self._record_rd(job_id)
         except Exception as exc:  # the verdicts stand even when the RD summary cannot be computed
@@ -469,44 +501,50 @@ class Recorder:
         return problem
 
 
-def _cell_exists(session: Session, job_id: int, unit: Unit, decoder_target: str) -> bool:
-    return (
-        session.scalar(
-            select(Cell.id).where(
-                Cell.job_id == job_id,
-                Cell.codec_id == unit.codec_id,
-                Cell.image_id == unit.image_id,
-                Cell.encoder_target == unit.target,
-                Cell.decoder_target == decoder_target,
-            )
-        )
-        is not None
+# Built once: the queries of every recorded cell, parameters bound per call.
+CELL_EXISTS = select(Cell.id).where(
+    Cell.job_id == bindparam("job_id"),
+    Cell.codec_id == bindparam("codec_id"),
+    Cell.image_id == bindparam("image_id"),
+    Cell.encoder_target == bindparam("encoder"),
+    Cell.decoder_target == bindparam("decoder"),
+)
+UNIT_ENCODES = (
+    select(Encode)
+    .where(
+        Encode.job_id == bindparam("job_id"),
+        Encode.codec_id == bindparam("codec_id"),
+        Encode.image_id == bindparam("image_id"),
+        Encode.target == bindparam("encoder"),
     )
+    .order_by(Encode.repeat)
+)
+TARGET_DECODES = (
+    select(Decode)
+    .where(Decode.encode_id == bindparam("encode_id"), Decode.target == bindparam("decoder"))
+    .order_by(Decode.repeat)
+)
+INSERT = {model: insert(model.__table__) for model in (Cell, Mismatch, Drift)}  # columns: the parameters
+JOB_CELL_KEYS = select(Cell.codec_id, Cell.image_id, Cell.encoder_target, Cell.decoder_target).where(
+    Cell.job_id == bindparam("job_id")
+)
+
+
+def _unit_params(job_id: int, unit: Unit) -> dict[str, Any]:
+    return {"job_id": job_id, "codec_id": unit.codec_id, "image_id": unit.image_id, "encoder": unit.target}
+
+
+def _cell_exists(session: Session, job_id: int, unit: Unit, decoder_target: str) -> bool:
+    params = {**_unit_params(job_id, unit), "decoder": decoder_target}
+    return session.scalar(CELL_EXISTS, params) is not None
 
 
 def _unit_encodes(session: Session, job_id: int, unit: Unit) -> list[Encode]:
-    return list(
-        session.scalars(
-            select(Encode)
-            .where(
-                Encode.job_id == job_id,
-                Encode.codec_id == unit.codec_id,
-                Encode.image_id == unit.image_id,
-                Encode.target == unit.target,
-            )
-            .order_by(Encode.repeat)
-        )
-    )
+    return list(session.scalars(UNIT_ENCODES, _unit_params(job_id, unit)))
 
 
 def _decodes(session: Session, encode_id: int, target: str) -> list[Decode]:
-    return list(
-        session.scalars(
-            select(Decode)
-            .where(Decode.encode_id == encode_id, Decode.target == target)
-            .order_by(Decode.repeat)
-        )
-    )
+    return list(session.scalars(TARGET_DECODES, {"encode_id": encode_id, "decoder": target}))
 
 
 def _ready(encodes: list[Encode], decodes: list[Decode]) -> bool:
@@ -516,6 +554,23 @@ def _ready(encodes: list[Encode], decodes: list[Decode]) -> bool:
     if encodes[0].status != verdicts.DONE:
         return True
     return bool(decodes) and not any(d.status in UNFINISHED for d in decodes)
+
+
+def _set_columns(row: Cell | Mismatch | Drift) -> dict[str, Any]:
+    """The columns an ORM object was given (the others take their defaults in the INSERT)."""
+    given = sa_inspect(row).dict
+    return {column.key: given[column.key] for column in row.__table__.columns if column.key in given}
+
+
+def _nobody(_target: str, _count: int) -> None:
+    pass
+
+
+def _float_mean(manifest: dict[str, Any]) -> bool:
+    try:
+        return latent_format(manifest).mean == FLOAT
+    except (CodecError, KeyError, TypeError, ValueError):
+        return True  # a manifest this coordinator cannot read: the more lenient verdict, with no claim
 
 
 def _outcome(row: Encode | Decode) -> verdicts.Outcome:

@@ -17,8 +17,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from codec.vocabulary import JobStatus, TaskStatus
@@ -28,6 +29,32 @@ from server.models import Decode, Device, Encode, Job, utcnow
 PENDING, RUNNING, WORKER_LOST = TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.WORKER_LOST
 KINDS = ("decode", "encode")  # claim order
 MODELS: dict[str, type[Encode] | type[Decode]] = {"encode": Encode, "decode": Decode}
+
+
+# Built once (Core, on the tables): the statements every task runs, parameters bound per call.
+COMPLETE = {  # SET takes the columns the parameters name
+    kind: update(model.__table__).where(
+        model.__table__.c.id == bindparam("where_task"),
+        model.__table__.c.status == bindparam("where_status"),
+        model.__table__.c.lease_token == bindparam("where_token"),
+    )
+    for kind, model in MODELS.items()
+}
+HOLDS = {
+    kind: select(model.__table__.c.id).where(
+        model.__table__.c.id == bindparam("where_task"),
+        model.__table__.c.status == bindparam("where_status"),
+        model.__table__.c.lease_token == bindparam("where_token"),
+    )
+    for kind, model in MODELS.items()
+}
+_RUNNING_COUNTS = [
+    select(func.count())
+    .where(model.device_id == bindparam("device_id"), model.status == bindparam("running"))
+    .scalar_subquery()
+    for model in MODELS.values()
+]
+RUNNING_ON = select(sum(_RUNNING_COUNTS[1:], _RUNNING_COUNTS[0]))  # one statement for both tables
 
 
 @dataclass(frozen=True)
@@ -65,10 +92,7 @@ class TaskQueue:
 
     @staticmethod
     def running_on(session: Session, device_id: int) -> int:
-        return sum(
-            session.scalar(select(func.count()).where(model.device_id == device_id, model.status == RUNNING))
-            for model in MODELS.values()
-        )
+        return session.scalar(RUNNING_ON, {"device_id": device_id, "running": RUNNING})
 
     def _claim_one(self, session: Session, kind: str, device_id: int, target: str) -> Lease | None:
         model = MODELS[kind]
@@ -124,10 +148,9 @@ class TaskQueue:
         return token if claimed.rowcount == 1 else None
 
     def holds(self, lease: Lease) -> bool:
-        model = MODELS[lease.kind]
+        params = {"where_task": lease.task_id, "where_status": RUNNING, "where_token": lease.token}
         with self.db.session() as session:
-            row = session.get(model, lease.task_id)
-            return row is not None and row.status == RUNNING and row.lease_token == lease.token
+            return session.connection().execute(HOLDS[lease.kind], params).first() is not None
 
     def renew(self, lease: Lease) -> bool:
         """Extend the lease; False when it is no longer held (expired and claimed again, or cancelled)."""
@@ -172,6 +195,14 @@ class TaskQueue:
             apply(session, row)
             row.lease_token, row.lease_expires_at = None, None
             return True
+
+    def complete(self, lease: Lease, values: dict[str, Any]) -> bool:
+        """Record a result: the row takes `values` in one conditional UPDATE, under the lease only. False
+        when the lease was lost (expired and claimed again, or the job closed)."""
+        params = {**values, "lease_token": None, "lease_expires_at": None}
+        params.update(where_task=lease.task_id, where_status=RUNNING, where_token=lease.token)
+        with self.db.session() as session:
+            return session.connection().execute(COMPLETE[lease.kind], params).rowcount == 1
 
     def reap(self) -> list[int]:
         """Tasks whose lease expired go back to the queue; returns the devices that held them."""
