@@ -1,0 +1,67 @@
+"""The demo's start-up without processes: every worker is registered (and health-checked by the coordinator)
+at the same time, not one after another, and a worker that exits is reported without holding up the rest."""
+
+import threading
+import time
+from pathlib import Path
+
+from server.demo import Console, Fleet, Service, enlist_workers
+
+CHECK_S = 0.5  # how long the stand-in coordinator takes over one worker's known-answer test
+
+
+class StandInService(Service):
+    def __init__(self, name: str, alive: bool = True) -> None:
+        super().__init__(name, [], f"http://{name}", Path("/nonexistent") / f"{name}.log")
+        self._alive = alive
+
+    def alive(self) -> bool:
+        return self._alive
+
+    def ready(self) -> bool:
+        return self._alive
+
+
+class StandInCoordinator:
+    """Registers a worker after a known-answer test of CHECK_S seconds, recording when each one ran."""
+
+    def __init__(self) -> None:
+        self.intervals: dict[str, tuple[float, float]] = {}
+        self.lock = threading.Lock()
+
+    def register_worker(self, url: str, token: str, name: str, target: str) -> dict:
+        start = time.monotonic()
+        time.sleep(CHECK_S)
+        with self.lock:
+            self.intervals[target] = (start, time.monotonic())
+        emulated = target.startswith("qemu")
+        return {
+            "id": len(self.intervals),
+            "status": "healthy",
+            "health_detail": "passed",
+            "emulated": emulated,
+        }
+
+
+def test_every_worker_is_registered_and_checked_at_the_same_time():
+    targets = ["cpu", "onnx-ref", "qemu-aarch64", "qemu-x86-sse"]
+    fleet = Fleet(StandInService("coordinator"), {t: StandInService(t) for t in targets})
+    coordinator = StandInCoordinator()
+    started = time.monotonic()
+    healthy = enlist_workers(fleet, coordinator, "token", Console(json_mode=True))
+    assert list(healthy) == targets  # in the fleet's order, whichever answered first
+    assert healthy == {"cpu": False, "onnx-ref": False, "qemu-aarch64": True, "qemu-x86-sse": True}
+    latest_start = max(start for start, _ in coordinator.intervals.values())
+    earliest_end = min(end for _, end in coordinator.intervals.values())
+    assert latest_start < earliest_end  # all four checks overlap
+    assert time.monotonic() - started < CHECK_S * len(targets)
+
+
+def test_a_worker_that_exited_is_reported_and_the_others_are_enlisted(capsys):
+    fleet = Fleet(
+        StandInService("coordinator"), {"cpu": StandInService("cpu"), "gone": StandInService("gone", False)}
+    )
+    healthy = enlist_workers(fleet, StandInCoordinator(), "token", Console(json_mode=True))
+    assert healthy == {"cpu": False}
+    err = capsys.readouterr().err
+    assert "gone: worker exited" in err and "1 of 2 workers passed the known-answer test" in err
