@@ -240,6 +240,9 @@ def local_targets(console: Console, provision: bool, only: list[str] | None) -> 
     for target in all_targets():
         if only is not None and target.name not in only:
             continue
+        if only is None and target.opt_in:
+            console.say(f"  {target.name}: not started unless named (--targets {target.name})")
+            continue
         reason = target.check()
         if reason is not None and provision and target.provision_blocker() is None:
             console.say(f"  {target.name}: provisioning (cached after the first time) ...")

@@ -65,3 +65,12 @@ def test_a_worker_that_exited_is_reported_and_the_others_are_enlisted(capsys):
     assert healthy == {"cpu": False}
     err = capsys.readouterr().err
     assert "gone: worker exited" in err and "1 of 2 workers passed the known-answer test" in err
+
+
+def test_an_opt_in_target_is_started_only_when_named(capsys):
+    from server.demo import local_targets
+
+    console = Console(json_mode=True)
+    assert "onnx-ref-naive" not in local_targets(console, provision=False, only=None)
+    assert "not started unless named (--targets onnx-ref-naive)" in capsys.readouterr().err
+    assert local_targets(console, provision=False, only=["onnx-ref-naive"]) == ["onnx-ref-naive"]
