@@ -190,14 +190,17 @@ class Fleet:
 
 @contextlib.contextmanager
 def running(fleet: Fleet) -> Iterator[Fleet]:
-    """Start every service; stop all of them on the way out, whatever happened."""
+    """Start every service; stop all of them on the way out, whatever happened: the coordinator first, then
+    the workers side by side (each may take a few seconds to stop its compute process)."""
     try:
         for service in fleet.all():
             service.start()
         yield fleet
     finally:
-        for service in fleet.all():
-            service.stop()
+        coordinator, *workers = fleet.all()
+        coordinator.stop()
+        with ThreadPoolExecutor(max_workers=max(1, len(workers)), thread_name_prefix="stop") as threads:
+            list(threads.map(lambda service: service.stop(), workers))
 
 
 @contextlib.contextmanager

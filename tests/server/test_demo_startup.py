@@ -1,5 +1,6 @@
-"""The demo's start-up without processes: every worker is registered (and health-checked by the coordinator)
-at the same time, not one after another, and a worker that exits is reported without holding up the rest."""
+"""The demo's start-up and shutdown without processes: every worker is registered (and health-checked by the
+coordinator) at the same time, not one after another; a worker that exits is reported without holding up the
+rest; an opt-in target starts only when named; at the end the workers stop side by side."""
 
 import threading
 import time
@@ -74,3 +75,33 @@ def test_an_opt_in_target_is_started_only_when_named(capsys):
     assert "onnx-ref-naive" not in local_targets(console, provision=False, only=None)
     assert "not started unless named (--targets onnx-ref-naive)" in capsys.readouterr().err
     assert local_targets(console, provision=False, only=["onnx-ref-naive"]) == ["onnx-ref-naive"]
+
+
+class SlowToStop(StandInService):
+    """Records when it was asked to stop and when it had stopped."""
+
+    def __init__(self, name: str, log: list) -> None:
+        super().__init__(name)
+        self.log = log
+
+    def start(self) -> "SlowToStop":
+        return self
+
+    def stop(self) -> None:
+        begun = time.monotonic()
+        time.sleep(CHECK_S)
+        self.log.append((self.name, begun, time.monotonic()))
+
+
+def test_the_coordinator_stops_first_and_then_every_worker_at_once():
+    from server.demo import running
+
+    log: list = []
+    fleet = Fleet(SlowToStop("coordinator", log), {t: SlowToStop(t, log) for t in ("a", "b", "c")})
+    with running(fleet):
+        pass
+    stopped = {name: (begun, ended) for name, begun, ended in log}
+    assert set(stopped) == {"coordinator", "a", "b", "c"}
+    workers = [stopped[t] for t in ("a", "b", "c")]
+    assert all(begun >= stopped["coordinator"][1] for begun, _ in workers)
+    assert max(begun for begun, _ in workers) < min(ended for _, ended in workers)  # side by side
