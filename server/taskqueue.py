@@ -1,9 +1,9 @@
 """The queue of leased tasks: encodes and decodes, claimed atomically by a free device of their target.
 
 A claim turns a `pending` task of the device's target into `running` under a lease: a random token and an
-expiry. Which one (server/claimorder.py): the encodes of the job whose other targets have the most work left
-come first, as those targets wait for the bitstreams; where no other target waits, the oldest decode first
-(it finishes a cell), then the oldest encode. Whoever runs the task (the coordinator's push
+expiry. Which one (server/claimorder.py): the encodes of the job whose other decoder targets have the most
+work left come first, as they wait for those bitstreams; where no other decoder waits, the oldest decode
+first (it finishes a cell), then the oldest encode. Whoever runs the task (the coordinator's push
 dispatcher, or a pull worker) renews the lease while it works; a result is recorded only under the token it
 was claimed with, so a task whose lease expired and was claimed again can never be recorded twice. A lease
 that expires puts its task back to `pending`, its attempt counted; after `max_attempts` the task ends
@@ -29,7 +29,7 @@ from server.db import Database
 from server.models import Decode, Device, Encode, Job, utcnow
 
 PENDING, RUNNING, WORKER_LOST = TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.WORKER_LOST
-KINDS = ("decode", "encode")  # claim order where no other target waits for an encode
+KINDS = ("decode", "encode")  # claim order where no other decoder waits for an encode
 MODELS: dict[str, type[Encode] | type[Decode]] = {"encode": Encode, "decode": Decode}
 
 
