@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
@@ -46,6 +46,9 @@ from server.knownanswer import KNOWN_ANSWER_UNAVAILABLE
 from server.progress import job_progress
 from server.verdicts import broken_line
 from worker.tokens import COORDINATOR_TOKEN_ENV, WORKER_TOKEN_ENV
+
+if TYPE_CHECKING:
+    from worker.targets import Target
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRAINED_PACKAGES = PROJECT_ROOT / "packages"
@@ -231,35 +234,47 @@ def wait_until(predicate: Callable[[], bool], timeout: float, poll: float = 0.3)
 # --- targets --------------------------------------------------------------------------------------------
 
 
-def local_targets(console: Console, provision: bool, only: list[str] | None) -> list[str]:
-    """Targets that can run here after provisioning what can be provisioned; prints why others cannot."""
-    from worker.provision import ProvisionError
+def local_targets(
+    console: Console, provision: bool, only: list[str] | None, catalog: list[Target] | None = None
+) -> list[str]:
+    """Targets of `catalog` (every registered one) that can run here after provisioning what can be
+    provisioned, each provisioned in a thread of its own, side by side; prints why others cannot."""
     from worker.targets import all_targets
 
-    unknown = sorted(set(only or ()) - {t.name for t in all_targets()})
+    catalog = all_targets() if catalog is None else catalog
+    unknown = sorted(set(only or ()) - {t.name for t in catalog})
     if unknown:
         raise DemoError(f"unknown target(s) {unknown}; see `bitmatch targets list`")
-    usable = []
-    for target in all_targets():
+    wanted = []
+    for target in catalog:
         if only is not None and target.name not in only:
             continue
         if only is None and target.opt_in:
             console.say(f"  {target.name}: not started unless named (--targets {target.name})")
             continue
-        reason = target.check()
-        if reason is not None and provision and target.provision_blocker() is None:
-            console.say(f"  {target.name}: provisioning (cached after the first time) ...")
-            try:
-                target.setup()
-                reason = target.check()
-            except (ProvisionError, OSError, subprocess.SubprocessError) as exc:
-                reason = f"provisioning failed: {exc}"
-        if reason is None:
-            usable.append(target.name)
-            console.say(f"  {target.name}: available")
-        else:
-            console.say(f"  {target.name}: missing: {reason}")
-    return usable
+        wanted.append(target)
+    with ThreadPoolExecutor(max_workers=max(1, len(wanted)), thread_name_prefix="provision") as threads:
+        reasons = list(threads.map(lambda target: readiness(target, provision, console), wanted))
+    for target, reason in zip(wanted, reasons, strict=True):
+        console.say(
+            f"  {target.name}: available" if reason is None else f"  {target.name}: missing: {reason}"
+        )
+    return [target.name for target, reason in zip(wanted, reasons, strict=True) if reason is None]
+
+
+def readiness(target: Target, provision: bool, console: Console) -> str | None:
+    """None when the target can run here (after provisioning it, when it can be), else why not."""
+    from worker.provision import ProvisionError
+
+    reason = target.check()
+    if reason is not None and provision and target.provision_blocker() is None:
+        console.say(f"  {target.name}: provisioning (cached after the first time) ...")
+        try:
+            target.setup()
+            reason = target.check()
+        except (ProvisionError, OSError, subprocess.SubprocessError) as exc:
+            reason = f"provisioning failed: {exc}"
+    return reason
 
 
 # --- inputs ---------------------------------------------------------------------------------------------

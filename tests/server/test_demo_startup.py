@@ -1,6 +1,7 @@
 """The demo's start-up and shutdown without processes: every worker is registered (and health-checked by the
 coordinator) at the same time, not one after another; a worker that exits is reported without holding up the
-rest; an opt-in target starts only when named; at the end the workers stop side by side."""
+rest; targets are provisioned side by side; an opt-in target starts only when named; at the end the workers
+stop side by side."""
 
 import threading
 import time
@@ -105,3 +106,36 @@ def test_the_coordinator_stops_first_and_then_every_worker_at_once():
     workers = [stopped[t] for t in ("a", "b", "c")]
     assert all(begun >= stopped["coordinator"][1] for begun, _ in workers)
     assert max(begun for begun, _ in workers) < min(ended for _, ended in workers)  # side by side
+
+
+class SlowToProvision:
+    """A target that needs a setup of CHECK_S seconds before it can run; records when it was set up."""
+
+    opt_in = False
+
+    def __init__(self, name: str, log: dict) -> None:
+        self.name, self.log, self.ready = name, log, False
+
+    def check(self) -> str | None:
+        return None if self.ready else "not provisioned"
+
+    def provision_blocker(self) -> str | None:
+        return None
+
+    def setup(self) -> None:
+        begun = time.monotonic()
+        time.sleep(CHECK_S)
+        self.log[self.name] = (begun, time.monotonic())
+        self.ready = True
+
+
+def test_targets_are_provisioned_side_by_side_and_listed_in_order(capsys):
+    from server.demo import local_targets
+
+    log: dict = {}
+    catalog = [SlowToProvision(name, log) for name in ("emulated-a", "emulated-b", "emulated-c")]
+    usable = local_targets(Console(json_mode=True), provision=True, only=None, catalog=catalog)
+    assert usable == ["emulated-a", "emulated-b", "emulated-c"]
+    assert max(begun for begun, _ in log.values()) < min(ended for _, ended in log.values())
+    listed = [line for line in capsys.readouterr().err.splitlines() if line.endswith(": available")]
+    assert listed == [f"  {name}: available" for name in usable]
