@@ -30,9 +30,10 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
@@ -45,6 +46,9 @@ from server.knownanswer import KNOWN_ANSWER_UNAVAILABLE
 from server.progress import job_progress
 from server.verdicts import broken_line
 from worker.tokens import COORDINATOR_TOKEN_ENV, WORKER_TOKEN_ENV
+
+if TYPE_CHECKING:
+    from worker.targets import Target
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRAINED_PACKAGES = PROJECT_ROOT / "packages"
@@ -189,14 +193,17 @@ class Fleet:
 
 @contextlib.contextmanager
 def running(fleet: Fleet) -> Iterator[Fleet]:
-    """Start every service; stop all of them on the way out, whatever happened."""
+    """Start every service; stop all of them on the way out, whatever happened: the coordinator first, then
+    the workers side by side (each may take a few seconds to stop its compute process)."""
     try:
         for service in fleet.all():
             service.start()
         yield fleet
     finally:
-        for service in fleet.all():
-            service.stop()
+        coordinator, *workers = fleet.all()
+        coordinator.stop()
+        with ThreadPoolExecutor(max_workers=max(1, len(workers)), thread_name_prefix="stop") as threads:
+            list(threads.map(lambda service: service.stop(), workers))
 
 
 @contextlib.contextmanager
@@ -227,32 +234,47 @@ def wait_until(predicate: Callable[[], bool], timeout: float, poll: float = 0.3)
 # --- targets --------------------------------------------------------------------------------------------
 
 
-def local_targets(console: Console, provision: bool, only: list[str] | None) -> list[str]:
-    """Targets that can run here after provisioning what can be provisioned; prints why others cannot."""
-    from worker.provision import ProvisionError
+def local_targets(
+    console: Console, provision: bool, only: list[str] | None, catalog: list[Target] | None = None
+) -> list[str]:
+    """Targets of `catalog` (every registered one) that can run here after provisioning what can be
+    provisioned, each provisioned in a thread of its own, side by side; prints why others cannot."""
     from worker.targets import all_targets
 
-    unknown = sorted(set(only or ()) - {t.name for t in all_targets()})
+    catalog = all_targets() if catalog is None else catalog
+    unknown = sorted(set(only or ()) - {t.name for t in catalog})
     if unknown:
         raise DemoError(f"unknown target(s) {unknown}; see `bitmatch targets list`")
-    usable = []
-    for target in all_targets():
+    wanted = []
+    for target in catalog:
         if only is not None and target.name not in only:
             continue
-        reason = target.check()
-        if reason is not None and provision and target.provision_blocker() is None:
-            console.say(f"  {target.name}: provisioning (cached after the first time) ...")
-            try:
-                target.setup()
-                reason = target.check()
-            except (ProvisionError, OSError, subprocess.SubprocessError) as exc:
-                reason = f"provisioning failed: {exc}"
-        if reason is None:
-            usable.append(target.name)
-            console.say(f"  {target.name}: available")
-        else:
-            console.say(f"  {target.name}: missing: {reason}")
-    return usable
+        if only is None and target.opt_in:
+            console.say(f"  {target.name}: not started unless named (--targets {target.name})")
+            continue
+        wanted.append(target)
+    with ThreadPoolExecutor(max_workers=max(1, len(wanted)), thread_name_prefix="provision") as threads:
+        reasons = list(threads.map(lambda target: readiness(target, provision, console), wanted))
+    for target, reason in zip(wanted, reasons, strict=True):
+        console.say(
+            f"  {target.name}: available" if reason is None else f"  {target.name}: missing: {reason}"
+        )
+    return [target.name for target, reason in zip(wanted, reasons, strict=True) if reason is None]
+
+
+def readiness(target: Target, provision: bool, console: Console) -> str | None:
+    """None when the target can run here (after provisioning it, when it can be), else why not."""
+    from worker.provision import ProvisionError
+
+    reason = target.check()
+    if reason is not None and provision and target.provision_blocker() is None:
+        console.say(f"  {target.name}: provisioning (cached after the first time) ...")
+        try:
+            target.setup()
+            reason = target.check()
+        except (ProvisionError, OSError, subprocess.SubprocessError) as exc:
+            reason = f"provisioning failed: {exc}"
+    return reason
 
 
 # --- inputs ---------------------------------------------------------------------------------------------
@@ -429,31 +451,49 @@ def wait_for_coordinator(fleet: Fleet) -> None:
 def enlist_workers(
     fleet: Fleet, client: CoordinatorClient, worker_token: str, console: Console
 ) -> dict[str, bool]:
-    """Wait for every worker, register it and its health check; returns the healthy targets, each mapped to
-    whether it runs under an emulator."""
-    pending = dict(fleet.workers)
-    healthy: dict[str, bool] = {}
+    """Wait for every worker and register it, all at once: each worker has a thread that waits for it to
+    answer and then registers it, and the coordinator runs their health checks (known-answer tests) side by
+    side. Returns the healthy targets in the fleet's order, each mapped to whether it is emulated."""
     deadline = time.monotonic() + WORKER_START_S
-    while pending and time.monotonic() < deadline:
-        for target, service in list(pending.items()):
-            if not service.alive():
-                console.say(f"  {target}: worker exited (log {service.log_path}):\n{service.log_tail(6)}")
-                del pending[target]
-            elif service.ready():
-                del pending[target]
-                device = register(client, service, target, worker_token)
-                console.say(f"  {target}: {device['status']} ({device.get('health_detail') or ''})")
-                if device["status"] == DeviceStatus.HEALTHY:
-                    healthy[target] = bool(device.get("emulated"))
-        time.sleep(0.3)
-    for target, service in pending.items():
-        console.say(f"  {target}: worker not up within {WORKER_START_S:.0f} s (log {service.log_path})")
+    with ThreadPoolExecutor(max_workers=max(1, len(fleet.workers)), thread_name_prefix="enlist") as threads:
+        futures = {
+            target: threads.submit(enlist, service, target, client, worker_token, deadline, console)
+            for target, service in fleet.workers.items()
+        }
+        devices = {target: future.result() for target, future in futures.items()}
+    healthy = {
+        target: bool(device.get("emulated"))
+        for target, device in devices.items()
+        if device is not None and device["status"] == DeviceStatus.HEALTHY
+    }
     if len(healthy) < len(fleet.workers):
         console.say(
             f"  {len(healthy)} of {len(fleet.workers)} workers passed the known-answer test; "
             "only those are healthy and give verdicts"
         )
     return healthy
+
+
+def enlist(
+    service: Service,
+    target: str,
+    client: CoordinatorClient,
+    worker_token: str,
+    deadline: float,
+    console: Console,
+) -> dict[str, Any] | None:
+    """Wait for one worker to answer, then register it; its device as the coordinator reports it, or None
+    when the worker exited or did not come up in time."""
+    up = wait_until(lambda: service.ready() or not service.alive(), max(0.0, deadline - time.monotonic()))
+    if not service.alive():
+        console.say(f"  {target}: worker exited (log {service.log_path}):\n{service.log_tail(6)}")
+        return None
+    if not up:
+        console.say(f"  {target}: worker not up within {WORKER_START_S:.0f} s (log {service.log_path})")
+        return None
+    device = register(client, service, target, worker_token)
+    console.say(f"  {target}: {device['status']} ({device.get('health_detail') or ''})")
+    return device
 
 
 def register(client: CoordinatorClient, service: Service, target: str, token: str) -> dict[str, Any]:
@@ -618,7 +658,7 @@ def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
         codecs = upload_codecs(client, packages, console)
         planned = plan_jobs(client, config.images, healthy, console)
         deadline = time.monotonic() + config.timeout
-        runs = [run_job(config, fleet, client, codecs, job, deadline, console) for job in planned]
+        runs = run_jobs(config, fleet, client, codecs, planned, deadline, console)
         result = {
             "job": runs[0]["id"],
             "report": runs[0]["report"],
@@ -632,32 +672,69 @@ def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
         return result
 
 
-def run_job(
+def run_jobs(
     config: DemoConfig,
     fleet: Fleet,
     client: CoordinatorClient,
     codecs: list[str],
+    planned: list[PlannedJob],
+    deadline: float,
+    console: Console,
+) -> list[dict[str, Any]]:
+    """Submit every job at once, so that no device waits for another job to end (the coordinator's queue
+    gives each device the work of the job whose slowest target has the most left, server/taskqueue.py),
+    then follow them in order, printing each one's matrices, line and report. A failure, Ctrl-C or the
+    timeout cancels the jobs not yet finished."""
+    submitted = [(job, submit_job(client, codecs, job, config.repeat)) for job in planned]
+    for job, job_id in submitted:
+        console.say(
+            f"job {job_id}: {job.label}, {len(job.targets)} encoders x {len(job.targets)} decoders "
+            f"({fleet.coordinator.url}/jobs/{job_id})"
+        )
+    runs: list[dict[str, Any]] = []
+    try:
+        for job, job_id in submitted:
+            runs.append(finish_job(config, client, job, job_id, deadline, console))
+    except BaseException:
+        cancel_and_wait(client, [job_id for _job, job_id in submitted[len(runs) :]])
+        raise
+    return runs
+
+
+def cancel_and_wait(client: CoordinatorClient, job_ids: list[int]) -> None:
+    """Cancel the jobs and wait a little for each to end, so that a later coordinator on this data directory
+    does not resume them; a job that already ended stays as it was."""
+    for job_id in job_ids:
+        with contextlib.suppress(CoordinatorError, httpx.HTTPError):
+            client.cancel(job_id)  # 409 when it already ended
+    for job_id in job_ids:
+        with contextlib.suppress(CoordinatorError, httpx.HTTPError, TimeoutError):
+            client.wait(job_id, poll=0.5, timeout=CANCEL_WAIT_S)
+
+
+def submit_job(client: CoordinatorClient, codecs: list[str], job: PlannedJob, repeat: int) -> int:
+    try:
+        # the targets registered just now: a device an earlier run left in the database is never used
+        return client.submit(codecs, job.images, encoders=job.targets, decoders=job.targets, repeat=repeat)
+    except CoordinatorError as exc:
+        raise DemoError(f"the coordinator refused the job: {exc}") from None
+
+
+def finish_job(
+    config: DemoConfig,
+    client: CoordinatorClient,
     job: PlannedJob,
+    job_id: int,
     deadline: float,
     console: Console,
 ) -> dict[str, Any]:
-    """Submit one job, follow it, print its matrices and its one line, write its report."""
-    try:
-        # the targets registered just now: a device an earlier run left in the database is never used
-        job_id = client.submit(
-            codecs, job.images, encoders=job.targets, decoders=job.targets, repeat=config.repeat
-        )
-    except CoordinatorError as exc:
-        raise DemoError(f"the coordinator refused the job: {exc}") from None
-    console.say(
-        f"job {job_id}: {job.label}, {len(job.targets)} encoders x {len(job.targets)} decoders "
-        f"({fleet.coordinator.url}/jobs/{job_id})"
-    )
+    """Follow one submitted job to its end, print its matrices and its one line, write its report."""
     summary = follow(client, job_id, max(1.0, deadline - time.monotonic()))
     if summary["status"] != JobStatus.DONE:
         raise DemoError(f"job {job_id} ended {summary['status']}: {summary.get('detail')}")
     matrices = client.matrix(job_id)
     console.say()
+    console.say(f"job {job_id}: {job.label}")
     for matrix in matrices:
         console.say(matrix_text(matrix))
     console.say(legend())

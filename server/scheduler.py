@@ -4,7 +4,8 @@ Work is a queue of leased tasks in the database (server/taskqueue.py), fed two w
 from this coordinator's dispatcher (server/dispatch.py), pull workers claim it themselves over the API
 (server/routers/pull.py). Results are recorded by server/recording.py, which plans decodes and records cells
 as their inputs arrive. What is left here is the loop over active jobs: plan new ones, close cancelled ones,
-put expired leases back, give up on tasks whose target has had no usable device for `orphan_seconds`, and
+put expired leases back, estimate which encodes other targets wait for (the claim order,
+server/claimorder.py), give up on tasks whose target has had no usable device for `orphan_seconds`, and
 close a job once nothing of it is pending or running. It runs in a thread, off the event loop.
 
 With SQLite this coordinator is the only writer (server/db.py holds the lock), so at start-up every task
@@ -105,6 +106,7 @@ class Scheduler:
                 self.recorder.finalize(job_id, JobStatus.CANCELLED, "cancelled on request")
         if self.queue.reap():
             self.notify_work()
+        self.queue.reorder()  # which encodes the other targets wait for most (server/claimorder.py)
         self._silence_quiet_pull_workers()
         self._give_up_on_orphans()
         for job_id, status in jobs:

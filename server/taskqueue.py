@@ -1,7 +1,9 @@
 """The queue of leased tasks: encodes and decodes, claimed atomically by a free device of their target.
 
-A claim turns the oldest `pending` task of the device's target (decodes before encodes: they finish cells)
-into `running` under a lease: a random token and an expiry. Whoever runs the task (the coordinator's push
+A claim turns a `pending` task of the device's target into `running` under a lease: a random token and an
+expiry. Which one (server/claimorder.py): the encodes of the job whose other decoder targets have the most
+work left come first, as they wait for those bitstreams; where no other decoder waits, the oldest decode
+first (it finishes a cell), then the oldest encode. Whoever runs the task (the coordinator's push
 dispatcher, or a pull worker) renews the lease while it works; a result is recorded only under the token it
 was claimed with, so a task whose lease expired and was claimed again can never be recorded twice. A lease
 that expires puts its task back to `pending`, its attempt counted; after `max_attempts` the task ends
@@ -19,15 +21,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from codec.vocabulary import JobStatus, TaskStatus
+from server.claimorder import Urgencies, urgencies
 from server.db import Database
 from server.models import Decode, Device, Encode, Job, utcnow
 
 PENDING, RUNNING, WORKER_LOST = TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.WORKER_LOST
-KINDS = ("decode", "encode")  # claim order
+KINDS = ("decode", "encode")  # claim order where no other decoder waits for an encode
 MODELS: dict[str, type[Encode] | type[Decode]] = {"encode": Encode, "decode": Decode}
 
 
@@ -73,6 +76,12 @@ class TaskQueue:
         self.db, self.lease_seconds, self.max_attempts = db, lease_seconds, max_attempts
         self.locking = db.engine.dialect.name == "postgresql"
         self._claims = threading.Lock()  # one claim at a time per process (SQLite has one writer anyway)
+        self.urgencies: Urgencies = {}  # the last reorder()'s: what waits on each job's encodes per target
+
+    def reorder(self) -> None:
+        """Estimate again how much work waits on each running job's encodes (the scheduler's sweep)."""
+        with self.db.session() as session:
+            self.urgencies = urgencies(session)
 
     def _expiry(self) -> datetime:
         return utcnow() + timedelta(seconds=self.lease_seconds)
@@ -84,8 +93,12 @@ class TaskQueue:
                 session.execute(select(Device.id).where(Device.id == device_id).with_for_update())
             if self.running_on(session, device_id) >= slots:
                 return None
-            for kind in KINDS:
-                lease = self._claim_one(session, kind, device_id, target)
+            candidates = {kind: self._next(session, kind, device_id, target) for kind in KINDS}
+            encode = candidates["encode"]
+            waited_on = encode is not None and self.urgencies.get((encode.job_id, target), 0.0) > 0
+            for kind in ("encode", "decode") if waited_on else KINDS:
+                row = candidates[kind]
+                lease = None if row is None else self._lease(session, kind, row, device_id, target)
                 if lease is not None:
                     return lease
         return None
@@ -94,8 +107,13 @@ class TaskQueue:
     def running_on(session: Session, device_id: int) -> int:
         return session.scalar(RUNNING_ON, {"device_id": device_id, "running": RUNNING})
 
-    def _claim_one(self, session: Session, kind: str, device_id: int, target: str) -> Lease | None:
+    def _next(self, session: Session, kind: str, device_id: int, target: str):
+        """The pending task of this kind the device would take next: an encode of the job most waited on,
+        else the oldest; a decode, the oldest. None when there is none."""
         model = MODELS[kind]
+        mine = {job: seconds for (job, t), seconds in self.urgencies.items() if t == target}
+        waiting = {job: -seconds for job, seconds in mine.items() if seconds > 0}
+        order = [case(waiting, value=model.job_id, else_=0.0)] if kind == "encode" and waiting else []
         query = (
             select(model.id, model.job_id)
             .join(Job, Job.id == model.job_id)
@@ -105,14 +123,15 @@ class TaskQueue:
                 Job.status == JobStatus.RUNNING,
                 or_(model.pinned_device_id.is_(None), model.pinned_device_id == device_id),
             )
-            .order_by(model.id)
+            .order_by(*order, model.id)
             .limit(1)
         )
         if self.locking:
             query = query.with_for_update(skip_locked=True, of=model)
-        row = session.execute(query).first()
-        if row is None:
-            return None
+        return session.execute(query).first()
+
+    def _lease(self, session: Session, kind: str, row, device_id: int, target: str) -> Lease | None:
+        model = MODELS[kind]
         token = self._claim(session, model, row.id, device_id)
         if token is None:
             return None

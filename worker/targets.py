@@ -1,5 +1,6 @@
 """Device targets as plugins: each knows whether it can run here, how to start its compute process and what
-it is. Register a new one with `@register`.
+it is. Register a new one with `@register`. An `opt_in` target (onnx-ref-naive) is listed and can be served
+like any other, but the demo and `bitmatch matrix` start it only when `--targets` names it.
 
 A target's compute process is `compute_command(["-m", "worker.compute", ...])` run with `environment()`
 laid over os.environ (`launch_environment()` merges them). The environment makes the project importable
@@ -72,6 +73,9 @@ class Target:
     description: ClassVar[str]
     runtime: ClassVar[str]  # the codec runtime the compute process uses
     uses_gpu: ClassVar[bool] = False
+    opt_in: ClassVar[bool] = (
+        False  # `bitmatch demo` and `bitmatch matrix` start it only when named (--targets)
+    )
 
     def check(self) -> str | None:
         """None when the target can run here, else the reason it cannot."""
@@ -163,6 +167,21 @@ class OnnxReferenceTarget(NativeTarget):
         if importlib.util.find_spec("onnx") is None:
             return "the onnx package is not importable in this environment"
         return None
+
+
+@register
+class OnnxReferenceNaiveTarget(OnnxReferenceTarget):
+    """The reference evaluator as onnx ships it: ConvTranspose as the specification's literal loops, some
+    1000x slower than `onnx-ref`'s vectorised one (the same arithmetic, bit for bit: codec/onnxref.py). For
+    whoever wants the loops themselves; started by the demo and `bitmatch matrix` only when named."""
+
+    name = "onnx-ref-naive"
+    description = (
+        "host CPU, the onnx reference evaluator exactly as onnx ships it (literal ConvTranspose loops, "
+        "about 1000x slower than onnx-ref); only when named"
+    )
+    runtime = "onnx-ref-naive"
+    opt_in = True
 
 
 @register

@@ -135,7 +135,7 @@ def test_ctrl_c_mid_job_stops_everything_the_demo_started(tmp_path):
     assert processes_writing_under(data_dir / "logs") == []
     database = sqlite3.connect(data_dir / "coordinator" / "bitmatch.sqlite3")
     try:  # cancelled, so no later coordinator on this data directory resumes it
-        assert database.execute("SELECT status FROM jobs").fetchall() == [("cancelled",)]
+        assert {status for (status,) in database.execute("SELECT status FROM jobs")} == {"cancelled"}
     finally:
         database.close()
 

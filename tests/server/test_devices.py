@@ -148,3 +148,101 @@ def test_the_demo_waits_for_a_loading_known_answer_test_but_not_for_one_that_can
     assert "BadMagic" in detail
     assert not waiting_for_known_answer({"status": UNCHECKED, "health_detail": detail})
     assert not waiting_for_known_answer({"status": HEALTHY, "health_detail": "known-answer test passed"})
+
+
+# --- a periodic check never waits behind the tasks of a busy device ---------------------------------------
+
+
+class StubWorker:
+    """A worker that answers /healthz and /v1/info at once; its compute process (encode, decode) is stuck
+    behind a long task, so any call to it waits until the test releases it."""
+
+    def __init__(self) -> None:
+        self.compute_calls = 0
+        self.released = asyncio.Event()
+
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    async def info(self) -> dict:
+        return INFO
+
+    async def put_codec(self, digest, archive) -> None:
+        return None
+
+    async def decode(self, *args, **kwargs):
+        self.compute_calls += 1
+        await self.released.wait()
+        raise AssertionError("the known-answer decode reached a stuck compute process")
+
+
+def busy_device(pool, stub: StubWorker, running: bool) -> int:
+    from server.devices import LiveDevice
+    from server.knownanswer import KnownAnswer
+    from server.models import Codec, Encode, Image, Job
+
+    device_id = pool.upsert(WorkerSpec("busy", "http://busy", target="cpu"), "config")
+    pool.record_fingerprint(device_id, INFO)
+    pool.mark(device_id, HEALTHY, "known-answer test passed")
+    pool._live[device_id] = LiveDevice(client=stub, slots=asyncio.Semaphore(2))
+    pool.known_answer = KnownAnswer("d" * 64, b"", b"", b"", {})
+    with pool.db.session() as session:
+        codec = Codec(
+            digest="a" * 64,
+            name="c",
+            precision="int16",
+            architecture="x",
+            manifest={},
+            archive_sha256="b" * 64,
+            size=1,
+        )
+        image = Image(digest="0" * 64, name="i", width=1, height=1, size=1)
+        job = Job(
+            status="running",
+            request={},
+            codec_digests=[],
+            image_digests=[],
+            encoder_targets=[],
+            decoder_targets=[],
+        )
+        session.add_all([codec, image, job])
+        session.flush()
+        status = "running" if running else "done"
+        session.add(
+            Encode(
+                job_id=job.id,
+                codec_id=codec.id,
+                image_id=image.id,
+                target="cpu",
+                repeat=0,
+                status=status,
+                device_id=device_id,
+            )
+        )
+    return device_id
+
+
+def test_a_health_check_of_a_busy_device_answers_without_queueing_behind_its_tasks(pool):
+    from server.devices import BUSY_RECHECK
+
+    stub = StubWorker()
+    device_id = busy_device(pool, stub, running=True)
+    status = asyncio.run(asyncio.wait_for(pool.check(device_id), timeout=10))
+    assert status == HEALTHY and stub.compute_calls == 0
+    with pool.db.session() as session:
+        assert session.get(Device, device_id).health_detail == BUSY_RECHECK
+
+
+def test_an_idle_device_takes_the_known_answer_test_again(pool):
+    stub = StubWorker()
+    device_id = busy_device(pool, stub, running=False)
+
+    async def check_then_release() -> None:
+        check = asyncio.create_task(pool.check(device_id))
+        while stub.compute_calls == 0:
+            await asyncio.sleep(0.01)
+        stub.released.set()
+        await check
+
+    asyncio.run(asyncio.wait_for(check_then_release(), timeout=10))
+    assert stub.compute_calls == 1

@@ -13,6 +13,7 @@ EXPECTED_RUNTIMES = {
     "cpu": "ort-cpu",
     "cpu-1t-noopt": "ort-cpu-1t",
     "onnx-ref": "onnx-ref",
+    "onnx-ref-naive": "onnx-ref-naive",
     "qemu-aarch64": "ort-cpu",
     "qemu-x86-sse": "ort-cpu",
     "openvino": "ort-openvino",
