@@ -81,11 +81,12 @@ def load_png(path: str | Path) -> np.ndarray:
         raise ImageError(f"{path}: {exc}") from None
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """PNG bytes of a validated RGB image (lossless, deterministic)."""
+def encode_png(image: np.ndarray, compress_level: int = 6) -> bytes:
+    """PNG bytes of a validated RGB image (lossless, deterministic). `compress_level` is zlib's: 1 is about
+    3x faster than the default 6 on a photograph, for 3 % more bytes."""
     image = validate_image(image)
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
 
 

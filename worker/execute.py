@@ -46,6 +46,7 @@ CATEGORY_STATUS = {
 COMPUTE_ERROR_STATUS = {QueueFull: 503, ComputeUnavailable: 503, ComputeTimeout: 504, ComputeDied: 502}
 FORENSIC_MAPS = MAP_NAMES
 MAP_DTYPES = frozenset({"int32", "float32"})
+RECON_PNG_LEVEL = 1  # zlib level of returned reconstructions: they are compared by pixel hash, not bytes
 
 
 class ApiError(Exception):
@@ -131,7 +132,8 @@ async def result_body(
         body["bitstream_bytes"] = len(blobs["bitstream"])
     if "recon" in blobs:
         recon = np.frombuffer(blobs["recon"], dtype=np.uint8).reshape(header["recon_shape"])
-        body["recon_png"] = base64.b64encode(await asyncio.to_thread(encode_png, recon)).decode("ascii")
+        png = await asyncio.to_thread(encode_png, recon, RECON_PNG_LEVEL)
+        body["recon_png"] = base64.b64encode(png).decode("ascii")
     for name in FORENSIC_MAPS:
         if name in blobs:
             dtype = header.get(f"{name}_dtype", "int32")
