@@ -2,7 +2,7 @@
 
     ort-cpu       ONNX Runtime, CPU provider, default threads and graph optimisations
     ort-cpu-1t    ONNX Runtime, CPU provider, one intra/inter-op thread, graph optimisations off
-    onnx-ref      onnx.reference.ReferenceEvaluator (pure Python/numpy), its ConvTranspose vectorised
+    onnx-ref      onnx.reference.ReferenceEvaluator (pure Python/numpy), its Conv and ConvTranspose vectorised
                   (codec/onnxref.py: the same arithmetic in the same order, bit for bit)
     onnx-ref-naive  the evaluator exactly as onnx ships it (the specification's literal loops)
     ort-cuda      CUDA provider, use_tf32=0, cudnn_conv_algo_search=DEFAULT, no CPU fallback
@@ -131,11 +131,11 @@ class ReferenceSession(Session):
         import onnx
         from onnx.reference import ReferenceEvaluator
 
-        from codec.onnxref import ConvTranspose
+        from codec.onnxref import Conv, ConvTranspose
 
         self.runtime = "onnx-ref-naive" if naive else "onnx-ref"
         self._proto = onnx.load_from_string(model)
-        self._evaluator = ReferenceEvaluator(self._proto, new_ops=None if naive else [ConvTranspose])
+        self._evaluator = ReferenceEvaluator(self._proto, new_ops=None if naive else [Conv, ConvTranspose])
         self._outputs = [output.name for output in self._proto.graph.output]
 
     def run(self, feeds: Feeds) -> Outputs:

@@ -143,3 +143,56 @@ def test_vectorised_conv_transpose_equals_the_reference_loops_bit_for_bit(kernel
     naive = get_runtime("onnx-ref-naive").session(model).run({"x": x})["y"]
     assert fast.dtype == naive.dtype == np.float32
     assert fast.tobytes() == naive.tobytes()
+
+
+def _conv_model(weight: np.ndarray, bias: np.ndarray, stride: int, pads: list[int]) -> bytes:
+    from onnx import TensorProto, helper, numpy_helper
+
+    kernel = list(weight.shape[2:])
+    node = helper.make_node(
+        "Conv", ["x", "w", "b"], ["y"], kernel_shape=kernel, strides=[stride] * 2, pads=pads
+    )
+    graph = helper.make_graph(
+        [node],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "pads", "batch"),
+    [
+        ((5, 5), 2, [2, 2, 2, 2], 1),
+        ((3, 3), 1, [1, 1, 1, 1], 2),
+        ((1, 1), 1, [0, 0, 0, 0], 1),
+        ((5, 3), 2, [2, 1, 0, 3], 2),
+        ((3, 3), 3, [0, 0, 0, 0], 1),
+    ],
+)
+def test_vectorised_conv_equals_the_reference_gather_bit_for_bit(kernel, stride, pads, batch):
+    """onnx-ref's Conv (codec/onnxref.py) against onnx's own im2col gather, in float32, byte for byte."""
+    rng = np.random.default_rng(sum(kernel) * 11 + stride + sum(pads) + batch)
+    weight = rng.standard_normal((6, 3, *kernel)).astype(np.float32)
+    bias = rng.standard_normal(6).astype(np.float32)
+    model = _conv_model(weight, bias, stride, pads)
+    x = rng.standard_normal((batch, 3, 13, 17)).astype(np.float32)
+    fast = get_runtime("onnx-ref").session(model).run({"x": x})["y"]
+    naive = get_runtime("onnx-ref-naive").session(model).run({"x": x})["y"]
+    assert fast.dtype == naive.dtype == np.float32
+    assert fast.shape == naive.shape and fast.tobytes() == naive.tobytes()
+
+
+def test_onnx_ref_encodes_a_shipped_package_as_the_naive_evaluator_does():
+    from pathlib import Path
+
+    from codec.codec import Codec
+    from codec.networks import synthetic_images
+
+    package = Path(__file__).resolve().parents[2] / "packages" / "float" / "q2"
+    image = synthetic_images(3, 1, 64)[0]
+    fast = Codec.load(package, "onnx-ref").encode(image)
+    naive = Codec.load(package, "onnx-ref-naive").encode(image)
+    assert fast.bitstream == naive.bitstream and fast.stage_hashes == naive.stage_hashes
