@@ -72,6 +72,13 @@ def test_ort_cpu_sessions_keep_ort_default_graph_optimisations(int16_model):
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 
 
+@pytest.mark.parametrize("name", ["ort-cpu", "ort-cpu-1t"])
+def test_ort_sessions_do_not_spin_their_idle_threads(int16_model, name):
+    options = get_runtime(name).session(int16_model).session_options
+    for pool in ("intra_op", "inter_op"):
+        assert options.get_session_config_entry(f"session.{pool}.allow_spinning") == "0"
+
+
 @pytest.mark.parametrize("name", ["ort-cpu-1t", "ort-cpu", "onnx-ref"])
 def test_provider_report_covers_the_graph(int16_model, name):
     z = np.arange(24, dtype=np.int32).reshape(1, 4, 2, 3) - 12
