@@ -93,15 +93,24 @@ class TaskQueue:
                 session.execute(select(Device.id).where(Device.id == device_id).with_for_update())
             if self.running_on(session, device_id) >= slots:
                 return None
-            candidates = {kind: self._next(session, kind, device_id, target) for kind in KINDS}
-            encode = candidates["encode"]
-            waited_on = encode is not None and self.urgencies.get((encode.job_id, target), 0.0) > 0
+            candidates: dict[str, Any] = {}
+            if self._waited_on(target):  # is the first encode one that other decoders wait for?
+                encode = candidates["encode"] = self._next(session, "encode", device_id, target)
+                waited_on = encode is not None and self.urgencies.get((encode.job_id, target), 0.0) > 0
+            else:
+                waited_on = False
             for kind in ("encode", "decode") if waited_on else KINDS:
+                if kind not in candidates:  # one query in the common case: the first kind has a task
+                    candidates[kind] = self._next(session, kind, device_id, target)
                 row = candidates[kind]
                 lease = None if row is None else self._lease(session, kind, row, device_id, target)
                 if lease is not None:
                     return lease
         return None
+
+    def _waited_on(self, target: str) -> bool:
+        """Whether other decoders wait on some job's encodes of this target (the last reorder())."""
+        return any(seconds > 0 for (_, t), seconds in self.urgencies.items() if t == target)
 
     @staticmethod
     def running_on(session: Session, device_id: int) -> int:

@@ -7,6 +7,8 @@ timeout (its own verdict), rejected (a typed 4xx JSON error from the codec: a re
 """
 
 import base64
+import functools
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,12 +102,22 @@ def _b64(value: str | None, name: str) -> bytes | None:
         raise WorkerFailed(f"field {name!r} is not valid base64: {exc}") from None
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context (httpx's default, certifi's CA bundle) for every worker client: loading the bundle
+    costs more CPU than a task's dispatch, and a coordinator makes a client per device and registration."""
+    return httpx.create_ssl_context()
+
+
 class WorkerClient:
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
         self._client = httpx.AsyncClient(
-            base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0)
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            verify=_tls_context(),
         )
 
     async def aclose(self) -> None:
