@@ -1,12 +1,13 @@
 """Which encodes a device claims first: those of the job whose other decoders have the most work left.
 
 A device's own work takes as long in any order; what its order changes is how long the other targets of a job
-wait for the bitstreams they decode. So a device claims first the encodes of the job where the most work waits
-on them: the job's `urgency` for its target is the largest estimated work left on any other decoder target of
-the job (its encodes, its decodes, and the decodes of every encode not yet done). Where another decoder still
-has work, encodes come before decodes (nobody waits for a decode); where none has, decodes come first, as they
-finish cells. So the slowest target is never left idle while the others finish other work, and a fast target
-never idles at the end of a job while a slow one still has the job's bitstreams to make.
+wait for the bitstreams they decode. So a device claims first the encodes of the job where a slower target
+waits on them: the job's `urgency` for its target is how much more estimated work the busiest other decoder
+target of the job has left than this target has (each counts its encodes, its decodes, and the decodes of
+every encode not yet done). Where it is positive, encodes come before decodes (nobody waits for a decode);
+elsewhere decodes come first, as they finish cells, so targets of equal speed show cells from the start.
+So the slowest target is never left idle while the others finish other work, and a fast target never idles
+at the end of a job while a slow one still has the job's bitstreams to make.
 
 Work is estimated in seconds: the pixels a target has left to encode or decode in the job, times that
 target's measured seconds per pixel (its finished tasks in the running jobs; a target not measured yet counts
@@ -25,12 +26,12 @@ from codec.vocabulary import DeviceStatus, JobStatus, TaskStatus
 from server.models import Decode, Device, Encode, Image, Job
 
 LEFT = (TaskStatus.PENDING, TaskStatus.RUNNING)
-Urgencies = dict[tuple[int, str], float]  # (job id, target) -> seconds its other decoders have left
+Urgencies = dict[tuple[int, str], float]  # (job id, target) -> seconds a slower decoder has left over it
 
 
 def urgencies(session: Session) -> Urgencies:
-    """Per running job and each of its targets, the most estimated seconds one of the job's other decoder
-    targets has left."""
+    """Per running job and each of its targets, how many more estimated seconds the busiest of the job's
+    other decoder targets has left than this target (0 where none has more)."""
     jobs = running_jobs(session)
     pixels = pixels_left(session, jobs)
     rates = seconds_per_pixel(session)
@@ -42,9 +43,9 @@ def urgencies(session: Session) -> Urgencies:
     result: Urgencies = {}
     for job_id, by_target in left.items():
         decoders = jobs[job_id][0] if job_id in jobs else ()
-        for target in by_target:
+        for target, own in by_target.items():
             waiting = [by_target.get(u, 0.0) for u in decoders if u != target]
-            result[job_id, target] = max(waiting, default=0.0)
+            result[job_id, target] = max(0.0, max(waiting, default=0.0) - own)
     return result
 
 

@@ -83,7 +83,8 @@ def test_the_encodes_the_slow_target_waits_for_come_before_older_work(db, site):
     assert lease.task_id == older  # nothing estimated yet: the oldest first
     queue.release(lease, "put back", counted=False)
     queue.reorder()
-    assert queue.urgencies[shared, "fast"] > queue.urgencies[alone, "fast"] > 0
+    assert queue.urgencies[shared, "fast"] > 0  # slow has more left than fast
+    assert queue.urgencies[alone, "fast"] == 0  # other, as quick as fast, has no more left than it
     assert queue.claim(1, "fast", slots=1).task_id == newer
 
 
@@ -93,6 +94,7 @@ def test_encodes_come_before_decodes_while_another_decoder_waits_and_after_where
         first = encode(session, job, "fast", site, **finished(1.0))
         session.add(Decode(job_id=job, encode_id=first, target="fast", repeat=0))
         later = encode(session, job, "fast", site)
+        encode(session, job, "slow", site, **finished(1000.0))  # measured a thousand times slower
         encode(session, job, "slow", site)
         solo = add_job(session, ["fast", "slow"], decoders=["fast"])  # slow decodes nothing here
         own = encode(session, solo, "fast", site, **finished(1.0))
