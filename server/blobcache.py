@@ -7,7 +7,6 @@ threads and callers, so arrays are read-only and map sets are never modified aft
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -17,7 +16,8 @@ import numpy as np
 
 from codec.images import decode_png
 from server import verdicts
-from server.forensics import IndexMapError, decode_array
+from server.drift import maps_json
+from server.forensics import decode_array
 from server.storage import BlobStore
 
 DEFAULT_MAX_BYTES = 256 << 20
@@ -41,13 +41,7 @@ class MapSet(dict):
 
 
 def parse_maps(data: bytes) -> MapSet:
-    try:
-        maps = json.loads(data)
-    except ValueError as exc:
-        raise IndexMapError(f"stored maps are not JSON: {exc}") from None
-    if not isinstance(maps, dict):
-        raise IndexMapError("stored maps are not a JSON object")
-    return MapSet(maps)
+    return MapSet(maps_json(data))
 
 
 class BlobCache:
