@@ -218,3 +218,18 @@ def outside_references(html: str) -> list[str]:
     exists in the document."""
     urls, ids = html_references(html)
     return [url for url in urls if not (url.startswith("data:") or (url.startswith("#") and url[1:] in ids))]
+
+
+def placeholder_codec():  # -> server.models.Codec
+    """A codec row for tests of the queue and the records: digest a..a, archive b..b, nothing behind it."""
+    from server.models import Codec
+
+    return Codec(
+        digest="a" * 64,
+        name="c",
+        precision="int16",
+        architecture="x",
+        manifest={},
+        archive_sha256="b" * 64,
+        size=1,
+    )

@@ -2,9 +2,10 @@
 most work waits on, and decodes first where nobody waits."""
 
 import pytest
+from server_harness import placeholder_codec
 
 from server.db import Database
-from server.models import Codec, Decode, Device, Encode, Image, Job
+from server.models import Decode, Device, Encode, Image, Job
 from server.taskqueue import TaskQueue
 
 
@@ -38,15 +39,7 @@ def site(db):
             Device(name=t, url=f"http://{t}", target=t, source="config", status="healthy")
             for t in ("fast", "slow", "other")
         )
-        codec = Codec(
-            digest="a" * 64,
-            name="c",
-            precision="int16",
-            architecture="x",
-            manifest={},
-            archive_sha256="b" * 64,
-            size=1,
-        )
+        codec = placeholder_codec()
         images = [Image(digest=f"{i:064x}", name=f"i{i}", width=10, height=10, size=1) for i in range(4)]
         session.add_all([codec, *images])
         session.flush()

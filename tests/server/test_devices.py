@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_harness import WORKER_TOKEN, auth, start_coordinator, start_worker
+from server_harness import WORKER_TOKEN, auth, placeholder_codec, start_coordinator, start_worker
 
 from codec.package import CodecPackage
 from server.db import Database
@@ -179,7 +179,7 @@ class StubWorker:
 def busy_device(pool, stub: StubWorker, running: bool) -> int:
     from server.devices import LiveDevice
     from server.knownanswer import KnownAnswer
-    from server.models import Codec, Encode, Image, Job
+    from server.models import Encode, Image, Job
 
     device_id = pool.upsert(WorkerSpec("busy", "http://busy", target="cpu"), "config")
     pool.record_fingerprint(device_id, INFO)
@@ -187,15 +187,7 @@ def busy_device(pool, stub: StubWorker, running: bool) -> int:
     pool._live[device_id] = LiveDevice(client=stub, slots=asyncio.Semaphore(2))
     pool.known_answer = KnownAnswer("d" * 64, b"", b"", b"", {})
     with pool.db.session() as session:
-        codec = Codec(
-            digest="a" * 64,
-            name="c",
-            precision="int16",
-            architecture="x",
-            manifest={},
-            archive_sha256="b" * 64,
-            size=1,
-        )
+        codec = placeholder_codec()
         image = Image(digest="0" * 64, name="i", width=1, height=1, size=1)
         job = Job(
             status="running",

@@ -3,11 +3,12 @@
 import hashlib
 
 import pytest
+from server_harness import placeholder_codec
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from server.db import Database
-from server.models import Codec, Encode, Image, Job
+from server.models import Encode, Image, Job
 from server.storage import BlobNotFound, BlobStore
 
 
@@ -57,15 +58,7 @@ def test_an_encode_is_recorded_once_per_key(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'x.sqlite3'}")
     db.migrate()
     with db.session() as session:
-        codec = Codec(
-            digest="a" * 64,
-            name="c",
-            precision="int16",
-            architecture="x",
-            manifest={},
-            archive_sha256="b" * 64,
-            size=1,
-        )
+        codec = placeholder_codec()
         image = Image(digest="c" * 64, name="i", width=1, height=1, size=1)
         job = Job(request={}, codec_digests=[], image_digests=[], encoder_targets=[], decoder_targets=[])
         session.add_all([codec, image, job])

@@ -3,9 +3,10 @@
 import time
 
 import pytest
+from server_harness import placeholder_codec
 
 from server.db import Database
-from server.models import Codec, Decode, Device, Encode, Image, Job
+from server.models import Decode, Device, Encode, Image, Job
 from server.taskqueue import TaskQueue
 
 LEASE_S = 0.5
@@ -29,15 +30,7 @@ def job(db):
                 for i, t in ((1, "cpu"), (2, "cpu"), (3, "arm"))
             ]
         )
-        codec = Codec(
-            digest="a" * 64,
-            name="c",
-            precision="int16",
-            architecture="x",
-            manifest={},
-            archive_sha256="b" * 64,
-            size=1,
-        )
+        codec = placeholder_codec()
         images = [Image(digest=f"{i:064x}", name=f"i{i}", width=1, height=1, size=1) for i in range(3)]
         job = Job(
             status="running",
