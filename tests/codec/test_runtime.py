@@ -112,27 +112,32 @@ def test_importing_the_registry_does_not_load_onnx_or_onnxruntime():
     assert result.stdout.strip() == "False"
 
 
-def _conv_transpose_model(weight: np.ndarray, bias: np.ndarray, stride: int, pad: int, out_pad: int) -> bytes:
+def _one_node_model(op: str, weight: np.ndarray, bias: np.ndarray, **attributes) -> bytes:
+    """A float32 model y = op(x, w, b) with the weights as initializers."""
     from onnx import TensorProto, helper, numpy_helper
 
-    kernel = weight.shape[2]
-    node = helper.make_node(
-        "ConvTranspose",
-        ["x", "w", "b"],
-        ["y"],
-        kernel_shape=[kernel, kernel],
-        strides=[stride, stride],
-        pads=[pad] * 4,
-        output_padding=[out_pad, out_pad],
-    )
+    node = helper.make_node(op, ["x", "w", "b"], ["y"], **attributes)
     graph = helper.make_graph(
         [node],
-        "convT",
+        op.lower(),
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _conv_transpose_model(weight: np.ndarray, bias: np.ndarray, stride: int, pad: int, out_pad: int) -> bytes:
+    kernel = weight.shape[2]
+    return _one_node_model(
+        "ConvTranspose",
+        weight,
+        bias,
+        kernel_shape=[kernel, kernel],
+        strides=[stride, stride],
+        pads=[pad] * 4,
+        output_padding=[out_pad, out_pad],
+    )
 
 
 @pytest.mark.parametrize(
@@ -153,20 +158,8 @@ def test_vectorised_conv_transpose_equals_the_reference_loops_bit_for_bit(kernel
 
 
 def _conv_model(weight: np.ndarray, bias: np.ndarray, stride: int, pads: list[int]) -> bytes:
-    from onnx import TensorProto, helper, numpy_helper
-
     kernel = list(weight.shape[2:])
-    node = helper.make_node(
-        "Conv", ["x", "w", "b"], ["y"], kernel_shape=kernel, strides=[stride] * 2, pads=pads
-    )
-    graph = helper.make_graph(
-        [node],
-        "conv",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    return _one_node_model("Conv", weight, bias, kernel_shape=kernel, strides=[stride] * 2, pads=pads)
 
 
 @pytest.mark.parametrize(
