@@ -1,8 +1,8 @@
 """The queue of leased tasks: encodes and decodes, claimed atomically by a free device of their target.
 
 A claim turns a `pending` task of the device's target into `running` under a lease: a random token and an
-expiry. Which one (server/claimorder.py): the encodes of the job whose other decoder targets have the most
-work left come first, as they wait for those bitstreams; where no other decoder waits, the oldest decode
+expiry. Which one (server/claimorder.py): the encodes of a job in which a slower decoder target has more
+work left than this one come first, as it waits for those bitstreams; elsewhere the oldest decode
 first (it finishes a cell), then the oldest encode. Whoever runs the task (the coordinator's push
 dispatcher, or a pull worker) renews the lease while it works; a result is recorded only under the token it
 was claimed with, so a task whose lease expired and was claimed again can never be recorded twice. A lease
@@ -93,36 +93,37 @@ class TaskQueue:
                 session.execute(select(Device.id).where(Device.id == device_id).with_for_update())
             if self.running_on(session, device_id) >= slots:
                 return None
+            waiting = self._waiting_jobs(target)
             candidates: dict[str, Any] = {}
-            if self._waited_on(target):  # is the first encode one that other decoders wait for?
-                encode = candidates["encode"] = self._next(session, "encode", device_id, target)
-                waited_on = encode is not None and self.urgencies.get((encode.job_id, target), 0.0) > 0
+            if waiting:  # is the first encode one that a slower decoder waits for?
+                encode = candidates["encode"] = self._next(session, "encode", device_id, target, waiting)
+                waited_on = encode is not None and encode.job_id in waiting
             else:
                 waited_on = False
             for kind in ("encode", "decode") if waited_on else KINDS:
                 if kind not in candidates:  # one query in the common case: the first kind has a task
-                    candidates[kind] = self._next(session, kind, device_id, target)
+                    candidates[kind] = self._next(session, kind, device_id, target, waiting)
                 row = candidates[kind]
                 lease = None if row is None else self._lease(session, kind, row, device_id, target)
                 if lease is not None:
                     return lease
         return None
 
-    def _waited_on(self, target: str) -> bool:
-        """Whether other decoders wait on some job's encodes of this target (the last reorder())."""
-        return any(seconds > 0 for (_, t), seconds in self.urgencies.items() if t == target)
+    def _waiting_jobs(self, target: str) -> dict[int, float]:
+        """Jobs whose encodes of this target a slower decoder target waits for, and its seconds of work left
+        over this target's (the last reorder())."""
+        return {job: seconds for (job, t), seconds in self.urgencies.items() if t == target and seconds > 0}
 
     @staticmethod
     def running_on(session: Session, device_id: int) -> int:
         return session.scalar(RUNNING_ON, {"device_id": device_id, "running": RUNNING})
 
-    def _next(self, session: Session, kind: str, device_id: int, target: str):
-        """The pending task of this kind the device would take next: an encode of the job most waited on,
-        else the oldest; a decode, the oldest. None when there is none."""
+    def _next(self, session: Session, kind: str, device_id: int, target: str, waiting: dict[int, float]):
+        """The pending task of this kind the device would take next: an encode of the job most waited on
+        (`waiting`), else the oldest; a decode, the oldest. None when there is none."""
         model = MODELS[kind]
-        mine = {job: seconds for (job, t), seconds in self.urgencies.items() if t == target}
-        waiting = {job: -seconds for job, seconds in mine.items() if seconds > 0}
-        order = [case(waiting, value=model.job_id, else_=0.0)] if kind == "encode" and waiting else []
+        most_first = {job: -seconds for job, seconds in waiting.items()}
+        order = [case(most_first, value=model.job_id, else_=0.0)] if kind == "encode" and waiting else []
         query = (
             select(model.id, model.job_id)
             .join(Job, Job.id == model.job_id)
