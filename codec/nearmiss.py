@@ -160,6 +160,8 @@ def drift_figures(a: np.ndarray, b: np.ndarray) -> DriftFigures:
         raise ValueError(f"cannot compare tensors of shapes {a.shape} and {b.shape}")
     if a.size == 0:
         return DriftFigures(0, 0, 0.0, 0)
+    if a.dtype == b.dtype and a.tobytes() == b.tobytes():  # the usual cell: nothing drifted
+        return DriftFigures(int(a.size), 0, 0.0, 0)
     differ = a != b
     if a.dtype.kind == "f" or b.dtype.kind == "f":
         differ &= ~(np.isnan(a) & np.isnan(b))

@@ -9,6 +9,7 @@ import pytest
 
 from codec.heads import LevelHead, ScaleTableHead, float_outputs
 from codec.nearmiss import (
+    DriftFigures,
     decisions,
     drift_figures,
     failure_probability,
@@ -106,6 +107,13 @@ def test_ulp_distance_counts_the_floats_between():
     figures = drift_figures(np.array([1.0, 2.0, 3.0], np.float32), np.array([1.0, 2.5, 3.0], np.float32))
     assert (figures.elements, figures.differing, figures.max_abs_diff) == (3, 1, 0.5)
     assert figures.max_ulp == 2**21 and figures.fraction == pytest.approx(1 / 3)
+
+
+def test_identical_tensors_have_no_drift_and_signed_zeros_still_count_as_equal():
+    values = np.array([[0.5, np.nan], [-3.0, np.inf]], np.float32)
+    assert drift_figures(values, values.copy()) == DriftFigures(4, 0, 0.0, 0)
+    zeros = drift_figures(np.array([0.0, 1.0], np.float32), np.array([-0.0, 1.0], np.float32))
+    assert (zeros.differing, zeros.max_abs_diff, zeros.max_ulp) == (0, 0.0, 0)
 
 
 def simulate_image_failures(
