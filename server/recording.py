@@ -509,8 +509,9 @@ CELL_EXISTS = select(Cell.id).where(
     Cell.encoder_target == bindparam("encoder"),
     Cell.decoder_target == bindparam("decoder"),
 )
+# Core selects: a cell reads these rows and never changes them, so no ORM identity or unit of work is built
 UNIT_ENCODES = (
-    select(Encode)
+    select(Encode.__table__)
     .where(
         Encode.job_id == bindparam("job_id"),
         Encode.codec_id == bindparam("codec_id"),
@@ -520,7 +521,7 @@ UNIT_ENCODES = (
     .order_by(Encode.repeat)
 )
 TARGET_DECODES = (
-    select(Decode)
+    select(Decode.__table__)
     .where(Decode.encode_id == bindparam("encode_id"), Decode.target == bindparam("decoder"))
     .order_by(Decode.repeat)
 )
@@ -540,11 +541,14 @@ def _cell_exists(session: Session, job_id: int, unit: Unit, decoder_target: str)
 
 
 def _unit_encodes(session: Session, job_id: int, unit: Unit) -> list[Encode]:
-    return list(session.scalars(UNIT_ENCODES, _unit_params(job_id, unit)))
+    """The unit's encodes as read-only rows (Core `Row`s: the same attribute names as `Encode`)."""
+    return list(session.connection().execute(UNIT_ENCODES, _unit_params(job_id, unit)))
 
 
 def _decodes(session: Session, encode_id: int, target: str) -> list[Decode]:
-    return list(session.scalars(TARGET_DECODES, {"encode_id": encode_id, "decoder": target}))
+    """One target's decodes of an encode as read-only rows (the attribute names of `Decode`)."""
+    params = {"encode_id": encode_id, "decoder": target}
+    return list(session.connection().execute(TARGET_DECODES, params))
 
 
 def _ready(encodes: list[Encode], decodes: list[Decode]) -> bool:
