@@ -17,8 +17,9 @@ import math
 import re
 import warnings
 from itertools import pairwise
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from codec.anchors import QUALITIES
@@ -45,7 +46,9 @@ def record(session: Session, job_id: int, anchors: AnchorCache | None = None) ->
 
 def record_points(session: Session, job_id: int) -> None:
     session.execute(delete(RdPoint).where(RdPoint.job_id == job_id))
-    session.add_all(_rd_points(session, job_id))
+    points = _rd_points(session, job_id)
+    if points:  # one Core INSERT of every point: no ORM object per point
+        session.execute(insert(RdPoint.__table__), points)
 
 
 def record_bd_rates(session: Session, job_id: int, anchors: AnchorCache | None = None) -> None:
@@ -65,33 +68,36 @@ def anchor_images(session: Session, job_id: int) -> list[str]:
     return sorted({image for curve in job_curves(session, job_id).bd_ready for image in curve.images})
 
 
-def _rd_points(session: Session, job_id: int) -> list[RdPoint]:
-    points = []
-    encodes = session.scalars(
-        select(Encode).where(Encode.job_id == job_id, Encode.repeat == 0, Encode.status == TaskStatus.DONE)
-    )
-    for encode in encodes:
-        decodes = session.scalars(
-            select(Decode).where(
-                Decode.encode_id == encode.id, Decode.repeat == 0, Decode.status == TaskStatus.DONE
-            )
-        )
-        # the encoder's own reconstruction, then every decoder's, all at the encoder's rate
-        qualities = [(ENCODER, encode.psnr), *((decode.target, decode.psnr) for decode in decodes)]
-        points.extend(
-            RdPoint(
-                job_id=job_id,
-                codec_id=encode.codec_id,
-                image_id=encode.image_id,
-                encoder_target=encode.target,
-                decoder_target=decoder_target,
-                bpp=encode.bpp,
-                psnr=psnr,
-            )
-            for decoder_target, psnr in qualities
-            if _finite(encode.bpp) and _finite(psnr)
-        )
-    return points
+def _rd_points(session: Session, job_id: int) -> list[dict[str, Any]]:
+    """The job's RD points as RdPoint columns: each first encode's own reconstruction, then every first
+    decode's, all at the encoder's rate (two queries for the whole job)."""
+    done = TaskStatus.DONE
+    encodes = session.execute(
+        select(Encode.id, Encode.codec_id, Encode.image_id, Encode.target, Encode.bpp, Encode.psnr)
+        .where(Encode.job_id == job_id, Encode.repeat == 0, Encode.status == done)
+        .order_by(Encode.id)
+    ).all()
+    decodes: dict[int, list[tuple[str, float | None]]] = {}
+    for encode_id, target, psnr in session.execute(
+        select(Decode.encode_id, Decode.target, Decode.psnr)
+        .where(Decode.job_id == job_id, Decode.repeat == 0, Decode.status == done)
+        .order_by(Decode.id)
+    ):
+        decodes.setdefault(encode_id, []).append((target, psnr))
+    return [
+        {
+            "job_id": job_id,
+            "codec_id": encode.codec_id,
+            "image_id": encode.image_id,
+            "encoder_target": encode.target,
+            "decoder_target": decoder_target,
+            "bpp": encode.bpp,
+            "psnr": psnr,
+        }
+        for encode in encodes
+        for decoder_target, psnr in [(ENCODER, encode.psnr), *decodes.get(encode.id, [])]
+        if _finite(encode.bpp) and _finite(psnr)
+    ]
 
 
 def _codec_vs_codec(job_id: int, curves: JobCurves) -> list[BdRate]:
