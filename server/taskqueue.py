@@ -141,11 +141,10 @@ class TaskQueue:
         return session.execute(query).first()
 
     def _lease(self, session: Session, kind: str, row, device_id: int, target: str) -> Lease | None:
-        model = MODELS[kind]
-        token = self._claim(session, model, row.id, device_id)
-        if token is None:
+        claimed = self._claim(session, MODELS[kind], row.id, device_id)
+        if claimed is None:
             return None
-        attempts = session.scalar(select(model.attempts).where(model.id == row.id))
+        token, attempts = claimed
         return Lease(kind, row.id, token, device_id, row.job_id, target, attempts)
 
     def lease_task(self, kind: str, task_id: int, device_id: int) -> Lease | None:
@@ -153,17 +152,18 @@ class TaskQueue:
         the result exists before the claim); None when it is not pending."""
         model = MODELS[kind]
         with self._claims, self.db.session() as session:
-            token = self._claim(session, model, task_id, device_id)
-            if token is None:
+            claimed = self._claim(session, model, task_id, device_id)
+            if claimed is None:
                 return None
             row = session.get(model, task_id)
-            return Lease(kind, task_id, token, device_id, row.job_id, row.target, row.attempts)
+            return Lease(kind, task_id, claimed[0], device_id, row.job_id, row.target, row.attempts)
 
-    def _claim(self, session, model, task_id: int, device_id: int) -> str | None:
-        """Move the task from pending to running under a new lease for the device; its token, or None when
-        another claim got there first (the conditional UPDATE is the only arbiter)."""
+    def _claim(self, session, model, task_id: int, device_id: int) -> tuple[str, int] | None:
+        """Move the task from pending to running under a new lease for the device: (its token, the attempt
+        it now is), or None when another claim got there first (the conditional UPDATE is the only arbiter;
+        RETURNING, which SQLite 3.35+ and PostgreSQL have, reads the attempt in the same statement)."""
         token = secrets.token_hex(16)
-        claimed = session.execute(
+        attempts = session.execute(
             update(model)
             .where(model.id == task_id, model.status == PENDING)
             .values(
@@ -173,8 +173,9 @@ class TaskQueue:
                 lease_expires_at=self._expiry(),
                 attempts=model.attempts + 1,
             )
-        )
-        return token if claimed.rowcount == 1 else None
+            .returning(model.attempts)
+        ).scalar()
+        return None if attempts is None else (token, attempts)
 
     def holds(self, lease: Lease) -> bool:
         params = {"where_task": lease.task_id, "where_status": RUNNING, "where_token": lease.token}
