@@ -160,10 +160,11 @@ class TaskQueue:
 
     def _claim(self, session, model, task_id: int, device_id: int) -> tuple[str, int] | None:
         """Move the task from pending to running under a new lease for the device: (its token, the attempt
-        it now is), or None when another claim got there first (the conditional UPDATE is the only arbiter;
-        RETURNING, which SQLite 3.35+ and PostgreSQL have, reads the attempt in the same statement)."""
+        it now is), or None when another claim got there first (the conditional UPDATE is the only arbiter).
+        Where the database has UPDATE ... RETURNING (PostgreSQL, SQLite 3.35+) the attempt comes back in the
+        same statement; elsewhere it is read after it."""
         token = secrets.token_hex(16)
-        attempts = session.execute(
+        claim = (
             update(model)
             .where(model.id == task_id, model.status == PENDING)
             .values(
@@ -173,9 +174,13 @@ class TaskQueue:
                 lease_expires_at=self._expiry(),
                 attempts=model.attempts + 1,
             )
-            .returning(model.attempts)
-        ).scalar()
-        return None if attempts is None else (token, attempts)
+        )
+        if session.get_bind().dialect.update_returning:
+            attempts = session.execute(claim.returning(model.attempts)).scalar()
+            return None if attempts is None else (token, attempts)
+        if session.execute(claim).rowcount != 1:
+            return None
+        return token, session.scalar(select(model.attempts).where(model.id == task_id))
 
     def holds(self, lease: Lease) -> bool:
         params = {"where_task": lease.task_id, "where_status": RUNNING, "where_token": lease.token}
