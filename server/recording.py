@@ -213,23 +213,23 @@ class Recorder:
             self.record_cell(facts.job_id, facts.unit, target)
 
     def record_cell(self, job_id: int, unit: Unit, decoder_target: str, final: bool = False) -> None:
-        """The cell, once its encodes and decodes have all finished (or, with `final`, whatever they are)."""
+        """The cell, once its encodes and decodes have all finished (or, with `final`, whatever they are).
+        A cell recorded twice (two last results at once, another coordinator) is refused by the cells' unique
+        key when it is inserted: the common case reads no more than it needs."""
         with self.db.session() as session:
-            if _cell_exists(session, job_id, unit, decoder_target):
-                return
-            encodes = _unit_encodes(session, job_id, unit)
+            encodes, peer = _unit_encodes(session, job_id, unit, decoder_target)
             first = encodes[0] if encodes else None
             decodes = _decodes(session, first.id, decoder_target) if first else []
-            if not final and not _ready(encodes, decodes):
-                return
-            cell = self._evaluate(job_id, unit, decoder_target, encodes, decodes)
-            first_decode = decodes[0] if decodes else None
-            mismatch = None
-            if cell.verdict == verdicts.DESYNC:
-                mismatch = self._locate(first, first_decode, cell.first_stage)
-            elif cell.verdict == verdicts.SYMBOL_EXACT:
-                self._measure_latent_drift(cell, first, first_decode)
-            drifts = self._measure_drift(session, cell, unit, first, first_decode)
+        if not final and not _ready(encodes, decodes):
+            return
+        cell = self._evaluate(job_id, unit, decoder_target, encodes, decodes)
+        first_decode = decodes[0] if decodes else None
+        mismatch = None
+        if cell.verdict == verdicts.DESYNC:
+            mismatch = self._locate(first, first_decode, cell.first_stage)
+        elif cell.verdict == verdicts.SYMBOL_EXACT:
+            self._measure_latent_drift(cell, first, first_decode)
+        drifts = self._measure_drift(cell, unit, first, first_decode, peer)
         self._insert(cell, mismatch, drifts)
 
     def _evaluate(
@@ -345,7 +345,7 @@ class Recorder:
             cell.detail += f"; y_hat drift not measured: {exc}"
 
     def _measure_drift(
-        self, session: Session, cell: Cell, unit: Unit, encode: Encode | None, decode: Decode | None
+        self, cell: Cell, unit: Unit, encode: Encode | None, decode: Decode | None, peer: Encode | None
     ) -> list[Drift]:
         """Drift per stage and the near-miss risk (server/drift.py), for a cell whose decode got an answer."""
         if encode is None or decode is None or encode.status != verdicts.DONE:
@@ -365,7 +365,6 @@ class Recorder:
                 head = drift.codec_head(str(self.store.root), codec.archive_sha256)
             except (CodecError, ValueError, OSError) as exc:
                 notes.append(f"h_s head unreadable: {exc}")
-        peer = self._peer_encode(session, cell.job_id, unit, cell.decoder_target)
         try:
             sides = drift.Sides(
                 self._maps_or_none(encode),
@@ -394,13 +393,6 @@ class Recorder:
             )
             for stage in measured.stages
         ]
-
-    def _peer_encode(self, session: Session, job_id: int, unit: Unit, decoder_target: str) -> Encode | None:
-        """The decoder target's own first encode of the cell's image (its y against the encoder's)."""
-        if decoder_target == unit.target:
-            return None
-        peer = _unit_encodes(session, job_id, Unit(unit.codec_id, unit.image_id, decoder_target))
-        return peer[0] if peer and peer[0].status == verdicts.DONE else None
 
     def _maps_or_none(self, row: Encode | Decode | None) -> dict[str, Any] | None:
         try:
@@ -501,22 +493,15 @@ class Recorder:
         return problem
 
 
-# Built once: the queries of every recorded cell, parameters bound per call.
-CELL_EXISTS = select(Cell.id).where(
-    Cell.job_id == bindparam("job_id"),
-    Cell.codec_id == bindparam("codec_id"),
-    Cell.image_id == bindparam("image_id"),
-    Cell.encoder_target == bindparam("encoder"),
-    Cell.decoder_target == bindparam("decoder"),
-)
-# Core selects: a cell reads these rows and never changes them, so no ORM identity or unit of work is built
+# Built once: the queries of every recorded cell, parameters bound per call. Core selects: a cell reads its
+# rows and never changes them, so no ORM identity or unit of work is built for them.
 UNIT_ENCODES = (
     select(Encode.__table__)
     .where(
         Encode.job_id == bindparam("job_id"),
         Encode.codec_id == bindparam("codec_id"),
         Encode.image_id == bindparam("image_id"),
-        Encode.target == bindparam("encoder"),
+        Encode.target.in_(bindparam("targets", expanding=True)),
     )
     .order_by(Encode.repeat)
 )
@@ -531,18 +516,18 @@ JOB_CELL_KEYS = select(Cell.codec_id, Cell.image_id, Cell.encoder_target, Cell.d
 )
 
 
-def _unit_params(job_id: int, unit: Unit) -> dict[str, Any]:
-    return {"job_id": job_id, "codec_id": unit.codec_id, "image_id": unit.image_id, "encoder": unit.target}
-
-
-def _cell_exists(session: Session, job_id: int, unit: Unit, decoder_target: str) -> bool:
-    params = {**_unit_params(job_id, unit), "decoder": decoder_target}
-    return session.scalar(CELL_EXISTS, params) is not None
-
-
-def _unit_encodes(session: Session, job_id: int, unit: Unit) -> list[Encode]:
-    """The unit's encodes as read-only rows (Core `Row`s: the same attribute names as `Encode`)."""
-    return list(session.connection().execute(UNIT_ENCODES, _unit_params(job_id, unit)))
+def _unit_encodes(
+    session: Session, job_id: int, unit: Unit, decoder_target: str
+) -> tuple[list[Encode], Encode | None]:
+    """The unit's encodes, and the decoder target's own first encode of the image when it is done (its y
+    against the encoder's; None on the diagonal), in one query. Read-only Core `Row`s with the attribute
+    names of `Encode`."""
+    targets = sorted({unit.target, decoder_target})
+    params = {"job_id": job_id, "codec_id": unit.codec_id, "image_id": unit.image_id, "targets": targets}
+    rows = list(session.connection().execute(UNIT_ENCODES, params))
+    peers = [row for row in rows if row.target == decoder_target] if decoder_target != unit.target else []
+    peer = peers[0] if peers and peers[0].status == verdicts.DONE else None
+    return [row for row in rows if row.target == unit.target], peer
 
 
 def _decodes(session: Session, encode_id: int, target: str) -> list[Decode]:
