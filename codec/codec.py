@@ -141,7 +141,13 @@ class Codec:
 
     @classmethod
     def load(cls, path: str | Path, runtime: str = "ort-cpu") -> "Codec":
-        return cls(CodecPackage.load(path), runtime)
+        """The package at `path` as the codec of its family (codec/lowcx.py for `lowcomplexity`)."""
+        package = CodecPackage.load(path)
+        if package.manifest.get("architecture", {}).get("family") == networks.LOWCOMPLEXITY:
+            from codec.lowcx import LowComplexityCodec
+
+            return LowComplexityCodec(package, runtime)
+        return cls(package, runtime)
 
     # --- encoding ---------------------------------------------------------------------------------------
 

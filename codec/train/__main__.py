@@ -7,6 +7,9 @@ python -m codec.train finetune --seed 0 --rate 1        # one rate point (1..4) 
 python -m codec.train export --out packages/            # int16, int8 and float packages per rate point
 python -m codec.train integerise --out packages/        # int16 and int8 again, from the float twins
 python -m codec.train report --out packages/            # RD evaluation: packages/rd.json, packages/rd.png
+python -m codec.train lowcx-base --seed 0               # the lowcomplexity family (codec/lowcx.py): base,
+python -m codec.train lowcx-finetune --rate 1           #   one rate point,
+python -m codec.train lowcx-export --out packages/      #   packages/lowcomplexity{,-nocontext}/qI
 """
 
 from __future__ import annotations
@@ -124,6 +127,33 @@ def report_command(out_dir: Path, runtime: str) -> None:
     (out_dir / "rd.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     evaluate.plot_rd(report, out_dir / "rd.png")
     click.echo(evaluate.format_text(report))
+
+
+@main.command("lowcx-base")
+@_WORK
+@_SEED
+@_THREADS
+def lowcx_base_command(work_dir: Path, seed: int, threads: int) -> None:
+    """Train the lowcomplexity family's base model at the middle lambda."""
+    from codec.train import data, lowcx
+
+    _threads(threads)
+    with progress("lowcx base", lowcx.BASE.steps, "Adam steps") as steps:
+        click.echo(lowcx.train_base(data.load_crops(work_dir), seed, work_dir, progress=steps))
+
+
+@main.command("lowcx-finetune")
+@_WORK
+@_SEED
+@_THREADS
+@click.option("--rate", type=click.IntRange(1, 4), required=True, help="rate point 1 (lowest) .. 4")
+def lowcx_finetune_command(work_dir: Path, seed: int, threads: int, rate: int) -> None:
+    """Fine-tune one lowcomplexity rate point from its base model."""
+    from codec.train import data, lowcx
+
+    _threads(threads)
+    with progress(f"lowcx q{rate}", lowcx.FINETUNE.steps, "Adam steps") as steps:
+        click.echo(lowcx.finetune(data.load_crops(work_dir), seed, work_dir, rate, progress=steps))
 
 
 @main.command("all")
