@@ -156,6 +156,33 @@ def lowcx_finetune_command(work_dir: Path, seed: int, threads: int, rate: int) -
         click.echo(lowcx.finetune(data.load_crops(work_dir), seed, work_dir, rate, progress=steps))
 
 
+@main.command("lowcx-export")
+@_WORK
+@_OUT
+def lowcx_export_command(work_dir: Path, out_dir: Path) -> None:
+    """Build OUT/lowcomplexity/qI and OUT/lowcomplexity-nocontext/qI from the lowcx checkpoints."""
+    from codec.train import data, lowcx
+
+    crops = data.load_crops(work_dir)[0]
+    for rate in range(1, len(lowcx.LAMBDAS) + 1):
+        for row in lowcx.export_rate_point(crops, work_dir, out_dir, rate):
+            click.echo(f"{row['name']}: {row['digest']}")
+
+
+@main.command("lowcx-report")
+@_OUT
+def lowcx_report_command(out_dir: Path) -> None:
+    """RD of the lowcomplexity packages in OUT on data/testset: OUT/lowcomplexity/rd.json."""
+    import json
+
+    from codec.train import lowcx
+
+    with progress("lowcx report", 0, "encodes") as steps:
+        result = lowcx.report(out_dir, progress=steps)
+    (out_dir / "lowcomplexity" / "rd.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    click.echo(json.dumps(result["bd_rate"], indent=1))
+
+
 @main.command("all")
 @_WORK
 @_SEED

@@ -21,7 +21,7 @@ ARCH = networks.Architecture(n=32, m=48, family=networks.LOWCOMPLEXITY)  # ReLU 
 LAMBDAS = loop.LAMBDAS
 BASE_LAMBDA = loop.BASE_LAMBDA
 BASE = loop.Schedule(steps=7000, lr=1e-3, decay_from=0.85)
-FINETUNE = loop.Schedule(steps=3000, lr=3e-4, decay_from=0.7)
+FINETUNE = loop.Schedule(steps=5000, lr=3e-4, decay_from=0.7)
 PREFIX = "lowcx"
 
 
@@ -65,3 +65,54 @@ def finetune(
     meta = {"lambda": lmbda, "seed": seed, "rate_point": rate, "base": meta, "schedule": asdict(schedule)}
     loop.save_checkpoint(model, path, meta)
     return path
+
+
+# --- packages and their RD report --------------------------------------------------------------------
+
+# name -> (contexts, activation bits): the family, and the same model without contexts (paper 001's "Base")
+VARIANTS = {"lowcomplexity": (4, True), "lowcomplexity-nocontext": (1, False)}
+WEIGHTS_VARIANT = "lowcomplexity"  # the one package per rate point that keeps a copy of the float weights
+
+
+def training_latents(model: FactorizedCodec, crops: np.ndarray) -> np.ndarray:
+    """round(g_a(x)) [K, M, h, w] of every training crop, through the package's analysis graph."""
+    from codec.lowcx_build import integer_latents
+
+    return integer_latents(model.arch, model.float_weights(), list(crops))
+
+
+def export_rate_point(
+    crops: np.ndarray, work_dir: Path, out_dir: Path, rate: int, variants: dict = VARIANTS
+) -> list[dict]:
+    """The packages OUT/VARIANT/qI of one trained rate point; their context models fitted on the crops."""
+    from codec import contexts_fit
+    from codec.lowcx_build import build_package
+
+    model, meta = loop.load_checkpoint(rate_path(work_dir, rate))
+    latents = training_latents(model, crops)
+    rows = []
+    for name, (count, activation) in variants.items():
+        fitted = contexts_fit.fit(latents, count, activation)
+        metadata = {"weights": "trained", "training": meta, "context_fit": f"{len(crops)} training crops"}
+        out = out_dir / name / f"q{rate}"
+        digest = build_package(
+            out, model.arch, model.float_weights(), fitted, metadata, name == WEIGHTS_VARIANT
+        )
+        rows.append({"name": f"{name}/q{rate}", "digest": digest})
+    return rows
+
+
+def report(out_dir: Path, variants: dict = VARIANTS, progress: Progress = SILENT) -> dict:
+    """RD points of every variant on data/testset, and the BD-rate of each against the no-context one."""
+    from codec.train import evaluate
+
+    images = evaluate.load_testset()
+    curves = {}
+    for name in variants:
+        dirs = sorted(path.parent for path in (out_dir / name).glob("q*/manifest.json"))
+        curves[name] = [evaluate.codec_point(path, images, progress=progress) for path in dirs]
+    anchor = "lowcomplexity-nocontext"
+    bd = {
+        f"{name}_vs_{anchor}": evaluate._bd(curves[anchor], curves[name]) for name in curves if name != anchor
+    }
+    return {"packages": {name: {"rd_points": points} for name, points in curves.items()}, "bd_rate": bd}
