@@ -32,7 +32,7 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _latents(seed: int, shape: tuple[int, ...] = (300, 6, 6, 7)) -> np.ndarray:
     """Spatially and inter-channel correlated integer latents, some channels mostly zero."""
     rng = np.random.default_rng(seed)
-    field = rng.normal(0, 1, shape[:1] + (1,) + shape[2:])
+    field = rng.normal(0, 1, (*shape[:1], 1, *shape[2:]))
     field = field + np.roll(field, 1, axis=2) + np.roll(field, 1, axis=3)
     lat = np.rint(field * rng.uniform(0.3, 2.5, (1, shape[1], 1, 1)) + rng.normal(0, 0.6, shape))
     lat[:, 0] = np.where(rng.random(lat[:, 0].shape) < 0.97, 0, lat[:, 0])
@@ -140,7 +140,7 @@ def test_channel_order_follows_the_channel_that_predicts_it() -> None:
 
 def test_thresholds_minimise_the_spatial_entropy() -> None:
     lat = _latents(10)
-    thresholds, bits = contexts_fit._thresholds(lat, *contexts_fit._ranges(lat)[:2])
+    _, bits = contexts_fit._thresholds(lat, *contexts_fit._ranges(lat)[:2])
     lows, highs, _ = contexts_fit._ranges(lat)
     for c in range(lat.shape[1]):
         values, span = contexts_fit._clipped(lat, c, lows, highs)
