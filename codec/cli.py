@@ -74,7 +74,7 @@ def _emit(payload: dict, as_json: bool, text: str) -> None:
     type=click.Choice(["hyperprior", "lowcomplexity"]),
     default="hyperprior",
     show_default=True,
-    help="lowcomplexity: the factorized codec with context-switching entropy coding (float precision)",
+    help="lowcomplexity: the factorized codec with context-switching entropy coding (float or int16-full)",
 )
 @click.option("--no-contexts", is_flag=True, help="lowcomplexity: one table per channel, no activation bits")
 @click.option("--json", "as_json", is_flag=True)
@@ -106,9 +106,9 @@ def build_random_command(
 def _build_random_lowcx(out_dir: str, precision: str, n: int, m: int, seed: int, no_contexts: bool) -> str:
     from codec.lowcx_build import build_random
 
-    if precision != Precision.FLOAT:
-        raise click.BadParameter("the lowcomplexity family is built in float", param_hint="--precision")
-    return build_random(out_dir, n, m, seed, 1 if no_contexts else 4, not no_contexts)
+    if precision not in (Precision.FLOAT, Precision.INT16_FULL):
+        raise click.BadParameter("lowcomplexity packages are float or int16-full", param_hint="--precision")
+    return build_random(out_dir, n, m, seed, 1 if no_contexts else 4, not no_contexts, precision)
 
 
 _RUNTIME = click.option("--runtime", default="ort-cpu", show_default=True, help="runtime name")

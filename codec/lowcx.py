@@ -34,7 +34,7 @@ from codec.metrics import psnr as psnr_db
 from codec.package import CodecPackage
 from codec.stages import FACTORIZED_STAGES
 from codec.tables import CodeTables
-from codec.vocabulary import Stage
+from codec.vocabulary import Precision, Stage
 
 Y_TABLES, ACTIVATION_TABLES = "y_tables.npz", "activation_tables.npz"
 
@@ -155,6 +155,11 @@ class LowComplexityCodec(Codec):
 
     def _synthesise(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
         synthesis = self._network(SYNTHESIS, self._synthesis, height, width)
+        if Precision(
+            self.precision
+        ).integer_synthesis:  # int32 y_hat in, uint8 pixels out (codec/intsynth.py)
+            pixels = np.asarray(synthesis.run({"y_hat": np.ascontiguousarray(y_hat)})["x_hat"])
+            return np.ascontiguousarray(pixels[0, :, :height, :width].astype(np.uint8).transpose(1, 2, 0))
         x_hat = np.asarray(synthesis.run({"y_hat": y_hat.astype(np.float32)})["x_hat"])
         return networks.to_uint8_image(x_hat, height, width)
 

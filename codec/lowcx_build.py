@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from codec import contexts_fit, networks
-from codec.build import tables_npz, weights_npz
-from codec.codec import ANALYSIS, SYNTHESIS, WEIGHTS
+from codec.build import canonical_json, tables_npz, weights_npz
+from codec.codec import ANALYSIS, CERTIFICATE, SYNTHESIS, WEIGHTS
 from codec.contexts import ContextModel
 from codec.entropy import _rint_symbols
+from codec.errors import PackageError
 from codec.lowcx import ACTIVATION_TABLES, Y_TABLES
 from codec.package import write_package
-from codec.vocabulary import Precision
+from codec.vocabulary import Lowering, Precision
 
 RANDOM_IMAGES, RANDOM_SIZE = 8, 128
 
@@ -35,6 +36,23 @@ def integer_latents(
     return _rint_symbols(np.concatenate(y)).astype(np.int64)
 
 
+def synthesis_graph(
+    precision: str,
+    arch: networks.Architecture,
+    weights: dict[str, np.ndarray],
+    calibration_y_hat: np.ndarray,
+    lowering: str = Lowering.FLOAT64,
+) -> tuple[bytes, dict | None]:
+    """g_s as ONNX: float, or for `int16-full` the integer g_s of codec/intsynth.py (integer y_hat in,
+    uint8 pixels out) calibrated on integer latents, with its certificate (None for a float g_s)."""
+    if not Precision(precision).integer_synthesis:
+        return networks.synthesis_model(arch, weights), None
+    from codec.intsynth import build_gs_onnx, certify_gs, integerize_gs
+
+    int_gs = integerize_gs(networks.bind(arch, weights)["g_s"], calibration_y_hat, input_bits=0)
+    return build_gs_onnx(int_gs, lowering), certify_gs(int_gs, lowering)
+
+
 def build_package(
     out_dir: str | Path,
     arch: networks.Architecture,
@@ -42,20 +60,30 @@ def build_package(
     model: ContextModel,
     metadata: dict | None = None,
     store_weights: bool = True,
+    precision: str = Precision.FLOAT,
+    calibration_y_hat: np.ndarray | None = None,
 ) -> str:
-    """Write a lowcomplexity package (float g_a and g_s) coding y with `model`; returns its digest."""
+    """Write a lowcomplexity package coding y with `model`; returns its digest. Its g_s is float, or
+    integer for `int16-full` (integerised on `calibration_y_hat`, integer latents [B, M, h, w])."""
+    if precision not in (Precision.FLOAT, Precision.INT16_FULL):
+        raise PackageError(f"a lowcomplexity package is float or int16-full, not {precision}")
     networks.check_weights(arch, weights)
+    if Precision(precision).integer_synthesis and calibration_y_hat is None:
+        raise PackageError("an int16-full package needs calibration latents for its integer g_s")
+    synthesis, certificate = synthesis_graph(precision, arch, weights, calibration_y_hat)
     files = {
         ANALYSIS: networks.analysis_model(arch, weights),
-        SYNTHESIS: networks.synthesis_model(arch, weights),
+        SYNTHESIS: synthesis,
         Y_TABLES: tables_npz(model.tables),
     }
     if model.activation_tables is not None:
         files[ACTIVATION_TABLES] = tables_npz(model.activation_tables)
+    if certificate is not None:
+        files[CERTIFICATE] = canonical_json(certificate)
     if store_weights:
         files[WEIGHTS] = weights_npz(weights)
     manifest = {
-        "precision": Precision.FLOAT,
+        "precision": str(precision),
         "architecture": arch.to_dict(),
         "contexts": model.to_json(),
         "y_tables_sha256": model.tables.sha256,
@@ -65,11 +93,20 @@ def build_package(
 
 
 def build_random(
-    out_dir: str | Path, n: int, m: int, seed: int, contexts: int = 4, activation: bool = True
+    out_dir: str | Path,
+    n: int,
+    m: int,
+    seed: int,
+    contexts: int = 4,
+    activation: bool = True,
+    precision: str = Precision.FLOAT,
 ) -> str:
-    """A package from deterministic random weights, its context model fitted on synthetic images of `seed`."""
+    """A package from deterministic random weights; its context model (and an int16-full g_s) fitted on
+    synthetic images of `seed`."""
     arch = networks.Architecture(n=n, m=m, family=networks.LOWCOMPLEXITY)
     weights = networks.random_weights(arch, seed)
     images = networks.synthetic_images(seed, RANDOM_IMAGES, RANDOM_SIZE)
-    model = contexts_fit.fit(integer_latents(arch, weights, images), contexts, activation)
-    return build_package(out_dir, arch, weights, model, {"weights": "random", "seed": seed})
+    latents = integer_latents(arch, weights, images)
+    model = contexts_fit.fit(latents, contexts, activation)
+    metadata = {"weights": "random", "seed": seed}
+    return build_package(out_dir, arch, weights, model, metadata, True, precision, latents)

@@ -26,7 +26,8 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("lowcx")
     build_random(root / "ctx", N, M, seed=5)
     build_random(root / "none", N, M, seed=5, contexts=1, activation=False)
-    return {"ctx": root / "ctx", "none": root / "none"}
+    build_random(root / "int", N, M, seed=5, precision="int16-full")
+    return {"ctx": root / "ctx", "none": root / "none", "int": root / "int"}
 
 
 def _latents(seed: int, shape: tuple[int, ...] = (300, 6, 6, 7)) -> np.ndarray:
@@ -148,7 +149,7 @@ def test_thresholds_minimise_the_spatial_entropy() -> None:
             assert bits[c] <= contexts_fit._bits(values, contexts_fit._spatial(lat[:, c] >= eps), span, 3)
 
 
-@pytest.mark.parametrize("name", ["ctx", "none"])
+@pytest.mark.parametrize("name", ["ctx", "none", "int"])
 @pytest.mark.parametrize(("height", "width"), [(64, 64), (70, 90), (1, 1)])
 def test_random_package_round_trips(packages: dict[str, Path], name: str, height: int, width: int) -> None:
     codec = Codec.load(packages[name])
@@ -182,3 +183,13 @@ def test_verdicts_of_factorized_stages() -> None:
     missing = {k: v for k, v in hashes.items() if k != "y_hat"}
     assert compare_hashes(hashes, missing).verdict == Verdict.ERROR
     assert compare_hashes({**hashes, "z_hat": "z"}, hashes).verdict == Verdict.ERROR  # a hyperprior side
+
+
+def test_int16_full_package_has_an_integer_g_s(packages: dict[str, Path]) -> None:
+    package = CodecPackage.load(packages["int"])
+    assert package.precision == "int16-full" and "certificate.json" in package.names()
+    codec = Codec.load(packages["int"])
+    image = networks.synthetic_images(12, 1, 64)[0]
+    float_recon = Codec.load(packages["ctx"]).encode(image).recon
+    recon = codec.encode(image).recon
+    assert recon.dtype == np.uint8 and np.abs(recon.astype(int) - float_recon).mean() < 3.0
