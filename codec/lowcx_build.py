@@ -45,6 +45,8 @@ def synthesis_graph(
 ) -> tuple[bytes, dict | None]:
     """g_s as ONNX: float, or for `int16-full` the integer g_s of codec/intsynth.py (integer y_hat in,
     uint8 pixels out) calibrated on integer latents, with its certificate (None for a float g_s)."""
+    if precision not in (Precision.FLOAT, Precision.INT16_FULL):
+        raise PackageError(f"a lowcomplexity package is float or int16-full, not {precision}")
     if not Precision(precision).integer_synthesis:
         return networks.synthesis_model(arch, weights), None
     from codec.intsynth import build_gs_onnx, certify_gs, integerize_gs
@@ -58,22 +60,17 @@ def build_package(
     arch: networks.Architecture,
     weights: dict[str, np.ndarray],
     model: ContextModel,
+    synthesis: tuple[bytes, dict | None],
     metadata: dict | None = None,
     store_weights: bool = True,
-    precision: str = Precision.FLOAT,
-    calibration_y_hat: np.ndarray | None = None,
 ) -> str:
-    """Write a lowcomplexity package coding y with `model`; returns its digest. Its g_s is float, or
-    integer for `int16-full` (integerised on `calibration_y_hat`, integer latents [B, M, h, w])."""
-    if precision not in (Precision.FLOAT, Precision.INT16_FULL):
-        raise PackageError(f"a lowcomplexity package is float or int16-full, not {precision}")
+    """Write a lowcomplexity package coding y with `model`; returns its digest. `synthesis` is the g_s
+    graph of `synthesis_graph` and its certificate: float (None) or integer (the package is int16-full)."""
     networks.check_weights(arch, weights)
-    if Precision(precision).integer_synthesis and calibration_y_hat is None:
-        raise PackageError("an int16-full package needs calibration latents for its integer g_s")
-    synthesis, certificate = synthesis_graph(precision, arch, weights, calibration_y_hat)
+    graph, certificate = synthesis
     files = {
         ANALYSIS: networks.analysis_model(arch, weights),
-        SYNTHESIS: synthesis,
+        SYNTHESIS: graph,
         Y_TABLES: tables_npz(model.tables),
     }
     if model.activation_tables is not None:
@@ -83,7 +80,7 @@ def build_package(
     if store_weights:
         files[WEIGHTS] = weights_npz(weights)
     manifest = {
-        "precision": str(precision),
+        "precision": str(Precision.FLOAT if certificate is None else Precision.INT16_FULL),
         "architecture": arch.to_dict(),
         "contexts": model.to_json(),
         "y_tables_sha256": model.tables.sha256,
@@ -108,5 +105,5 @@ def build_random(
     images = networks.synthetic_images(seed, RANDOM_IMAGES, RANDOM_SIZE)
     latents = integer_latents(arch, weights, images)
     model = contexts_fit.fit(latents, contexts, activation)
-    metadata = {"weights": "random", "seed": seed}
-    return build_package(out_dir, arch, weights, model, metadata, True, precision, latents)
+    synthesis = synthesis_graph(precision, arch, weights, latents)
+    return build_package(out_dir, arch, weights, model, synthesis, {"weights": "random", "seed": seed})

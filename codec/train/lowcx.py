@@ -16,6 +16,7 @@ from codec import networks
 from codec.progress import SILENT, Progress
 from codec.train import train as loop
 from codec.train.factorized import FactorizedCodec
+from codec.vocabulary import Precision
 
 ARCH = networks.Architecture(n=32, m=48, family=networks.LOWCOMPLEXITY)  # ReLU / ReLU (paper's "Base")
 LAMBDAS = loop.LAMBDAS
@@ -23,6 +24,7 @@ BASE_LAMBDA = loop.BASE_LAMBDA
 BASE = loop.Schedule(steps=7000, lr=1e-3, decay_from=0.85)
 FINETUNE = loop.Schedule(steps=5000, lr=3e-4, decay_from=0.7)
 PREFIX = "lowcx"
+CALIBRATION_DIR = Path(__file__).resolve().parents[2] / "data" / "calibration"
 
 
 def base_path(work_dir: Path) -> Path:
@@ -81,23 +83,41 @@ def training_latents(model: FactorizedCodec, crops: np.ndarray) -> np.ndarray:
     return integer_latents(model.arch, model.float_weights(), list(crops))
 
 
+def calibration_latents(model: FactorizedCodec) -> np.ndarray:
+    """Integer latents of data/calibration (training photographs of one size), the integer g_s's
+    calibration set."""
+    from codec.images import load_png
+    from codec.lowcx_build import integer_latents
+
+    images = [load_png(path) for path in sorted(CALIBRATION_DIR.glob("*.png"))]
+    return integer_latents(model.arch, model.float_weights(), images)
+
+
 def export_rate_point(
-    crops: np.ndarray, work_dir: Path, out_dir: Path, rate: int, variants: dict = VARIANTS
+    crops: np.ndarray,
+    work_dir: Path,
+    out_dir: Path,
+    rate: int,
+    precision: str = Precision.INT16_FULL,
+    variants: dict = VARIANTS,
 ) -> list[dict]:
-    """The packages OUT/VARIANT/qI of one trained rate point; their context models fitted on the crops."""
+    """The packages OUT/VARIANT/qI of one trained rate point: their context models fitted on the training
+    crops' latents, one g_s (integer for int16-full, calibrated on data/calibration) shared by all."""
     from codec import contexts_fit
-    from codec.lowcx_build import build_package
+    from codec.lowcx_build import build_package, synthesis_graph
 
     model, meta = loop.load_checkpoint(rate_path(work_dir, rate))
+    weights = model.float_weights()
     latents = training_latents(model, crops)
+    synthesis = synthesis_graph(precision, model.arch, weights, calibration_latents(model))
     rows = []
     for name, (count, activation) in variants.items():
         fitted = contexts_fit.fit(latents, count, activation)
         metadata = {"weights": "trained", "training": meta, "context_fit": f"{len(crops)} training crops"}
+        if synthesis[1] is not None:
+            metadata["calibration"] = "data/calibration"
         out = out_dir / name / f"q{rate}"
-        digest = build_package(
-            out, model.arch, model.float_weights(), fitted, metadata, name == WEIGHTS_VARIANT
-        )
+        digest = build_package(out, model.arch, weights, fitted, synthesis, metadata, name == WEIGHTS_VARIANT)
         rows.append({"name": f"{name}/q{rate}", "digest": digest})
     return rows
 
