@@ -22,7 +22,7 @@ ARCH = networks.Architecture(n=32, m=48, family=networks.LOWCOMPLEXITY)  # ReLU 
 LAMBDAS = loop.LAMBDAS
 BASE_LAMBDA = loop.BASE_LAMBDA
 BASE = loop.Schedule(steps=7000, lr=1e-3, decay_from=0.85)
-FINETUNE = loop.Schedule(steps=5000, lr=3e-4, decay_from=0.7)
+FINETUNE = loop.Schedule(steps=2500, lr=3e-4, decay_from=0.7)
 PREFIX = "lowcx"
 CALIBRATION_DIR = Path(__file__).resolve().parents[2] / "data" / "calibration"
 

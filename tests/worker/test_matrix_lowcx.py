@@ -31,10 +31,12 @@ def _provision(name: str) -> None:
 
 @pytest.fixture(scope="module")
 def lowcx_packages(harness, tmp_path_factory) -> dict[str, tuple[str, bytes, bool]]:
-    """{name: (digest, archive, g_s integer)}: a random package and the shipped q2, when there is one."""
+    """{name: (digest, archive, g_s integer)}: random packages (float and integer g_s) and the shipped q2,
+    when there is one."""
     root = tmp_path_factory.mktemp("lowcx-packages")
     build_random(root / "random", 8, 12, seed=4)
-    dirs = {"random": root / "random"}
+    build_random(root / "random-int", 8, 12, seed=4, precision="int16-full")
+    dirs = {"random": root / "random", "random int16-full": root / "random-int"}
     shipped = harness.ROOT / "packages" / "lowcomplexity" / "q2"
     if (shipped / "manifest.json").exists():
         dirs["shipped q2"] = shipped
@@ -81,7 +83,7 @@ def _matrix(workers: dict, digest: str, png: bytes) -> tuple[dict, dict]:
         return encodes, dict(zip(pairs, decoded, strict=True))
 
 
-@pytest.mark.parametrize("name", ["random", "shipped q2"])
+@pytest.mark.parametrize("name", ["random", "random int16-full", "shipped q2"])
 def test_every_decoder_gets_the_encoders_symbols_and_y_hat(
     lowcx_workers, lowcx_packages, harness, name, capsys
 ):
