@@ -16,7 +16,7 @@ from codec import networks
 from codec.progress import SILENT, Progress
 from codec.train import train as loop
 from codec.train.factorized import FactorizedCodec
-from codec.vocabulary import Precision
+from codec.vocabulary import Lowering, Precision
 
 ARCH = networks.Architecture(n=32, m=48, family=networks.LOWCOMPLEXITY)  # ReLU / ReLU (paper's "Base")
 LAMBDAS = loop.LAMBDAS
@@ -74,6 +74,7 @@ def finetune(
 # name -> (contexts, activation bits): the family, and the same model without contexts (paper 001's "Base")
 VARIANTS = {"lowcomplexity": (4, True), "lowcomplexity-nocontext": (1, False)}
 WEIGHTS_VARIANT = "lowcomplexity"  # the one package per rate point that keeps a copy of the float weights
+GS_LOWERING = Lowering.INT8_DIGITS  # a quarter of the float64 lowering's size, the same integers
 
 
 def training_latents(model: FactorizedCodec, crops: np.ndarray) -> np.ndarray:
@@ -100,6 +101,7 @@ def export_rate_point(
     rate: int,
     precision: str = Precision.INT16_FULL,
     variants: dict = VARIANTS,
+    lowering: str = GS_LOWERING,
 ) -> list[dict]:
     """The packages OUT/VARIANT/qI of one trained rate point: their context models fitted on the training
     crops' latents, one g_s (integer for int16-full, calibrated on data/calibration) shared by all."""
@@ -109,13 +111,13 @@ def export_rate_point(
     model, meta = loop.load_checkpoint(rate_path(work_dir, rate))
     weights = model.float_weights()
     latents = training_latents(model, crops)
-    synthesis = synthesis_graph(precision, model.arch, weights, calibration_latents(model))
+    synthesis = synthesis_graph(precision, model.arch, weights, calibration_latents(model), lowering)
     rows = []
     for name, (count, activation) in variants.items():
         fitted = contexts_fit.fit(latents, count, activation)
         metadata = {"weights": "trained", "training": meta, "context_fit": f"{len(crops)} training crops"}
         if synthesis[1] is not None:
-            metadata["calibration"] = "data/calibration"
+            metadata.update(calibration="data/calibration", gs_lowering=str(lowering))
         out = out_dir / name / f"q{rate}"
         digest = build_package(out, model.arch, weights, fitted, synthesis, metadata, name == WEIGHTS_VARIANT)
         rows.append({"name": f"{name}/q{rate}", "digest": digest})
