@@ -175,6 +175,19 @@ def test_build_random_is_deterministic(packages: dict[str, Path], tmp_path: Path
     assert build_random(tmp_path / "again", N, M, seed=5) == CodecPackage.load(packages["ctx"]).digest
 
 
+def test_build_random_command_builds_the_family(packages: dict[str, Path], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from codec.cli import codec_group
+
+    args = ["build-random", "--family", "lowcomplexity", "--precision", "float", "--channels", f"{N},{M}"]
+    result = CliRunner().invoke(codec_group, [*args, "--seed", "5", "--out", str(tmp_path / "p"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert CodecPackage.load(tmp_path / "p").digest == CodecPackage.load(packages["ctx"]).digest
+    refused = CliRunner().invoke(codec_group, [*args[:4], "int8", *args[5:], "--seed", "5", "--out", "x"])
+    assert refused.exit_code != 0 and "float or int16-full" in refused.output
+
+
 def test_verdicts_of_factorized_stages() -> None:
     hashes = {stage: f"{stage}-hash" for stage in FACTORIZED_STAGES}
     assert compare_hashes(hashes, dict(hashes)).verdict == Verdict.BIT_EXACT
@@ -193,3 +206,41 @@ def test_int16_full_package_has_an_integer_g_s(packages: dict[str, Path]) -> Non
     float_recon = Codec.load(packages["ctx"]).encode(image).recon
     recon = codec.encode(image).recon
     assert recon.dtype == np.uint8 and np.abs(recon.astype(int) - float_recon).mean() < 3.0
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "packages"
+SHIPPED_VARIANTS = {"lowcomplexity": 4, "lowcomplexity-nocontext": 1}
+SHIPPED_LIMIT = 10 * 2**20
+
+
+def _shipped_size() -> int:
+    paths = [SHIPPED / name for name in SHIPPED_VARIANTS]
+    return sum(file.stat().st_size for path in paths for file in path.rglob("*") if file.is_file())
+
+
+def test_shipped_family_has_four_rate_points_per_variant_in_under_10_mb() -> None:
+    assert _shipped_size() <= SHIPPED_LIMIT
+    for rate in ("q1", "q2", "q3", "q4"):
+        loaded = {name: CodecPackage.load(SHIPPED / name / rate) for name in SHIPPED_VARIANTS}
+        for name, package in loaded.items():
+            assert package.manifest["architecture"]["family"] == "lowcomplexity"
+            assert package.manifest["contexts"]["contexts"] == SHIPPED_VARIANTS[name]
+            assert package.precision == "int16-full" and package.manifest["weights"] == "trained"
+        graphs = {package.manifest["files"]["synthesis.onnx"]["sha256"] for package in loaded.values()}
+        assert len(graphs) == 1  # the variants differ in their entropy model only
+    lambdas = [
+        CodecPackage.load(SHIPPED / "lowcomplexity" / f"q{r}").manifest["training"]["lambda"]
+        for r in (1, 2, 3, 4)
+    ]
+    assert lambdas == sorted(lambdas)
+
+
+def test_shipped_package_round_trips_a_photograph() -> None:
+    from codec.images import load_png
+
+    image = load_png(SHIPPED.parent / "data" / "testset" / "demo" / "garden.png")
+    for name in SHIPPED_VARIANTS:
+        codec = Codec.load(SHIPPED / name / "q2")
+        encoded = codec.encode(image)
+        decoded = codec.decode(encoded.bitstream)
+        assert encoded.stage_hashes == decoded.stage_hashes and encoded.psnr > 20
