@@ -235,12 +235,16 @@ def certify_gs(int_gs: IntSynthesis, lowering: str = Lowering.FLOAT64) -> dict[s
         "for every conv and IGDN1 norm layer; |t n'| <= limit; post-op values < 2^53",
         "float64_exact_limit": F64_EXACT_LIMIT,
         "input_shift": int_gs.input_shift(),
-        "min_headroom": min(report["headroom"] for report in reports),
+        "min_headroom": min(_headroom(report) for report in reports),
         "layers": reports,
     }
     if digits is not None:
         certificate |= {"lowering": str(lowering), "digits": digits}
     return certificate
+
+
+def _headroom(report: dict[str, Any]) -> int:
+    return min(report["headroom"], report.get("norm", report)["headroom"])
 
 
 def _check_mac(name: str, layer: IntLayer, problems: list[str]) -> dict[str, Any]:
