@@ -3,8 +3,9 @@
 The arithmetic is that of h_s (codec/intnet.py, after Koyuncu, Solovyev, Alshina and Kaup, "Device
 interoperability for learned image compression with weights and activations quantization": 16-bit weights
 with per-output-channel power-of-two scales, 16-bit activations, 32-bit accumulators, no zero points),
-carried to the pixels as in the fully integer decoder of Koyuncu et al., "Efficient low-complexity learned
-image decoding". Integer semantics of layer l (input shift p_l, clamp L = 2^15 - 1):
+carried to the pixels as in the fully 16-bit integer decoder of Galpin, Balcilar, Lefebvre, Racape and
+Hellier, "Entropy coding improvement for low-complexity compressive auto-encoders" (power-of-two quantizers,
+no zero points). Integer semantics of layer l (input shift p_l, clamp L = 2^15 - 1):
 
     x   = clip(a, -L, L)                       a: the layer input in units of 2^-p_l
     acc = b_q + W_q * x                        units 2^-e_j, e_j = k_j + p_l (as in h_s)

@@ -2,6 +2,7 @@
 the clamps, its certificate, and the int16-full packages it makes."""
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from int_reference import gs_output_units, reference_gs
 
 from codec import networks
 from codec.build import build_random, calibration_latents, load_weights
-from codec.codec import HYPER_SYNTHESIS, Codec
+from codec.codec import CERTIFICATE, HYPER_SYNTHESIS, Codec
 from codec.images import load_png
 from codec.intnet import ACC_LIMIT, OverflowRisk, accumulator_bounds
 from codec.intsynth import IntSynthesis, build_gs_onnx, certify_gs, integerize_gs
@@ -244,6 +245,11 @@ def test_random_int16_full_package_has_the_int16_h_s_and_decodes_bit_exactly(ran
     package = CodecPackage.load(full)
     assert package.manifest["precision"] == "int16-full"
     assert package.read(HYPER_SYNTHESIS) == CodecPackage.load(int16).read(HYPER_SYNTHESIS)
+    certificate = json.loads(package.read(CERTIFICATE))
+    assert certificate["g_s"]["ok"] and len(certificate["g_s"]["layers"]) == 4
+    assert {key: value for key, value in certificate.items() if key != "g_s"} == json.loads(
+        CodecPackage.load(int16).read(CERTIFICATE)
+    )
     image = networks.synthetic_images(1, 1, 96)[0][:64]
     encoded = Codec.load(full, "ort-cpu").encode(image)
     assert encoded.stage_hashes["y_hat"] == Codec.load(int16).encode(image).stage_hashes["y_hat"]
