@@ -3,8 +3,9 @@
 The arithmetic is that of h_s (codec/intnet.py, after Koyuncu, Solovyev, Alshina and Kaup, "Device
 interoperability for learned image compression with weights and activations quantization": 16-bit weights
 with per-output-channel power-of-two scales, 16-bit activations, 32-bit accumulators, no zero points),
-carried to the pixels as in the fully integer decoder of Koyuncu et al., "Efficient low-complexity learned
-image decoding". Integer semantics of layer l (input shift p_l, clamp L = 2^15 - 1):
+carried to the pixels as in the fully 16-bit integer decoder of Galpin, Balcilar, Lefebvre, Racape and
+Hellier, "Entropy coding improvement for low-complexity compressive auto-encoders" (power-of-two quantizers,
+no zero points). Integer semantics of layer l (input shift p_l, clamp L = 2^15 - 1):
 
     x   = clip(a, -L, L)                       a: the layer input in units of 2^-p_l
     acc = b_q + W_q * x                        units 2^-e_j, e_j = k_j + p_l (as in h_s)
@@ -235,12 +236,16 @@ def certify_gs(int_gs: IntSynthesis, lowering: str = Lowering.FLOAT64) -> dict[s
         "for every conv and IGDN1 norm layer; |t n'| <= limit; post-op values < 2^53",
         "float64_exact_limit": F64_EXACT_LIMIT,
         "input_shift": int_gs.input_shift(),
-        "min_headroom": min(report["headroom"] for report in reports),
+        "min_headroom": min(_headroom(report) for report in reports),
         "layers": reports,
     }
     if digits is not None:
         certificate |= {"lowering": str(lowering), "digits": digits}
     return certificate
+
+
+def _headroom(report: dict[str, Any]) -> int:
+    return min(report["headroom"], report.get("norm", report)["headroom"])
 
 
 def _check_mac(name: str, layer: IntLayer, problems: list[str]) -> dict[str, Any]:

@@ -4,8 +4,8 @@ python -m codec.train all --seed 0 --out packages/      # everything, in order
 python -m codec.train data                              # fetch sources, write data/testset and crops
 python -m codec.train base --seed 0                     # base model at the middle lambda
 python -m codec.train finetune --seed 0 --rate 1        # one rate point (1..4) from the base
-python -m codec.train export --out packages/            # int16, int8 and float packages per rate point
-python -m codec.train integerise --out packages/        # int16 and int8 again, from the float twins
+python -m codec.train export --out packages/            # int16, int8, int16-full, float per rate point
+python -m codec.train integerise --out packages/        # int16, int8, int16-full from the float twins
 python -m codec.train report --out packages/            # RD evaluation: packages/rd.json, packages/rd.png
 python -m codec.train lowcx-base --seed 0               # the lowcomplexity family (codec/lowcx.py): base,
 python -m codec.train lowcx-finetune --rate 1           #   one rate point,
@@ -95,14 +95,15 @@ def finetune_command(work_dir: Path, seed: int, threads: int, rate: int) -> None
 @_WORK
 @_OUT
 def export_command(work_dir: Path, out_dir: Path) -> None:
-    """Build the int16, int8 and float packages of every rate point from the checkpoints."""
+    """Build the int16, int8, int16-full and float packages of every rate point from the checkpoints."""
     _export(work_dir, out_dir)
 
 
 @main.command("integerise")
 @_OUT
 def integerise_command(out_dir: Path) -> None:
-    """Re-integerise the int16 and int8 packages in OUT from the weights of their float twins (no torch)."""
+    """Re-integerise the int16, int8 and int16-full packages in OUT from their float twins' weights (no
+    torch)."""
     from codec.train import export
 
     with progress("integerise", 0, "packages") as steps:

@@ -24,14 +24,8 @@ def _size(path: Path) -> int:
     return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
 
 
-def _size_of_others() -> int:
-    """The directories of packages/ that are not the hyperprior's precisions (the lowcomplexity family, whose
-    budget tests/codec/test_lowcomplexity.py checks)."""
-    return sum(_size(path) for path in PACKAGES.iterdir() if path.is_dir() and path.name not in PRECISIONS)
-
-
 def test_every_precision_ships_four_rate_points_in_under_30_mb():
-    assert _size(PACKAGES) - _size_of_others() <= SIZE_LIMIT  # other families have budgets of their own
+    assert sum(_size(PACKAGES / precision) for precision in PRECISIONS) <= SIZE_LIMIT
     lambdas = {}
     for precision in PRECISIONS:
         for rate in RATE_POINTS:
