@@ -130,8 +130,11 @@ def report(out_dir: Path, variants: dict = VARIANTS, progress: Progress = SILENT
 
     images = evaluate.load_testset()
     curves = {}
-    for name in variants:
-        dirs = sorted(path.parent for path in (out_dir / name).glob("q*/manifest.json"))
+    families = {
+        name: sorted(path.parent for path in (out_dir / name).glob("q*/manifest.json")) for name in variants
+    }
+    progress.add_total(len(images) * sum(len(dirs) for dirs in families.values()))
+    for name, dirs in families.items():
         curves[name] = [evaluate.codec_point(path, images, progress=progress) for path in dirs]
     anchor = "lowcomplexity-nocontext"
     bd = {
