@@ -171,13 +171,21 @@ def lowcx_export_command(work_dir: Path, out_dir: Path) -> None:
 
 
 @main.command("lowcx-report")
+@_WORK
 @_OUT
-def lowcx_report_command(out_dir: Path) -> None:
+@click.option("--ablation", is_flag=True, help="also contexts without activation bits and the reverse")
+def lowcx_report_command(work_dir: Path, out_dir: Path, ablation: bool) -> None:
     """RD of the lowcomplexity packages in OUT on data/testset: OUT/lowcomplexity/rd.json."""
     import json
+    import tempfile
 
-    from codec.train import lowcx
+    from codec.train import data, lowcx
 
+    if ablation:
+        with tempfile.TemporaryDirectory() as scratch, progress("lowcx ablation", 0, "encodes") as steps:
+            crops = data.load_crops(work_dir)[0]
+            click.echo(json.dumps(lowcx.ablation(crops, work_dir, out_dir, Path(scratch), steps), indent=1))
+        return
     with progress("lowcx report", 0, "encodes") as steps:
         result = lowcx.report(out_dir, progress=steps)
     (out_dir / "lowcomplexity" / "rd.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")

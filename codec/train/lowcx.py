@@ -124,14 +124,23 @@ def export_rate_point(
     return rows
 
 
-def report(out_dir: Path, variants: dict = VARIANTS, progress: Progress = SILENT) -> dict:
-    """RD points of every variant on data/testset, and the BD-rate of each against the no-context one."""
+def report(
+    out_dir: Path,
+    variants: dict = VARIANTS,
+    progress: Progress = SILENT,
+    roots: dict[str, Path] | None = None,
+) -> dict:
+    """RD points of every variant on data/testset (OUT/VARIANT/qI, or ROOTS[VARIANT]/VARIANT/qI), and the
+    BD-rate of each against the no-context one."""
     from codec.train import evaluate
 
     images = evaluate.load_testset()
     curves = {}
     families = {
-        name: sorted(path.parent for path in (out_dir / name).glob("q*/manifest.json")) for name in variants
+        name: sorted(
+            path.parent for path in ((roots or {}).get(name, out_dir) / name).glob("q*/manifest.json")
+        )
+        for name in variants
     }
     progress.add_total(len(images) * sum(len(dirs) for dirs in families.values()))
     for name, dirs in families.items():
@@ -141,3 +150,36 @@ def report(out_dir: Path, variants: dict = VARIANTS, progress: Progress = SILENT
         f"{name}_vs_{anchor}": evaluate._bd(curves[anchor], curves[name]) for name in curves if name != anchor
     }
     return {"packages": {name: {"rd_points": points} for name, points in curves.items()}, "bd_rate": bd}
+
+
+# contexts without activation bits, activation bits without contexts: what each part of section 3.1 gives
+ABLATION = {"lowcomplexity-ctx-noact": (4, False), "lowcomplexity-noctx-act": (1, True)}
+
+
+def ablation(
+    crops: np.ndarray, work_dir: Path, out_dir: Path, scratch: Path, progress: Progress = SILENT
+) -> dict:
+    """BD-rates against the no-context packages in OUT of the shipped family and of the ABLATION variants,
+    built in `scratch` from the same checkpoints with the shipped g_s (so only the rate differs)."""
+    for rate in range(1, len(LAMBDAS) + 1):
+        _build_ablation(crops, work_dir, out_dir, scratch, rate)
+    roots = {**{name: out_dir for name in VARIANTS}, **{name: scratch for name in ABLATION}}
+    return report(out_dir, {**VARIANTS, **ABLATION}, progress, roots)["bd_rate"]
+
+
+def _build_ablation(crops: np.ndarray, work_dir: Path, out_dir: Path, scratch: Path, rate: int) -> None:
+    import json
+
+    from codec import contexts_fit
+    from codec.codec import CERTIFICATE, SYNTHESIS
+    from codec.lowcx_build import build_package
+    from codec.package import CodecPackage
+
+    model, _ = loop.load_checkpoint(rate_path(work_dir, rate))
+    shipped = CodecPackage.load(out_dir / WEIGHTS_VARIANT / f"q{rate}")
+    synthesis = (shipped.read(SYNTHESIS), json.loads(shipped.read(CERTIFICATE)))
+    latents = training_latents(model, crops)
+    for name, (count, activation) in ABLATION.items():
+        fitted = contexts_fit.fit(latents, count, activation)
+        out = scratch / name / f"q{rate}"
+        build_package(out, model.arch, model.float_weights(), fitted, synthesis, None, False)
