@@ -45,17 +45,13 @@ class FactorizedLatents:
 
     symbols: np.ndarray
     y_hat: np.ndarray
-    z_hat: None = None
+    z_hat: None = None  # a factorized codec has none of these three (the worker's forensic maps skip them)
     scale_index: None = None
     mean: None = None
 
     def hashes(self, recon: np.ndarray | None) -> dict[str, str]:
         arrays = {Stage.SYMBOLS: self.symbols, Stage.Y_HAT: self.y_hat, Stage.RECON: recon}
         return {str(name): stage_hash(arrays[name]) for name in FACTORIZED_STAGES if arrays[name] is not None}
-
-
-def is_lowcx(manifest: dict) -> bool:
-    return manifest.get("architecture", {}).get("family") == networks.LOWCOMPLEXITY
 
 
 def load_model(package: CodecPackage) -> contexts.ContextModel:
