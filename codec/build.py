@@ -161,6 +161,24 @@ def build_hyper_synthesis(
     return build_hs_onnx(precision, int_hs=int_hs, lowering=lowering), certify(int_hs, lowering)
 
 
+def build_synthesis(
+    precision: str,
+    arch: networks.Architecture,
+    weights: dict[str, np.ndarray],
+    calibration_y: np.ndarray,
+    lowering: str = Lowering.FLOAT64,
+) -> tuple[bytes, dict | None]:
+    """g_s as ONNX: the float graph, or for `int16-full` the integer g_s (codec/intsynth.py) calibrated on
+    the latents y and lowered like h_s, with its certificate (None for a float g_s)."""
+    if not Precision(precision).integer_synthesis:
+        return networks.synthesis_model(arch, weights), None
+    from codec.intsynth import build_gs_onnx, certify_gs, integerize_gs
+
+    g_s = networks.bind(arch, weights)["g_s"]
+    int_gs = integerize_gs(g_s, calibration_y, arch.mean_bits)
+    return build_gs_onnx(int_gs, lowering), certify_gs(int_gs, lowering)
+
+
 def build_package(
     out_dir: str | Path,
     precision: str,
@@ -189,7 +207,7 @@ def build_package(
 
     if precision not in PRECISIONS:
         raise PackageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if lowering != Lowering.FLOAT64 and precision != Precision.INT16:
+    if lowering != Lowering.FLOAT64 and Precision(precision).hs_precision != Precision.INT16:
         raise PackageError(f"the h_s lowering {lowering} is for int16 packages, not {precision}")
     networks.check_weights(arch, weights)
     y, z = calibration_latents(arch, weights, calibration_seed, calibration_images)
@@ -200,11 +218,19 @@ def build_package(
     rate = y_rate(level_tables, y, LatentFormat(mean_bits=arch.mean_bits))
     head = LevelHead(arch.levels, arch.mean_bits)
     hyper_model, certificate = build_hyper_synthesis(
-        precision, networks.hyper_synthesis(arch, weights), head, z_hat, rate, lowering=lowering
+        Precision(precision).hs_precision,
+        networks.hyper_synthesis(arch, weights),
+        head,
+        z_hat,
+        rate,
+        lowering=lowering,
     )
+    synthesis_model, gs_certificate = build_synthesis(precision, arch, weights, y, lowering)
+    if gs_certificate is not None:
+        certificate = {**certificate, "g_s": gs_certificate}
     files = {
         ANALYSIS: networks.analysis_model(arch, weights),
-        SYNTHESIS: networks.synthesis_model(arch, weights),
+        SYNTHESIS: synthesis_model,
         HYPER_SYNTHESIS: hyper_model,
         LEVEL_TABLES: tables_npz(level_tables),
         Z_TABLES: tables_npz(z_tables),

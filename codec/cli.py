@@ -69,9 +69,25 @@ def _emit(payload: dict, as_json: bool, text: str) -> None:
     show_default=True,
     help="how an int16 h_s graph carries its integers",
 )
+@click.option(
+    "--family",
+    type=click.Choice(["hyperprior", "lowcomplexity"]),
+    default="hyperprior",
+    show_default=True,
+    help="lowcomplexity: the factorized codec with context-switching entropy coding (float or int16-full)",
+)
+@click.option("--no-contexts", is_flag=True, help="lowcomplexity: one table per channel, no activation bits")
 @click.option("--json", "as_json", is_flag=True)
 def build_random_command(
-    precision: str, channels: str, seed: int, out_dir: str, levels: int, lowering: str, as_json: bool
+    precision: str,
+    channels: str,
+    seed: int,
+    out_dir: str,
+    levels: int,
+    lowering: str,
+    family: str,
+    no_contexts: bool,
+    as_json: bool,
 ) -> None:
     """Build a codec package with deterministic random weights (shared by all precisions of one seed)."""
     from codec.build import build_random
@@ -80,8 +96,19 @@ def build_random_command(
         n, m = (int(part) for part in channels.split(","))
     except ValueError:
         raise click.BadParameter("expected two integers N,M", param_hint="--channels") from None
-    digest = build_random(out_dir, precision, n, m, seed, levels, lowering)
+    if family == "lowcomplexity":
+        digest = _build_random_lowcx(out_dir, precision, n, m, seed, no_contexts)
+    else:
+        digest = build_random(out_dir, precision, n, m, seed, levels, lowering)
     _emit({"digest": digest, "out": out_dir, "precision": precision}, as_json, f"{out_dir}: {digest}")
+
+
+def _build_random_lowcx(out_dir: str, precision: str, n: int, m: int, seed: int, no_contexts: bool) -> str:
+    from codec.lowcx_build import build_random
+
+    if precision not in (Precision.FLOAT, Precision.INT16_FULL):
+        raise click.BadParameter("lowcomplexity packages are float or int16-full", param_hint="--precision")
+    return build_random(out_dir, n, m, seed, 1 if no_contexts else 4, not no_contexts, precision)
 
 
 _RUNTIME = click.option("--runtime", default="ort-cpu", show_default=True, help="runtime name")

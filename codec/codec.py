@@ -125,6 +125,7 @@ class Codec:
         self.package = package
         self.digest: str = package.digest
         self.precision: str = package.manifest["precision"]
+        self._integer_synthesis = Precision(self.precision).integer_synthesis
         self.runtime_name = runtime
         manifest = package.manifest
         self.format = latent_format(manifest)
@@ -141,7 +142,13 @@ class Codec:
 
     @classmethod
     def load(cls, path: str | Path, runtime: str = "ort-cpu") -> "Codec":
-        return cls(CodecPackage.load(path), runtime)
+        """The package at `path` as the codec of its family (codec/lowcx.py for `lowcomplexity`)."""
+        package = CodecPackage.load(path)
+        if package.manifest.get("architecture", {}).get("family") == networks.LOWCOMPLEXITY:
+            from codec.lowcx import LowComplexityCodec
+
+            return LowComplexityCodec(package, runtime)
+        return cls(package, runtime)
 
     # --- encoding ---------------------------------------------------------------------------------------
 
@@ -273,6 +280,9 @@ class Codec:
 
     def _synthesise(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
         synthesis = self._network(SYNTHESIS, self._synthesis, height, width)
+        if self._integer_synthesis:  # int32 y_hat in, uint8 pixels out (codec/intsynth.py)
+            pixels = np.asarray(synthesis.run({"y_hat": np.ascontiguousarray(y_hat)})["x_hat"])
+            return np.ascontiguousarray(pixels[0, :, :height, :width].astype(np.uint8).transpose(1, 2, 0))
         x_hat = np.asarray(synthesis.run({"y_hat": self.y_model.real(y_hat)})["x_hat"])
         return networks.to_uint8_image(x_hat, height, width)
 

@@ -115,9 +115,7 @@ def build_hs_onnx(
     if lowering != Lowering.FLOAT64 and precision != Precision.INT16:
         raise ValueError(f"the {precision} h_s has one lowering only")
     certificate = certify(int_hs, lowering)  # raises OverflowRisk
-    split = ACTIVATION_SPLITS.get(Lowering(lowering))
-    arithmetic = _Float64(precision) if split is None else _Int64Digits(split)
-    return _build_integer(int_hs, certificate, arithmetic)
+    return _build_integer(int_hs, certificate, integer_arithmetic(precision, lowering))
 
 
 def _model(
@@ -450,6 +448,13 @@ class _Int64Digits:
 
 
 Arithmetic = _Float64 | _Int64Digits
+
+
+def integer_arithmetic(precision: str, lowering: str) -> Arithmetic:
+    """How a lowering carries the integers: float64 (the int8 precision: MatMulInteger products), or int64
+    post-ops around 8-bit digit-plane products."""
+    split = ACTIVATION_SPLITS.get(Lowering(lowering))
+    return _Float64(precision) if split is None else _Int64Digits(split)
 
 
 def _floor_divide(g: GraphBuilder, x: str, divisor: str) -> str:

@@ -330,6 +330,12 @@ def certify(int_hs: IntHyperSynthesis, lowering: str = Lowering.FLOAT64) -> dict
     return {**certificate, "lowering": str(lowering), "digits": certify_digits(int_hs, lowering)}
 
 
+def accumulator_bounds(layer: IntLayer) -> np.ndarray:
+    """Per output channel, sum_i |W_q,ij| * clamp + |b_q,j| (one phase's taps): every partial sum's bound."""
+    bounds = channel_l1(np.abs(layer.weight.astype(np.int64)), layer.spec) * layer.clamp
+    return bounds + np.abs(layer.bias.astype(np.int64))
+
+
 def _certify_network(int_hs: IntHyperSynthesis) -> dict[str, Any]:
     spec = PRECISIONS[int_hs.precision]
     problems: list[str] = []
@@ -337,8 +343,7 @@ def _certify_network(int_hs: IntHyperSynthesis) -> dict[str, Any]:
         problems.append(f"input scaling 2^{int_hs.input_shift()} leaves the exact range")
     layer_reports = []
     for index, layer in enumerate(int_hs.layers):
-        bounds = channel_l1(np.abs(layer.weight.astype(np.int64)), layer.spec) * layer.clamp
-        bounds = bounds + np.abs(layer.bias.astype(np.int64))
+        bounds = accumulator_bounds(layer)
         worst = int(np.argmax(bounds))
         weight_max_abs = int(np.abs(layer.weight).max(initial=0))
         if layer.act is not None and layer.act not in HS_ACTIVATIONS:
@@ -448,10 +453,15 @@ def certify_digits(int_hs: IntHyperSynthesis, lowering: str) -> list[dict[str, A
     <= 2^31 - 1 with A the largest |activation digit| (128 for s8, 255 for u8), which bounds every partial
     sum of every P_rq; the int64 recombination below 2^63.
     """
+    return certify_digit_layers(int_hs.layers, lowering)
+
+
+def certify_digit_layers(layers: list[IntLayer], lowering: str) -> list[dict[str, Any]]:
+    """`certify_digits` for any list of integer layers (h_s, or g_s with its IGDN1 norms)."""
     split = ACTIVATION_SPLITS[Lowering(lowering)]
     problems: list[str] = []
     reports = []
-    for index, layer in enumerate(int_hs.layers):
+    for index, layer in enumerate(layers):
         if layer.clamp > DIGIT_CLAMP_LIMIT:
             problems.append(f"layer {index}: clamp {layer.clamp} outside the activation digits")
         planes = weight_digits(layer.weight)
@@ -548,7 +558,7 @@ def validate_hs_layers(h_s: list[Layer], head: Head) -> None:
         raise ValueError(f"the last h_s layer must output 2M channels (scale and mean), not {c_out}")
 
 
-def _candidate_shifts(amax: float, in_bits: int, spec: PrecisionSpec) -> list[int]:
+def candidate_shifts(amax: float, in_bits: int, spec: PrecisionSpec) -> list[int]:
     """Shifts that leave `headroom_bits` over the calibration maximum inside the clamp."""
     natural = in_bits - 1 - _ceil_log2(max(amax, 2.0**-16))
     return sorted({min(max(natural - room, P_RANGE[0]), P_RANGE[1]) for room in spec.headroom_bits})
@@ -594,14 +604,14 @@ def integerize_hs(
         amax = float(np.abs(inputs[index]).max())
         best: tuple[float, int, IntLayer, np.ndarray] | None = None
         for in_bits in spec.act_bits_choices:
-            for p_in in _candidate_shifts(amax, in_bits, spec):
+            for p_in in candidate_shifts(amax, in_bits, spec):
                 candidate = quantize_layer(layer, p_in, in_bits, spec, rounding)
                 x = _layer_input(chosen[-1] if chosen else None, prev_acc, z, p_in, input_bits)
                 acc = integer_accumulator(candidate, np.clip(x, -candidate.clamp, candidate.clamp))
                 out = _candidate_outputs(h_s, index, candidate, acc, head, precision, chosen, input_bits)
                 score = rate(*out) if rate is not None else _output_error(head, out, target)
                 headroom = in_bits - 1 - p_in
-                if best is None or _better(score, headroom, best[0], best[1]):
+                if best is None or better_candidate(score, headroom, best[0], best[1]):
                     best = (score, headroom, candidate, acc)
         assert best is not None
         score, _, picked, prev_acc = best
@@ -621,7 +631,7 @@ def integerize_hs(
     return int_hs
 
 
-def _better(score: float, headroom: int, best_score: float, best_headroom: int) -> bool:
+def better_candidate(score: float, headroom: int, best_score: float, best_headroom: int) -> bool:
     """Lower score wins; scores within 0.01 % of each other are equal, and then more headroom wins."""
     tolerance = 1e-4 * abs(best_score)
     if abs(score - best_score) <= tolerance:

@@ -44,6 +44,9 @@ _BIAS_STEP = 2.0**-10  # between machines cannot change the weights
 TRANSFORMS = ("relu", "gdn")
 GDN_ACTS = ("gdn1", "igdn1")  # the architecture's "gdn" transform is the simplified GDN (GDN1)
 NETWORKS = ("g_a", "h_a", "h_s", "g_s")
+HYPERPRIOR, LOWCOMPLEXITY = "hyperprior", "lowcomplexity"
+FAMILIES = (HYPERPRIOR, LOWCOMPLEXITY)  # lowcomplexity: g_a and g_s only, factorized prior on y
+_HYPER_FIELDS = ("levels", "mean_bits", "sigma_min", "sigma_max")  # what a factorized family has no use for
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,11 @@ class Architecture:
     sigma_min: float = 0.11
     sigma_max: float = 256.0
     transform: str = "relu"  # hidden non-linearity of g_a / g_s: "relu", or "gdn" (simplified GDN / IGDN)
+    family: str = HYPERPRIOR  # "lowcomplexity": the factorized-prior autoencoder of codec/lowcx.py
 
     def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
         if self.transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}")
         if self.n < 1 or self.m < 1:
@@ -72,7 +78,17 @@ class Architecture:
         data = asdict(self)
         if data["transform"] == "relu":  # omitted: packages built before the field keep their digest
             del data["transform"]
+        if data["family"] == HYPERPRIOR:  # omitted for the same reason
+            del data["family"]
+        else:
+            for key in _HYPER_FIELDS:
+                del data[key]
         return data
+
+    @property
+    def factorized(self) -> bool:
+        """g_a and g_s only: no hyper-latent z, no h_a, no h_s."""
+        return self.family == LOWCOMPLEXITY
 
     @classmethod
     def from_dict(cls, data: dict) -> "Architecture":
@@ -89,11 +105,18 @@ def network_layers(arch: Architecture) -> dict[str, list[LayerSpec]]:
     n, m = arch.n, arch.m
     down, up = ("gdn1", "igdn1") if arch.transform == "gdn" else ("relu", "relu")
     leaky = {"act": "leaky", "slope": LEAKY_SLOPE}
+    g_a = [
+        LayerSpec("conv", c_in, c_out, 5, 2, act)
+        for c_in, c_out, act in ((3, n, down), (n, n, down), (n, n, down), (n, m, None))
+    ]
+    g_s = [
+        LayerSpec("convT", c_in, c_out, 5, 2, act)
+        for c_in, c_out, act in ((m, n, up), (n, n, up), (n, n, up), (n, 3, None))
+    ]
+    if arch.factorized:
+        return {"g_a": g_a, "g_s": g_s}
     return {
-        "g_a": [
-            LayerSpec("conv", c_in, c_out, 5, 2, act)
-            for c_in, c_out, act in ((3, n, down), (n, n, down), (n, n, down), (n, m, None))
-        ],
+        "g_a": g_a,
         "h_a": [
             LayerSpec("conv", m, n, 3, 1, **leaky),
             LayerSpec("conv", n, n, 5, 2, **leaky),
@@ -104,10 +127,7 @@ def network_layers(arch: Architecture) -> dict[str, list[LayerSpec]]:
             LayerSpec("convT", n, n, 5, 2, **leaky),
             LayerSpec("conv", n, 2 * m, 3, 1),
         ],
-        "g_s": [
-            LayerSpec("convT", c_in, c_out, 5, 2, act)
-            for c_in, c_out, act in ((m, n, up), (n, n, up), (n, n, up), (n, 3, None))
-        ],
+        "g_s": g_s,
     }
 
 
@@ -188,6 +208,8 @@ def _normalise(arch: Architecture, weights: dict[str, np.ndarray], seed: int) ->
     x = np.concatenate([pad_image(image) for image in images]).astype(np.float64)
     y = nn.forward(bind(arch, weights)["g_a"], x)
     _scale_layer(weights, "g_a.3", _round_gain(_TARGET_Y_STD / y.std()))
+    if arch.factorized:
+        return
     y = nn.forward(bind(arch, weights)["g_a"], x)
     z = nn.forward(bind(arch, weights)["h_a"], y)
     _scale_layer(weights, "h_a.2", _round_gain(_TARGET_Z_STD / max(z.std(), 1e-6)))
@@ -228,13 +250,18 @@ def check_weights(arch: Architecture, weights: dict[str, np.ndarray]) -> None:
 # --- ONNX graphs ---
 
 
-def analysis_graph(g_a: list[Layer], h_a: list[Layer], abs_before_h_a: bool = False) -> bytes:
-    """g_a + h_a: input "x" float32 [1, 3, H, W] (H, W multiples of 64), outputs "y" and "z".
+def analysis_graph(g_a: list[Layer], h_a: list[Layer] | None, abs_before_h_a: bool = False) -> bytes:
+    """g_a + h_a: input "x" float32 [1, 3, H, W] (H, W multiples of 64), outputs "y" and "z"; without h_a
+    (a factorized family) g_a alone, output "y".
 
     `abs_before_h_a`: h_a sees |y| (the scale-only hyperprior of Balle et al. 2018).
     """
     builder = GraphBuilder()
     y = builder.layers("g_a", "x", g_a)
+    if h_a is None:
+        builder.op("Identity", [y], out="y", node="y.identity")
+        outputs = [image_info("y", g_a[-1].spec.c_out, "/16")]
+        return builder.model("bitmatch_analysis", [image_info("x", 3, "")], outputs)
     h_in = builder.op("Abs", [y], out="y.abs", node="y.abs") if abs_before_h_a else y
     z = builder.layers("h_a", h_in, h_a)
     builder.op("Identity", [y], out="y", node="y.identity")
@@ -258,7 +285,7 @@ def synthesis_graph(g_s: list[Layer]) -> bytes:
 
 def analysis_model(arch: Architecture, weights: dict[str, np.ndarray]) -> bytes:
     nets = bind(arch, weights)
-    return analysis_graph(nets["g_a"], nets["h_a"])
+    return analysis_graph(nets["g_a"], nets.get("h_a"))
 
 
 def synthesis_model(arch: Architecture, weights: dict[str, np.ndarray]) -> bytes:

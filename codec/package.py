@@ -5,7 +5,7 @@ Layout: `manifest.json` plus the files it lists, all at the top level of the pac
     {
       "format": "bitmatch-codec-package",
       "format_version": 1,
-      "precision": "int16" | "int8" | "float",
+      "precision": "int16" | "int8" | "float" | "int16-full",
       "N": <scale levels>,
       "sigma_range": [sigma_min, sigma_max],
       "architecture": {"n": ..., "m": ..., "levels": ..., "mean_bits": ..., "sigma_min": ..., ...},
@@ -38,7 +38,7 @@ from codec.vocabulary import Precision
 FORMAT = "bitmatch-codec-package"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-PRECISIONS = (Precision.INT16, Precision.INT8, Precision.FLOAT)
+PRECISIONS = (Precision.INT16, Precision.INT8, Precision.FLOAT, Precision.INT16_FULL)
 MAX_MEMBER_BYTES = 512 * 2**20
 MAX_ARCHIVE_MEMBERS = 64
 MAX_ARCHIVE_BYTES = 1024 * 2**20

@@ -6,6 +6,9 @@ the reports share.
 - `LATENT_STAGES` are what the decoder rebuilt from the parse: the mean and y_hat. With a float mean (an
   imported float codec) they can drift while the parse holds.
 - `RECON` is the decoded image.
+
+A factorized codec (the lowcomplexity family, codec/lowcx.py) has no hyper-latent, scale index or mean: it
+reports `FACTORIZED_STAGES` only, and `expected_stages` tells the two sets apart from the hashes a side sent.
 """
 
 from codec.vocabulary import Stage
@@ -14,3 +17,12 @@ PARSE_STAGES = (Stage.Z_HAT, Stage.SCALE_INDEX, Stage.SYMBOLS)
 LATENT_STAGES = (Stage.MEAN, Stage.Y_HAT)
 RECON = Stage.RECON
 STAGES = tuple(Stage)
+HYPER_STAGES = (Stage.Z_HAT, Stage.SCALE_INDEX, Stage.MEAN)  # what only a hyperprior codec computes
+FACTORIZED_STAGES = (Stage.SYMBOLS, Stage.Y_HAT, Stage.RECON)
+
+
+def expected_stages(*reported: dict) -> tuple[Stage, ...]:
+    """The stages two sides must both report: `FACTORIZED_STAGES` when neither reported a hyperprior
+    stage, else all of them."""
+    hyper = any(hashes.get(stage) for hashes in reported for stage in HYPER_STAGES)
+    return STAGES if hyper else FACTORIZED_STAGES

@@ -21,15 +21,27 @@ class Stage(StrEnum):
 
 
 class Precision(StrEnum):
-    """The precision of a package's hyper-synthesis h_s (the rest of the codec is float everywhere)."""
+    """The precision of a package's hyper-synthesis h_s; `int16-full` also has the integer synthesis g_s
+    (codec/intsynth.py) after the int16 h_s. Otherwise g_a and g_s are float everywhere."""
 
     FLOAT = "float"
     INT16 = "int16"
     INT8 = "int8"
+    INT16_FULL = "int16-full"
 
     @property
     def is_integer(self) -> bool:
         return self is not Precision.FLOAT
+
+    @property
+    def hs_precision(self) -> "Precision":
+        """The precision of the h_s graph (an int16-full package's h_s is the int16 one)."""
+        return Precision.INT16 if self is Precision.INT16_FULL else self
+
+    @property
+    def integer_synthesis(self) -> bool:
+        """g_s is integer too: the reconstruction is bit-exact wherever y_hat is."""
+        return self is Precision.INT16_FULL
 
 
 class Lowering(StrEnum):

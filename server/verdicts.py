@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from codec.stages import LATENT_STAGES, PARSE_STAGES, RECON, STAGES
+from codec.stages import LATENT_STAGES, PARSE_STAGES, RECON, STAGES, expected_stages
 from codec.vocabulary import TaskStatus, Verdict
 
 BIT_EXACT, LATENT_EXACT, SYMBOL_EXACT = Verdict.BIT_EXACT, Verdict.LATENT_EXACT, Verdict.SYMBOL_EXACT
@@ -73,11 +73,12 @@ def decide(encode: Outcome, decode: Outcome | None, float_mean: bool = True) -> 
 
 
 def compare_hashes(encoder: dict[str, Any], decoder: dict[str, Any], float_mean: bool = True) -> Verdict:
-    for stage in STAGES:
+    required = expected_stages(encoder, decoder)
+    for stage in required:
         if not encoder.get(stage) or not decoder.get(stage):
             side = "encoder" if not encoder.get(stage) else "decoder"
             return Verdict(ERROR, stage, f"{side} reported no {stage} hash")
-    for stage in PARSE_STAGES:
+    for stage in (stage for stage in PARSE_STAGES if stage in required):
         if encoder[stage] != decoder[stage]:
             return Verdict(
                 DESYNC,
@@ -85,7 +86,7 @@ def compare_hashes(encoder: dict[str, Any], decoder: dict[str, Any], float_mean:
                 f"{stage} differs: encoder {encoder[stage][:12]}…, decoder {decoder[stage][:12]}…",
             )
     if encoder["y_hat"] != decoder["y_hat"]:
-        stage = next(s for s in LATENT_STAGES if encoder[s] != decoder[s])
+        stage = next(s for s in LATENT_STAGES if encoder.get(s) != decoder.get(s))
         if not float_mean:
             detail = "symbols identical, but a fixed-point mean rounded the other way: y_hat differs"
             return Verdict(DESYNC, stage, detail)

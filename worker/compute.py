@@ -199,9 +199,10 @@ def _with_extras(
         maps = {
             "index_map": np.ascontiguousarray(result.scale_index, dtype="<i4"),
             "symbol_map": np.ascontiguousarray(latents.symbols, dtype="<i4"),
-            "mean_map": _little(latents.mean),
+            "mean_map": None if latents.mean is None else _little(latents.mean),  # none: codec/lowcx.py
             "y_hat_map": np.ascontiguousarray(result.y_hat_real, dtype="<f4"),
         }
+        maps = {name: values for name, values in maps.items() if values is not None}
         hs_raw = codec.hyper_raw(latents.z_hat)
         if hs_raw is not None:
             maps["hs_raw_map"] = _little(hs_raw)

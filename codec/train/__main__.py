@@ -4,9 +4,12 @@ python -m codec.train all --seed 0 --out packages/      # everything, in order
 python -m codec.train data                              # fetch sources, write data/testset and crops
 python -m codec.train base --seed 0                     # base model at the middle lambda
 python -m codec.train finetune --seed 0 --rate 1        # one rate point (1..4) from the base
-python -m codec.train export --out packages/            # int16, int8 and float packages per rate point
-python -m codec.train integerise --out packages/        # int16 and int8 again, from the float twins
+python -m codec.train export --out packages/            # int16, int8, int16-full, float per rate point
+python -m codec.train integerise --out packages/        # int16, int8, int16-full from the float twins
 python -m codec.train report --out packages/            # RD evaluation: packages/rd.json, packages/rd.png
+python -m codec.train lowcx-base --seed 0               # the lowcomplexity family (codec/lowcx.py): base,
+python -m codec.train lowcx-finetune --rate 1           #   one rate point,
+python -m codec.train lowcx-export --out packages/      #   packages/lowcomplexity{,-nocontext}/qI
 """
 
 from __future__ import annotations
@@ -92,14 +95,15 @@ def finetune_command(work_dir: Path, seed: int, threads: int, rate: int) -> None
 @_WORK
 @_OUT
 def export_command(work_dir: Path, out_dir: Path) -> None:
-    """Build the int16, int8 and float packages of every rate point from the checkpoints."""
+    """Build the int16, int8, int16-full and float packages of every rate point from the checkpoints."""
     _export(work_dir, out_dir)
 
 
 @main.command("integerise")
 @_OUT
 def integerise_command(out_dir: Path) -> None:
-    """Re-integerise the int16 and int8 packages in OUT from the weights of their float twins (no torch)."""
+    """Re-integerise the int16, int8 and int16-full packages in OUT from their float twins' weights (no
+    torch)."""
     from codec.train import export
 
     with progress("integerise", 0, "packages") as steps:
@@ -124,6 +128,68 @@ def report_command(out_dir: Path, runtime: str) -> None:
     (out_dir / "rd.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     evaluate.plot_rd(report, out_dir / "rd.png")
     click.echo(evaluate.format_text(report))
+
+
+@main.command("lowcx-base")
+@_WORK
+@_SEED
+@_THREADS
+def lowcx_base_command(work_dir: Path, seed: int, threads: int) -> None:
+    """Train the lowcomplexity family's base model at the middle lambda."""
+    from codec.train import data, lowcx
+
+    _threads(threads)
+    with progress("lowcx base", lowcx.BASE.steps, "Adam steps") as steps:
+        click.echo(lowcx.train_base(data.load_crops(work_dir), seed, work_dir, progress=steps))
+
+
+@main.command("lowcx-finetune")
+@_WORK
+@_SEED
+@_THREADS
+@click.option("--rate", type=click.IntRange(1, 4), required=True, help="rate point 1 (lowest) .. 4")
+def lowcx_finetune_command(work_dir: Path, seed: int, threads: int, rate: int) -> None:
+    """Fine-tune one lowcomplexity rate point from its base model."""
+    from codec.train import data, lowcx
+
+    _threads(threads)
+    with progress(f"lowcx q{rate}", lowcx.FINETUNE.steps, "Adam steps") as steps:
+        click.echo(lowcx.finetune(data.load_crops(work_dir), seed, work_dir, rate, progress=steps))
+
+
+@main.command("lowcx-export")
+@_WORK
+@_OUT
+def lowcx_export_command(work_dir: Path, out_dir: Path) -> None:
+    """Build OUT/lowcomplexity/qI and OUT/lowcomplexity-nocontext/qI from the lowcx checkpoints."""
+    from codec.train import data, lowcx
+
+    crops = data.load_crops(work_dir)[0]
+    for rate in range(1, len(lowcx.LAMBDAS) + 1):
+        for row in lowcx.export_rate_point(crops, work_dir, out_dir, rate):
+            click.echo(f"{row['name']}: {row['digest']}")
+
+
+@main.command("lowcx-report")
+@_WORK
+@_OUT
+@click.option("--ablation", is_flag=True, help="also contexts without activation bits and the reverse")
+def lowcx_report_command(work_dir: Path, out_dir: Path, ablation: bool) -> None:
+    """RD of the lowcomplexity packages in OUT on data/testset: OUT/lowcomplexity/rd.json."""
+    import json
+    import tempfile
+
+    from codec.train import data, lowcx
+
+    if ablation:
+        with tempfile.TemporaryDirectory() as scratch, progress("lowcx ablation", 0, "encodes") as steps:
+            crops = data.load_crops(work_dir)[0]
+            click.echo(json.dumps(lowcx.ablation(crops, work_dir, out_dir, Path(scratch), steps), indent=1))
+        return
+    with progress("lowcx report", 0, "encodes") as steps:
+        result = lowcx.report(out_dir, progress=steps)
+    (out_dir / "lowcomplexity" / "rd.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    click.echo(json.dumps(result["bd_rate"], indent=1))
 
 
 @main.command("all")

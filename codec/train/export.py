@@ -2,9 +2,10 @@
 
 Training writes one `qI.npz` per rate point (numpy only, no torch needed here): the flat network weights of
 codec/networks.py, the learned factorized z prior (per channel Laplace location and log scale) and a JSON
-`meta` entry (architecture, lambda, seed). `build_rate_point` turns that into three packages that share the
+`meta` entry (architecture, lambda, seed). `build_rate_point` turns that into four packages that share the
 weights: int16 (paper 003) and int8 (paper 002) hyper-synthesis, integerised by `codec.codec.build_package`
-on its calibration latents, and the float twin. The only differences from a random package are the weights
+on its calibration latents, int16-full (the int16 h_s and the integer g_s of codec/intsynth.py), and the
+float twin. The only differences from a random package are the weights
 and the z tables, which come from the learned prior instead of a fit to calibration latents.
 
 Layout: `OUT/PRECISION/qI/` (I = 1 lowest rate .. 4), so each precision is one family of rate points.
@@ -25,7 +26,8 @@ from codec.progress import SILENT, Progress
 from codec.tables import CodeTables, tables_from_pmfs
 from codec.vocabulary import Precision
 
-PRECISIONS = (Precision.INT16, Precision.INT8, Precision.FLOAT)
+PRECISIONS = (Precision.INT16, Precision.INT8, Precision.FLOAT, Precision.INT16_FULL)
+INTEGER_PRECISIONS = (Precision.INT16, Precision.INT8, Precision.INT16_FULL)
 WEIGHTS_PRECISION = Precision.FLOAT  # the one package per rate point that keeps a copy of the float weights
 Z_LOC, Z_LOG_SCALE, META = "z_prior.loc", "z_prior.log_scale", "meta"
 Z_MIN_SCALE = 0.05  # the training density clamps the Laplace scale to this
@@ -135,7 +137,7 @@ def _build(
 
 def rebuild_integer(
     packages_dir: Path,
-    precisions: tuple[str, ...] = (Precision.INT16, Precision.INT8),
+    precisions: tuple[str, ...] = INTEGER_PRECISIONS,
     progress: Progress = SILENT,
 ) -> list[dict]:
     """Re-integerise the shipped families from the weights their float twins carry (no training needed)."""
@@ -159,7 +161,7 @@ def rebuild_integer(
 
 
 def export_all(work_dir: Path, out_root: Path, progress: Progress = SILENT) -> list[dict]:
-    """Every rate point found in work_dir (q1.npz .. q4.npz), in all three precisions."""
+    """Every rate point found in work_dir (q1.npz .. q4.npz), in every precision."""
     found = [(rate, Path(work_dir) / f"q{rate}.npz") for rate in range(1, 5)]
     found = [(rate, path) for rate, path in found if path.exists()]
     progress.add_total(len(found) * len(PRECISIONS))

@@ -18,6 +18,7 @@ import torch
 from codec import networks
 from codec.progress import SILENT, Progress
 from codec.train import export
+from codec.train.factorized import FactorizedCodec, factorized_loss
 from codec.train.model import HyperpriorCodec, rd_loss
 
 # N=32, M=48 keeps the twelve packages (4 rate points x 3 precisions) under 30 MB; simplified GDN in g_a / g_s
@@ -58,7 +59,7 @@ def batches(crops: np.ndarray, batch: int, seed: int, weights: np.ndarray | None
 
 
 def train(
-    model: HyperpriorCodec,
+    model: HyperpriorCodec | FactorizedCodec,
     crops: np.ndarray,
     lmbda: float,
     schedule: Schedule,
@@ -81,7 +82,7 @@ def train(
         if step == decay_at:
             for group in optimizer.param_groups:
                 group["lr"] = schedule.lr / 10
-        terms = rd_loss(model(x), x, lmbda)
+        terms = loss_of(model)(model(x), x, lmbda)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), schedule.clip)
@@ -107,14 +108,24 @@ def train(
     return rows
 
 
-def save_checkpoint(model: HyperpriorCodec, path: Path, meta: dict) -> None:
+def model_of(arch: networks.Architecture) -> HyperpriorCodec | FactorizedCodec:
+    """The torch model of an architecture's family."""
+    return FactorizedCodec(arch) if arch.factorized else HyperpriorCodec(arch)
+
+
+def loss_of(model: HyperpriorCodec | FactorizedCodec):  # type: ignore[no-untyped-def]
+    """The rate-distortion loss of a model's family."""
+    return factorized_loss if isinstance(model, FactorizedCodec) else rd_loss
+
+
+def save_checkpoint(model: HyperpriorCodec | FactorizedCodec, path: Path, meta: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state": model.state_dict(), "arch": model.arch.to_dict(), "meta": meta}, path)
 
 
-def load_checkpoint(path: Path) -> tuple[HyperpriorCodec, dict]:
+def load_checkpoint(path: Path) -> tuple[HyperpriorCodec | FactorizedCodec, dict]:
     data = torch.load(path, map_location="cpu", weights_only=True)
-    model = HyperpriorCodec(networks.Architecture.from_dict(data["arch"]))
+    model = model_of(networks.Architecture.from_dict(data["arch"]))
     model.load_state_dict(data["state"])
     model.eval()
     return model, data["meta"]

@@ -137,3 +137,50 @@ def float_hs(layers, z: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         elif spec.act == "leaky":
             x = np.maximum(x, x * spec.slope)
     return inputs, x
+
+
+# --- the integer g_s (codec/intsynth.py) ---
+
+
+def gs_output_units(int_gs, index: int) -> np.ndarray:
+    """Per channel, the exponent e of layer `index`'s output (units 2^-e), read from the layer data."""
+    layer, norm = int_gs.layers[index], int_gs.norms[index]
+    if norm is None:
+        return layer.shift.astype(np.int64) + layer.p_in
+    return np.full(layer.out_channels, norm.layer.p_in + norm.norm_shift, np.int64)
+
+
+def igdn1(layer, norm, acc: np.ndarray, accumulators: list[np.ndarray] | None) -> np.ndarray:
+    """t = clip(acc >> (e - q)), n = B + G |t| (a 1x1 conv), n' = clip(n >> (g + q - s)), out = t n'."""
+    q, s = norm.layer.p_in, norm.norm_shift
+    limit = norm.layer.clamp
+    t = np.clip(shift_floor(acc, layer.shift.astype(np.int64) + layer.p_in - q), -limit, limit)
+    n = accumulator(norm.layer, np.abs(t))
+    if accumulators is not None:
+        accumulators.append(n)
+    n = np.clip(shift_floor(n, norm.layer.shift.astype(np.int64) + q - s), -limit, limit)
+    return t * n
+
+
+def reference_gs(int_gs, y_hat: np.ndarray, accumulators: list[np.ndarray] | None = None) -> np.ndarray:
+    """Run the integer g_s on y_hat [B, M, h, w] (units 2^-input_bits) in int64; returns pixels in [0, 255].
+
+    If `accumulators` is a list, every accumulator (each layer's, then its IGDN1 norm's) is appended to it.
+    """
+    layers = int_gs.layers
+    a = shift_floor(np.asarray(y_hat).astype(np.int64), np.array([int_gs.input_bits - layers[0].p_in]))
+    out = a
+    for index, layer in enumerate(layers):
+        acc = accumulator(layer, np.clip(a, -layer.clamp, layer.clamp))
+        if accumulators is not None:
+            accumulators.append(acc)
+        norm = int_gs.norms[index]
+        if norm is not None:
+            out = igdn1(layer, norm, acc, accumulators)
+        else:
+            out = np.maximum(acc, 0) if layer.spec.act == "relu" else acc
+        if index + 1 < len(layers):
+            a = shift_floor(out, gs_output_units(int_gs, index) - layers[index + 1].p_in)
+    e = gs_output_units(int_gs, len(layers) - 1)
+    half = np.where(e >= 1, np.left_shift(1, np.maximum(e - 1, 0)), 0).reshape(1, -1, 1, 1)
+    return np.clip(shift_floor(out * 255 + half, e), 0, 255)

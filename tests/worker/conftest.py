@@ -263,6 +263,20 @@ def shipped() -> dict[str, tuple[str, bytes]]:
 
 
 @pytest.fixture(scope="session")
+def full_packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, bytes]]:
+    """int16-full packages (integer g_s too): the random one of `packages`' seed and the shipped one of
+    SHIPPED_RATE_POINT: {"random" | "shipped": (digest, archive)}."""
+    from codec.package import CodecPackage, archive_bytes
+
+    root = tmp_path_factory.mktemp("full")
+    package = CodecPackage.load(ROOT / "packages" / "int16-full" / SHIPPED_RATE_POINT)
+    return {
+        "random": build_package(root / "random", "int16-full"),
+        "shipped": (package.digest, archive_bytes(package)),
+    }
+
+
+@pytest.fixture(scope="session")
 def photo_png() -> bytes:
     """A 96x64 photograph of the bundled test set (what the demo codes)."""
     return (ROOT / "data" / "testset" / "demo" / "garden.png").read_bytes()

@@ -1,6 +1,7 @@
 """The encoder x decoder matrix over real workers: native, single-threaded, ONNX reference, and qemu-user
 emulated aarch64 and SSE-only x86. The int16 package must give every decoder the encoder's y_hat; the float
-twin's differing pairs are printed, not asserted (the machine decides)."""
+twin's differing pairs are printed, not asserted (the machine decides). The int16-full packages (integer g_s)
+must give every decoder the encoder's reconstruction too."""
 
 import base64
 import concurrent.futures
@@ -27,7 +28,7 @@ def provision(name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def workers(harness, packages, lowered_packages, shipped, tmp_path_factory):
+def workers(harness, packages, lowered_packages, shipped, full_packages, tmp_path_factory):
     for name in TARGETS:
         provision(name)
     root = tmp_path_factory.mktemp("matrix")
@@ -35,7 +36,8 @@ def workers(harness, packages, lowered_packages, shipped, tmp_path_factory):
     started = harness.start_workers(specs)
     try:
         for worker in started:
-            for digest, archive in [*packages.values(), *lowered_packages.values(), *shipped.values()]:
+            uploads = [packages, lowered_packages, shipped, full_packages]
+            for digest, archive in [pair for group in uploads for pair in group.values()]:
                 assert worker.upload(archive, digest).status_code == 201
         yield {worker.target: worker for worker in started}
     finally:
@@ -145,3 +147,16 @@ def test_shipped_trained_packages_every_decoder_gets_the_encoders_y_hat(
 def test_shipped_float_twin_matrix_is_reported(workers, shipped, photo_png, capsys):
     """The trained float twin on the same photograph (where paper 003's desync would show)."""
     print_float_matrix(workers, shipped["float"][0], photo_png, "trained float twin", capsys)
+
+
+@pytest.mark.parametrize("which", ["random", "shipped"])
+def test_int16_full_packages_every_decoder_gets_the_encoders_reconstruction(
+    workers, full_packages, png, photo_png, which, capsys
+):
+    """The integer g_s: every stage, the reconstruction included, is the encoder's on every decoder."""
+    image = png if which == "random" else photo_png
+    encodes, decodes = run_matrix(workers, full_packages[which][0], image)
+    with capsys.disabled():
+        print("\n" + report(f"{which} int16-full package, encoder -> decoder:", encodes, decodes))
+    for (enc, dec), decoded in decodes.items():
+        assert differing_stages(encodes[enc], decoded) == [], (enc, dec)  # the `bit-exact` verdict

@@ -1,0 +1,109 @@
+"""Building lowcomplexity packages (codec/lowcx.py): the latents of training images, the fitted context
+model, the graphs and the manifest. `build_random` makes one from deterministic random weights (tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from codec import contexts_fit, networks
+from codec.build import canonical_json, tables_npz, weights_npz
+from codec.codec import ANALYSIS, CERTIFICATE, SYNTHESIS, WEIGHTS
+from codec.contexts import ContextModel
+from codec.entropy import _rint_symbols
+from codec.errors import PackageError
+from codec.lowcx import ACTIVATION_TABLES, Y_TABLES
+from codec.package import write_package
+from codec.vocabulary import Lowering, Precision
+
+RANDOM_IMAGES, RANDOM_SIZE = 8, 128
+
+
+def integer_latents(
+    arch: networks.Architecture, weights: dict[str, np.ndarray], images: list[np.ndarray]
+) -> np.ndarray:
+    """round(g_a(x)) [B, M, h, w] int64 of images of one size, through the package's own analysis graph
+    (ONNX Runtime, one thread, no graph optimisations)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    model = networks.analysis_model(arch, weights)
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    y = [session.run(["y"], {"x": networks.pad_image(image)})[0] for image in images]
+    return _rint_symbols(np.concatenate(y)).astype(np.int64)
+
+
+def synthesis_graph(
+    precision: str,
+    arch: networks.Architecture,
+    weights: dict[str, np.ndarray],
+    calibration_y_hat: np.ndarray,
+    lowering: str = Lowering.FLOAT64,
+) -> tuple[bytes, dict | None]:
+    """g_s as ONNX: float, or for `int16-full` the integer g_s of codec/intsynth.py (integer y_hat in,
+    uint8 pixels out) calibrated on integer latents, with its certificate (None for a float g_s)."""
+    if precision not in (Precision.FLOAT, Precision.INT16_FULL):
+        raise PackageError(f"a lowcomplexity package is float or int16-full, not {precision}")
+    if not Precision(precision).integer_synthesis:
+        return networks.synthesis_model(arch, weights), None
+    from codec.intsynth import build_gs_onnx, certify_gs, integerize_gs
+
+    int_gs = integerize_gs(networks.bind(arch, weights)["g_s"], calibration_y_hat, input_bits=0)
+    return build_gs_onnx(int_gs, lowering), certify_gs(int_gs, lowering)
+
+
+def build_package(
+    out_dir: str | Path,
+    arch: networks.Architecture,
+    weights: dict[str, np.ndarray],
+    model: ContextModel,
+    synthesis: tuple[bytes, dict | None],
+    metadata: dict | None = None,
+    store_weights: bool = True,
+) -> str:
+    """Write a lowcomplexity package coding y with `model`; returns its digest. `synthesis` is the g_s
+    graph of `synthesis_graph` and its certificate: float (None) or integer (the package is int16-full)."""
+    networks.check_weights(arch, weights)
+    graph, certificate = synthesis
+    files = {
+        ANALYSIS: networks.analysis_model(arch, weights),
+        SYNTHESIS: graph,
+        Y_TABLES: tables_npz(model.tables),
+    }
+    if model.activation_tables is not None:
+        files[ACTIVATION_TABLES] = tables_npz(model.activation_tables)
+    if certificate is not None:
+        files[CERTIFICATE] = canonical_json(certificate)
+    if store_weights:
+        files[WEIGHTS] = weights_npz(weights)
+    manifest = {
+        "precision": str(Precision.FLOAT if certificate is None else Precision.INT16_FULL),
+        "architecture": arch.to_dict(),
+        "contexts": model.to_json(),
+        "y_tables_sha256": model.tables.sha256,
+        **(metadata or {}),
+    }
+    return write_package(out_dir, manifest, files)
+
+
+def build_random(
+    out_dir: str | Path,
+    n: int,
+    m: int,
+    seed: int,
+    contexts: int = 4,
+    activation: bool = True,
+    precision: str = Precision.FLOAT,
+) -> str:
+    """A package from deterministic random weights; its context model (and an int16-full g_s) fitted on
+    synthetic images of `seed`."""
+    arch = networks.Architecture(n=n, m=m, family=networks.LOWCOMPLEXITY)
+    weights = networks.random_weights(arch, seed)
+    images = networks.synthetic_images(seed, RANDOM_IMAGES, RANDOM_SIZE)
+    latents = integer_latents(arch, weights, images)
+    model = contexts_fit.fit(latents, contexts, activation)
+    synthesis = synthesis_graph(precision, arch, weights, latents)
+    return build_package(out_dir, arch, weights, model, synthesis, {"weights": "random", "seed": seed})
