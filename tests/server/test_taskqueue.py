@@ -97,7 +97,6 @@ def test_a_result_is_recorded_only_under_the_lease_it_was_claimed_with(db, job):
     assert status(db, 1) == ("done", 2, 2)
 
 
-
 def test_a_database_without_update_returning_reads_the_attempt_after_the_claim(db, job):
     """SQLite before 3.35 has no UPDATE ... RETURNING: the claim reads the attempt in a second statement."""
     db.engine.dialect.update_returning = False
@@ -106,6 +105,7 @@ def test_a_database_without_update_returning_reads_the_attempt_after_the_claim(d
     q.release(first, "given back")
     again = q.claim(2, "cpu", slots=1)
     assert (first.attempt, again.task_id, again.attempt) == (1, first.task_id, 2)
+
 
 def test_a_renewed_lease_outlives_its_first_expiry(db, job):
     q = queue(db)
