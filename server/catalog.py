@@ -20,10 +20,19 @@ from server.storage import BlobStore
 
 
 def codec_label(manifest: dict[str, Any], digest: str) -> str:
+    """The manifest's name, else family, precision and digest: `int16-1a2b3c4d` for the hyperprior,
+    `lowcomplexity-int16-full-...` (or `lowcomplexity-nocontext-...`, one CDF per channel) for paper 001's."""
     name = manifest.get("name")
-    return (
-        str(name) if isinstance(name, str) and name else f"{manifest.get('precision', 'codec')}-{digest[:8]}"
-    )
+    if isinstance(name, str) and name:
+        return name
+    parts = [str(manifest.get("precision", "codec")), digest[:8]]
+    architecture = manifest.get("architecture")
+    family = architecture.get("family") if isinstance(architecture, dict) else None
+    if isinstance(family, str) and family != "hyperprior":
+        contexts = manifest.get("contexts")
+        single = isinstance(contexts, dict) and contexts.get("contexts") == 1
+        parts.insert(0, f"{family}-nocontext" if single else family)
+    return "-".join(parts)
 
 
 def architecture_key(manifest: dict[str, Any]) -> str:
