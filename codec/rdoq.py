@@ -266,32 +266,33 @@ def group_order(shape: tuple[int, ...], stride: int) -> Iterator[Sites]:
                 yield np.full_like(y, c), y, x
 
 
+def candidate_costs(problem: Problem, sites: Sites, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(candidates, their change of J in bits), each [len(STEPS), sites]: every crop of a call (the sites'
+    current crops, then those of each step) in one g_s run."""
+    count, steps = len(current), len(STEPS)
+    candidates = np.stack([current + step for step in STEPS])
+    channel = np.concatenate([np.full(count, -1), *[sites[0]] * steps])
+    real = np.concatenate([np.zeros(count, np.float32), *[problem.real(v, sites) for v in candidates]])
+    rows, cols = np.tile(sites[1], 1 + steps), np.tile(sites[2], 1 + steps)
+    sse = problem.distortion.sse(rows, cols, channel, real).reshape(1 + steps, count)
+    rate = np.stack([rate_deltas(problem.rate, problem.symbols, sites, v) for v in candidates])
+    return candidates, problem.weight * (sse[1:] - sse[0]) + rate / RATE_UNIT
+
+
 def decide(problem: Problem, sites: Sites) -> int:
     """Decide the sites together from the current state; apply and count the accepted changes."""
-    symbols = problem.symbols
-    current = symbols[0][sites].astype(np.int64)
-    eligible = current != problem.rate.most_probable(symbols, sites)
+    current = problem.symbols[0][sites].astype(np.int64)
+    eligible = current != problem.rate.most_probable(problem.symbols, sites)
     if not eligible.any():
         return 0
     sites = tuple(axis[eligible] for axis in sites)
-    current = current[eligible]
-    count = len(current)
-    candidates = [current + step for step in STEPS]
-    channel = np.concatenate([np.full(count, -1), *[sites[0]] * len(STEPS)])
-    real = np.concatenate([np.zeros(count, np.float32), *[problem.real(v, sites) for v in candidates]])
-    rows, cols = np.tile(sites[1], 1 + len(STEPS)), np.tile(sites[2], 1 + len(STEPS))
-    sse = problem.distortion.sse(rows, cols, channel, real).reshape(1 + len(STEPS), count)
-    cost = np.stack(
-        [
-            problem.weight * (sse[1 + i] - sse[0]) + rate_deltas(problem.rate, symbols, sites, v) / RATE_UNIT
-            for i, v in enumerate(candidates)
-        ]
-    )
-    best = np.argmin(cost, axis=0)  # first on ties
-    accept = cost[best, np.arange(count)] < 0
+    candidates, cost = candidate_costs(problem, sites, current[eligible])
+    best = np.argmin(cost, axis=0)  # the first step on ties
+    columns = np.arange(cost.shape[1])
+    accept = cost[best, columns] < 0
     chosen = tuple(axis[accept] for axis in sites)
-    values = np.stack(candidates)[best, np.arange(count)][accept]
-    symbols[0][chosen] = values
+    values = candidates[best, columns][accept]
+    problem.symbols[0][chosen] = values
     problem.distortion.set(chosen, problem.real(values, chosen))
     return int(accept.sum())
 
