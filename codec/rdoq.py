@@ -17,10 +17,10 @@ Family-generic pieces:
 
 Order (deterministic, documented): per pass, per channel c = 0..C-1, per offset (oy, ox) in raster order of a
 `stride` x `stride` block, one group = every site (c, oy + i stride, ox + j stride). Sites of one group do not
-interact: another group member lies outside a site's crop (stride > radius) and outside the reach of its rate
-changes (stride > 2 reach), so deciding them all from the state at the start of the group is exactly the same
-as deciding them one after another in raster order (`batch_sites=1`, the sequential reference). A pass that
-changes nothing ends the search early.
+interact: another group member lies outside any crop holding a site (stride > 2 radius, as crops shift
+inward at the borders) and outside the reach of its rate changes (stride > 2 reach), so deciding them all
+from the state at the start of the group is exactly the same as deciding them one after another in raster
+order (`batch_sites=1`, the sequential reference). A pass that changes nothing ends the search early.
 
 Units: the manifest's lambda is the training's, loss = lambda 255^2 MSE + bpp with MSE over the RGB samples in
 [0, 1]. Multiplied by the pixel count that is J = bits + lambda / 3 * SSE with SSE summed over the RGB samples
@@ -30,7 +30,6 @@ D is measured on the decoder's uint8 reconstruction (rounded, clamped) inside th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -182,11 +181,19 @@ def footprint(g_s: list[LayerSpec]) -> int:
     return width
 
 
+def receptive_field(g_s: list[LayerSpec]) -> int:
+    """Latents per axis that the distortion change of one latent depends on: its footprint reaches
+    h = (F - 1) / 2 pixels either side, and each of those pixels depends on the latents within h of it,
+    so 2 floor(2h / 16) + 1 (7 for four 5x5 stride-2 layers; a crop of 7 gives the exact change)."""
+    reach = footprint(g_s) - 1
+    return 2 * (reach // LATENT_STRIDE) + 1
+
+
 def default_radius(g_s: list[LayerSpec]) -> int:
-    """Half the receptive field: the latents a change's footprint depends on span 2 ceil(F / 16) + 1 per
-    axis (9 for four 5x5 stride-2 layers); half of that is a crop of 2 radius + 1 = 5."""
-    field = 2 * math.ceil(footprint(g_s) / LATENT_STRIDE) + 1
-    return field // 4
+    """Half the receptive field, rounded up to an odd crop: 7 -> 4 -> a crop of 5 (radius 2). Measured on
+    int16/q2 (30 random +1 changes): mean error of the distortion change 31 % with radius 1, 5 % with
+    radius 2, 0 with radius 3."""
+    return (receptive_field(g_s) + 1) // 4
 
 
 def batched_synthesis(model: bytes) -> bytes:
@@ -201,39 +208,51 @@ def batched_synthesis(model: bytes) -> bytes:
 
 
 class CropDistortion:
-    """Squared error of g_s's uint8 output on latent crops, against the image inside its borders."""
+    """Squared error of g_s's uint8 output on latent crops, against the image inside its borders.
+
+    A crop is (2 radius + 1)^2 latents (fewer where the latent is smaller) centred on its site, shifted
+    inward at the latent's borders: g_s on a crop treats the crop's edges as the latent's, exactly what the
+    decoder does at the real borders, so a crop never reaches past them (zero latents there would be wrong:
+    g_s's biases make its hidden layers non-zero past the border)."""
 
     def __init__(self, session, y_real: np.ndarray, image: np.ndarray, radius: int) -> None:
         self.session, self.radius = session, radius
-        r, px = radius, radius * LATENT_STRIDE
-        self.latent = np.pad(y_real[0], ((0, 0), (r, r), (r, r))).astype(np.float32)
+        self.latent = np.array(y_real[0], np.float32)
+        _, rows, cols = self.latent.shape
+        self.size = (min(2 * radius + 1, rows), min(2 * radius + 1, cols))
         height, width = image.shape[:2]
-        canvas = (y_real.shape[2] * LATENT_STRIDE + 2 * px, y_real.shape[3] * LATENT_STRIDE + 2 * px)
-        self.target = np.zeros((3, *canvas), np.float32)
-        self.target[:, px : px + height, px : px + width] = image.transpose(2, 0, 1)
-        self.mask = np.zeros(canvas, np.float32)
-        self.mask[px : px + height, px : px + width] = 1.0
+        self.target = np.zeros((3, rows * LATENT_STRIDE, cols * LATENT_STRIDE), np.float32)
+        self.target[:, :height, :width] = image.transpose(2, 0, 1)
+        self.mask = np.zeros(self.target.shape[1:], np.float32)
+        self.mask[:height, :width] = 1.0
 
     def set(self, sites: Sites, real: np.ndarray) -> None:
-        c, y, x = sites
-        self.latent[c, y + self.radius, x + self.radius] = real
+        self.latent[sites] = real
+
+    def origins(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-left latent of the crop of each site."""
+        _, height, width = self.latent.shape
+        top = np.clip(rows - self.radius, 0, height - self.size[0])
+        left = np.clip(cols - self.radius, 0, width - self.size[1])
+        return top, left
 
     def sse(self, rows: np.ndarray, cols: np.ndarray, channel: np.ndarray, real: np.ndarray) -> np.ndarray:
-        """SSE of each crop centred on (rows[i], cols[i]) with latent channel[i] there set to real[i]
+        """SSE of the crop of each site (rows[i], cols[i]) with latent channel[i] there set to real[i]
         (channel -1: unchanged), float64."""
-        k, r = 2 * self.radius + 1, self.radius
-        windows = np.lib.stride_tricks.sliding_window_view(self.latent, (k, k), axis=(1, 2))
-        crops = np.ascontiguousarray(windows[:, rows, cols].transpose(1, 0, 2, 3))
-        changed = channel >= 0
-        crops[np.flatnonzero(changed), channel[changed], r, r] = real[changed]
+        top, left = self.origins(rows, cols)
+        windows = np.lib.stride_tricks.sliding_window_view(self.latent, self.size, axis=(1, 2))
+        crops = np.ascontiguousarray(windows[:, top, left].transpose(1, 0, 2, 3))
+        changed = np.flatnonzero(channel >= 0)
+        crops[changed, channel[changed], (rows - top)[changed], (cols - left)[changed]] = real[changed]
         x_hat = np.asarray(self.session.run({"y_hat": crops})["x_hat"])
         pixels = np.clip(np.rint(x_hat * np.float32(255.0)), 0, 255)
-        size = k * LATENT_STRIDE
-        target = np.lib.stride_tricks.sliding_window_view(self.target, (size, size), axis=(1, 2))
-        target = target[:, rows * LATENT_STRIDE, cols * LATENT_STRIDE].transpose(1, 0, 2, 3)
-        mask = np.lib.stride_tricks.sliding_window_view(self.mask, (size, size))
-        mask = mask[rows * LATENT_STRIDE, cols * LATENT_STRIDE][:, None]
-        error = (pixels - target) * mask
+        size = (self.size[0] * LATENT_STRIDE, self.size[1] * LATENT_STRIDE)
+        target = np.lib.stride_tricks.sliding_window_view(self.target, size, axis=(1, 2))
+        target = target[:, top * LATENT_STRIDE, left * LATENT_STRIDE].transpose(1, 0, 2, 3)
+        mask = np.lib.stride_tricks.sliding_window_view(self.mask, size)[
+            top * LATENT_STRIDE, left * LATENT_STRIDE
+        ]
+        error = (pixels - target) * mask[:, None]
         return np.einsum("bchw,bchw->b", error, error, dtype=np.float64)
 
 
@@ -298,7 +317,9 @@ def decide(problem: Problem, sites: Sites) -> int:
 
 
 def stride_for(radius: int, model: RateModel) -> int:
-    return max(radius + 1, 2 * context_reach(model) + 1)
+    """Sites this far apart on some axis never share a crop (a crop spans up to 2 radius from its site
+    at a border) nor a rate change's reach."""
+    return max(2 * radius + 1, 2 * context_reach(model) + 1)
 
 
 def optimise(problem: Problem, passes: int, batch_sites: int = DEFAULT_BATCH_SITES) -> list[int]:

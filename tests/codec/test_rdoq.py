@@ -172,7 +172,7 @@ def test_packages_without_an_exact_decoder_or_a_lambda_are_refused(packages, cod
 
 def test_default_window_is_half_the_receptive_field():
     g_s = networks.network_layers(networks.Architecture(n=N, m=M))["g_s"]
-    assert rdoq.footprint(g_s) == 61
+    assert rdoq.footprint(g_s) == 61 and rdoq.receptive_field(g_s) == 7
     assert rdoq.default_radius(g_s) == 2
 
 
