@@ -221,3 +221,28 @@ def json_changes(output: str) -> list[int]:
     import json
 
     return json.loads(output)["rdoq"]["changes"]
+
+
+def test_a_crop_of_the_receptive_field_gives_the_exact_distortion_change(codec):
+    image = _image(64, 112, seed=9)
+    latents = codec.encode(image, reconstruct=False).latents
+    y_model = codec.y_model
+    distortion = rdoq.CropDistortion(codec.batched_synthesis(), y_model.real(latents.y_hat), image, 3)
+
+    def full_sse(symbols: np.ndarray) -> float:
+        recon = codec._synthesise(y_model.dequantize(symbols, latents.mean), *image.shape[:2])
+        return float(np.sum((recon.astype(np.float64) - image) ** 2))
+
+    base = full_sse(latents.symbols)
+    sites = (np.array([0, 3, 5, 11]), np.array([0, 3, 1, 2]), np.array([0, 6, 4, 7]))
+    values = latents.symbols[0][sites] + 1
+    real = y_model.real(y_model.dequantize(values, latents.mean[0][sites]))
+    count = len(values)
+    channel = np.concatenate([np.full(count, -1), sites[0]])
+    sse = distortion.sse(
+        np.tile(sites[1], 2), np.tile(sites[2], 2), channel, np.concatenate([0 * real, real])
+    )
+    for i in range(count):
+        changed = latents.symbols.copy()
+        changed[0][tuple(axis[i] for axis in sites)] = values[i]
+        assert sse[count + i] - sse[i] == full_sse(changed) - base
