@@ -21,7 +21,9 @@ Measured 2026-12-01 (x86_64, 2 shared cores, ort-cpu, 3 passes):
 - BD (packages/int16 on the 12 images of data/testset): BD-rate -22.01 % (PCHIP), -21.97 % (Akima),
   BD-PSNR +0.651 dB; bjontegaard warns that the curves overlap by 64 % (under its 75 %), since RDOQ moves
   every point to a lower rate. Per rate point q1..q4: bpp -11.9 / -9.4 / -7.0 / -4.7 %, PSNR +0.27 / +0.38 /
-  +0.49 / +0.56 dB, J -8.1 / -8.2 / -8.6 / -9.0 %, lower J on every image; 25 to 34 s per image.
+  +0.49 / +0.56 dB, J -8.1 / -8.2 / -8.6 / -9.0 %, lower J on every image; 25 to 34 s per image (load
+  average about 5). With `--passes 1`: BD-rate -18.29 % (PCHIP), -18.25 % (Akima), BD-PSNR +0.520 dB,
+  J -6.9 to -7.3 %, 3.6 to 7.8 s per image (load average under 1).
 """
 
 from __future__ import annotations
