@@ -26,3 +26,11 @@ def expected_stages(*reported: dict) -> tuple[Stage, ...]:
     stage, else all of them."""
     hyper = any(hashes.get(stage) for hashes in reported for stage in HYPER_STAGES)
     return STAGES if hyper else FACTORIZED_STAGES
+
+
+def package_stages(manifest: dict) -> tuple[Stage, ...]:
+    """The stages a package's codec reports, from its manifest: `FACTORIZED_STAGES` for the lowcomplexity
+    family, every stage for the hyperprior."""
+    architecture = manifest.get("architecture")
+    family = architecture.get("family") if isinstance(architecture, dict) else None
+    return FACTORIZED_STAGES if family == "lowcomplexity" else STAGES

@@ -24,6 +24,7 @@ from codec import errors as codec_errors
 from codec.codec import latent_format
 from codec.entropy import FLOAT
 from codec.errors import CodecError
+from codec.stages import package_stages
 from codec.vocabulary import JobStatus, Precision, TaskStatus
 from server import bdrate, drift, verdicts
 from server.anchors import AnchorCache
@@ -62,6 +63,7 @@ class CodecFacts:
     precision: str
     float_mean: bool  # the package's mean is float: latent drift is symbol-exact, not a desync
     archive_sha256: str
+    stages: tuple[str, ...]  # the stages its codec reports (codec.stages.package_stages)
 
 
 @dataclass
@@ -186,7 +188,9 @@ class Recorder:
         if found is None:
             with self.db.session() as session:
                 row = session.get(CodecRow, codec_id)
-                found = CodecFacts(row.precision, _float_mean(row.manifest), row.archive_sha256)
+                found = CodecFacts(
+                    row.precision, _float_mean(row.manifest), row.archive_sha256, _stages(row.manifest)
+                )
             self._codecs[codec_id] = found
         return found
 
@@ -238,10 +242,9 @@ class Recorder:
         first_encode = encodes[0] if encodes else None
         first_decode = decodes[0] if decodes else None
         encode_outcome = _outcome(first_encode) if first_encode else verdicts.Outcome(verdicts.NOT_RUN)
-        float_mean = self._has_float_mean(unit.codec_id)
-        verdict = verdicts.decide(
-            encode_outcome, _outcome(first_decode) if first_decode else None, float_mean
-        )
+        codec = self._codec(unit.codec_id)
+        decode_outcome = _outcome(first_decode) if first_decode else None
+        verdict = verdicts.decide(encode_outcome, decode_outcome, codec.float_mean, codec.stages)
         notes = [
             note
             for note in (
@@ -278,9 +281,6 @@ class Recorder:
         if verdict.verdict in (verdicts.LATENT_EXACT, verdicts.SYMBOL_EXACT):
             self._measure_recon_difference(cell, first_encode, first_decode)
         return cell
-
-    def _has_float_mean(self, codec_id: int) -> bool:
-        return self._codec(codec_id).float_mean
 
     def _measure_recon_difference(self, cell: Cell, encode: Encode, decode: Decode) -> None:
         if not (encode.recon_sha256 and decode.recon_sha256):
@@ -560,6 +560,10 @@ def _float_mean(manifest: dict[str, Any]) -> bool:
         return latent_format(manifest).mean == FLOAT
     except (CodecError, KeyError, TypeError, ValueError):
         return True  # a manifest this coordinator cannot read: the more lenient verdict, with no claim
+
+
+def _stages(manifest: dict[str, Any]) -> tuple[str, ...]:
+    return package_stages(manifest if isinstance(manifest, dict) else {})
 
 
 def _outcome(row: Encode | Decode) -> verdicts.Outcome:

@@ -56,9 +56,12 @@ class Verdict:
     detail: str = ""
 
 
-def decide(encode: Outcome, decode: Outcome | None, float_mean: bool = True) -> Verdict:
+def decide(
+    encode: Outcome, decode: Outcome | None, float_mean: bool = True, stages: tuple[str, ...] | None = None
+) -> Verdict:
     """The cell's verdict; `float_mean`: whether the package's mean is float (latent drift is then
-    symbol-exact) or fixed point (a differing mean is then a desync)."""
+    symbol-exact) or fixed point (a differing mean is then a desync); `stages`: the stages the package's
+    codec reports (codec.stages.package_stages), None to infer them from the hashes."""
     if encode.status != DONE:
         verdict = UNFINISHED_TO_VERDICT.get(encode.status, ERROR)
         return Verdict(verdict, detail=f"encoder {encode.status}: {_why(encode)}")
@@ -69,11 +72,18 @@ def decide(encode: Outcome, decode: Outcome | None, float_mean: bool = True) -> 
     if decode.status != DONE:
         verdict = UNFINISHED_TO_VERDICT.get(decode.status, ERROR)
         return Verdict(verdict, detail=f"decoder {decode.status}: {_why(decode)}")
-    return compare_hashes(encode.stage_hashes or {}, decode.stage_hashes or {}, float_mean)
+    return compare_hashes(encode.stage_hashes or {}, decode.stage_hashes or {}, float_mean, stages)
 
 
-def compare_hashes(encoder: dict[str, Any], decoder: dict[str, Any], float_mean: bool = True) -> Verdict:
-    required = expected_stages(encoder, decoder)
+def compare_hashes(
+    encoder: dict[str, Any],
+    decoder: dict[str, Any],
+    float_mean: bool = True,
+    stages: tuple[str, ...] | None = None,
+) -> Verdict:
+    """Without `stages` (a caller that has no manifest) a cell neither side reported a hyperprior stage for
+    is judged on the factorized stages; with them, a missing stage is an error whatever the sides sent."""
+    required = stages or expected_stages(encoder, decoder)
     for stage in required:
         if not encoder.get(stage) or not decoder.get(stage):
             side = "encoder" if not encoder.get(stage) else "decoder"

@@ -5,6 +5,7 @@ import base64
 import numpy as np
 import pytest
 
+from codec.stages import FACTORIZED_STAGES, package_stages
 from server import verdicts
 from server.forensics import IndexMapError, decode_array, first_mismatch
 from server.verdicts import Outcome, decide
@@ -125,3 +126,17 @@ def test_index_maps_are_read_in_every_json_shape():
             decode_array(bad)
     with pytest.raises(IndexMapError):
         first_mismatch(levels, levels[:1])
+
+
+def test_a_hyperprior_decoder_that_drops_its_hyper_stages_is_an_error_not_a_factorized_pass():
+    factorized = {stage: HASHES[stage] for stage in FACTORIZED_STAGES}
+    assert (
+        decide(Outcome("done", factorized), Outcome("done", dict(factorized))).verdict == verdicts.BIT_EXACT
+    )
+    hyperprior = package_stages({"architecture": {"n": 32, "m": 48}})
+    dropped = decide(done(), Outcome("done", dict(factorized)), stages=hyperprior)
+    assert (dropped.verdict, dropped.first_stage) == (verdicts.ERROR, "z_hat")
+    lowcx = package_stages({"architecture": {"family": "lowcomplexity", "n": 32, "m": 48}})
+    assert (
+        decide(Outcome("done", factorized), Outcome("done", factorized), stages=lowcx).verdict == "bit-exact"
+    )
