@@ -148,17 +148,23 @@ def nondeterminism(repeats: Sequence[Outcome], extra: Sequence[str | None] = ())
 def broken_line(cells: Sequence[dict[str, Any]]) -> str:
     """One line on what a job shows: per codec, how many of its cross-device decodes broke (desynced), e.g.
     "float: 5 of 48 cross-device decodes broke; int16: 0". Codecs are named by precision when that is
-    unambiguous within the job, else by name."""
+    unambiguous within the job and the codec is a hyperprior, else by name (`lowcomplexity-int16-full-…`)."""
     order: dict[str, dict[str, Any]] = {}
     for cell in cells:
         order.setdefault(cell["codec"], cell)
     precisions = [cell["precision"] for cell in order.values()]
     parts = []
     for digest, first in order.items():
-        label = first["precision"] if precisions.count(first["precision"]) == 1 else first["codec_name"]
+        by_precision = precisions.count(first["precision"]) == 1 and not _names_a_family(first)
+        label = first["precision"] if by_precision else first["codec_name"]
         cross = [c for c in cells if c["codec"] == digest and c["encoder"] != c["decoder"]]
         broken = sum(c["verdict"] == DESYNC for c in cross)
         parts.append(
             f"{label}: {broken} of {len(cross)} cross-device decodes broke" if broken else f"{label}: 0"
         )
     return "; ".join(parts)
+
+
+def _names_a_family(cell: dict[str, Any]) -> bool:
+    """The codec's label starts with a family other than the hyperprior (server/catalog.py's codec_label)."""
+    return str(cell.get("codec_name", "")).startswith("lowcomplexity")

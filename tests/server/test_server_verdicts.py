@@ -140,3 +140,18 @@ def test_a_hyperprior_decoder_that_drops_its_hyper_stages_is_an_error_not_a_fact
     assert (
         decide(Outcome("done", factorized), Outcome("done", factorized), stages=lowcx).verdict == "bit-exact"
     )
+
+
+def test_the_broken_line_names_a_lowcomplexity_codec_by_its_label_not_its_precision():
+    def cell(codec: str, precision: str, name: str, verdict: str) -> dict:
+        return {"codec": codec, "precision": precision, "codec_name": name, "encoder": "cpu"} | {
+            "decoder": "arm",
+            "verdict": verdict,
+        }
+
+    cells = [
+        cell("a", "float", "float-aaaa", verdicts.DESYNC),
+        cell("b", "int16-full", "lowcomplexity-int16-full-bbbb", verdicts.BIT_EXACT),
+    ]
+    line = verdicts.broken_line(cells)
+    assert line == "float: 1 of 1 cross-device decodes broke; lowcomplexity-int16-full-bbbb: 0"
