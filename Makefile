@@ -9,7 +9,7 @@ TESTING := $(VENV)/.bitmatch-test
 
 COMPRESSAI := $(VENV)/compressai/.installed
 
-.PHONY: demo test lint provision postgres shellcheck clean
+.PHONY: demo test test-fast lint provision postgres shellcheck clean
 
 # The base package runs the coordinator, the workers and the demo; it never brings in torch.
 $(BASE): pyproject.toml
@@ -58,6 +58,10 @@ lint: $(TESTING)
 
 test: $(TESTING) $(COMPRESSAI) lint provision postgres shellcheck
 	$(BIN)/python -m pytest -q
+
+# The edit-test loop: every test not marked slow, qemu or browser (make test still runs them all).
+test-fast: $(TESTING) $(COMPRESSAI) postgres shellcheck
+	$(BIN)/python -m pytest -q -m "not slow and not qemu and not browser"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -10,6 +10,8 @@ import xmlschema
 from junitparser import xunit2
 from nightly_harness import BITMATCH, ROOT, Night
 
+pytestmark = pytest.mark.slow  # every test here runs real encode-set nights first
+
 JUNIT_XSD = ROOT / "tests" / "data" / "junit" / "junit-10.xsd"
 NO_EVIDENCE = {"error", "timeout", "worker-lost", "not-run"}
 

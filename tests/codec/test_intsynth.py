@@ -61,7 +61,11 @@ def _conv_stack() -> IntSynthesis:
     return integerize_gs(layers, rng.standard_normal((2, 4, 8, 8)) * 3, 8)
 
 
-@pytest.fixture(scope="module", params=NETWORKS)
+# the trained g_s (4 layers of 32-48 channels) takes most of the time: make test-fast leaves it out
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(n, marks=pytest.mark.slow) if n == "trained" else n for n in NETWORKS],
+)
 def int_gs(request) -> IntSynthesis:
     builders = {
         "relu": lambda: _random_gs("relu"),

@@ -34,7 +34,7 @@ from server_harness import (
 
 from codec.package import CodecPackage, archive_bytes
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 TARGETS = ["cpu", "cpu-1t-noopt"]
 IMAGE_SET, IMAGES_IN_SET = "tiny", 3

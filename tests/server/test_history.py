@@ -15,6 +15,8 @@ from server_harness import ROOT, TOKEN, bitmatch_command, subprocess_env
 from codec.vocabulary import Trend
 from server.history import Run, classify
 
+pytestmark = pytest.mark.slow  # every test here runs real encode-set nights first
+
 TARGETS = ("cpu", "cpu-1t-noopt")
 INT16 = ROOT / "packages" / "int16" / "q2"
 

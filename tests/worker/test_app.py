@@ -267,6 +267,7 @@ def stub_worker(harness, packages, tmp_path):
     process.stop()
 
 
+@pytest.mark.slow
 def test_full_queue_503_timeout_504_and_crash_502_each_restart_the_compute_process(stub_worker):
     worker, digest = stub_worker
 
