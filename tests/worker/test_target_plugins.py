@@ -61,6 +61,20 @@ def test_a_target_is_one_module(example_target):
     assert {"name": "example", "available": True}.items() <= json.loads(result.output)[-1].items()
 
 
+def test_a_module_dropped_into_the_package_is_discovered(tmp_path, monkeypatch):
+    import worker.targets
+
+    (tmp_path / "example.py").write_text(EXAMPLE_MODULE)
+    monkeypatch.setattr(worker.targets, "__path__", [*worker.targets.__path__, str(tmp_path)])
+    try:
+        worker.targets._import_target_modules()
+        assert type(get_target("example")).__module__ == "worker.targets.example"
+        assert list(TARGETS)[-1] == "example"
+    finally:
+        unregister("example")
+        sys.modules.pop("worker.targets.example", None)
+
+
 def test_the_throwaway_target_is_gone_afterwards():
     assert "example" not in TARGETS
     with pytest.raises(KeyError):
