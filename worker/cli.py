@@ -30,7 +30,7 @@ def default_cache_dir() -> Path:
 
 
 def compute_launch(spec: str) -> ComputeLaunch:
-    """The command and environment that start the compute process of target `spec` (worker/targets.py)."""
+    """The command and environment that start the compute process of target `spec` (worker/targets/)."""
     from worker.targets import get_target
 
     try:

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from worker import provision
+from worker import emulation, provision
 from worker.targets import get_target, launch_environment
 
 pytestmark = pytest.mark.qemu
@@ -75,10 +75,10 @@ def test_aarch64_compute_process_imports_the_project(aarch64):
 
 
 def test_fake_cpuinfo_matches_the_emulated_cpu(aarch64):
-    text = (provision.cpu_root("neoverse-n1") / "proc" / "cpuinfo").read_text()
+    text = (emulation.cpu_root("neoverse-n1") / "proc" / "cpuinfo").read_text()
     assert "CPU part\t: 0xd0c" in text
     features = re.search(r"Features\t: (.*)", text).group(1).split()
-    assert features == provision.emulated_hwcaps("neoverse-n1")
+    assert features == emulation.emulated_hwcaps("neoverse-n1")
     assert "asimd" in features and "sve" not in features
 
 
