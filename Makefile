@@ -52,9 +52,10 @@ shellcheck:
 	@command -v shellcheck >/dev/null 2>&1 || { apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends shellcheck; }
 
+# The whole tree, one formatter: ruff's (its settings in pyproject.toml).
 lint: $(TESTING)
-	$(BIN)/ruff check codec worker server tests bench
-	$(BIN)/ruff format --check codec worker server tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: $(TESTING) $(COMPRESSAI) lint provision postgres shellcheck
 	$(BIN)/python -m pytest -q
