@@ -14,6 +14,7 @@ from codec.vocabulary import Lowering, Precision
 
 if TYPE_CHECKING:
     from codec.codec import Codec, DecodeResult
+    from codec.rdoq import RdoqOptions
 
 
 @click.group(name="codec", cls=ReportingGroup)
@@ -131,16 +132,40 @@ _CODEC = click.option(
     is_flag=True,
     help="Also reconstruct the image, for its PSNR and its recon stage hash (without: psnr null, no recon).",
 )
+@click.option(
+    "--rdoq",
+    is_flag=True,
+    help="Optimise the latent for D + lambda R before coding it (codec/rdoq.py); packages with an exact "
+    "decoder only (int16, int8).",
+)
+@click.option(
+    "--passes", type=click.IntRange(min=1), default=None, help="RDOQ passes (with --rdoq; default 3)"
+)
+@click.option(
+    "--rdoq-lambda",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="RDOQ's lambda (lambda 255^2 MSE + bpp; default: the package manifest's)",
+)
 @click.option("--json", "as_json", is_flag=True)
 def encode_command(
-    image_path: str, out_path: str, codec_path: str, runtime: str, reconstruct: bool, as_json: bool
+    image_path: str,
+    out_path: str,
+    codec_path: str,
+    runtime: str,
+    reconstruct: bool,
+    rdoq: bool,
+    passes: int | None,
+    rdoq_lambda: float | None,
+    as_json: bool,
 ) -> None:
     """Encode a PNG image into a .bmc bitstream (OUT_PATH's folder is created when missing)."""
     from codec.codec import Codec
     from codec.images import load_png
 
+    options = _rdoq_options(rdoq, passes, rdoq_lambda)
     codec = Codec.load(codec_path, runtime)
-    result = codec.encode(load_png(image_path), reconstruct=reconstruct)
+    result = codec.encode(load_png(image_path), reconstruct=reconstruct, rdoq=options)
     output_file(out_path).write_bytes(result.bitstream)
     payload = {
         "bytes": len(result.bitstream),
@@ -152,6 +177,8 @@ def encode_command(
         "precision": codec.precision,
         "runtime": runtime,
     }
+    if result.rdoq is not None:
+        payload["rdoq"] = {"changes": result.rdoq.changes, "radius": result.rdoq.radius}
     quality = "" if result.psnr is None else f"{result.psnr:.2f} dB, "
     _emit(
         payload,
@@ -159,6 +186,16 @@ def encode_command(
         f"{out_path}: {len(result.bitstream)} bytes, {result.bpp:.4f} bpp, "
         f"{quality}y_hat {result.stage_hashes['y_hat'][:16]}",
     )
+
+
+def _rdoq_options(rdoq: bool, passes: int | None, rdoq_lambda: float | None) -> RdoqOptions | None:
+    from codec.rdoq import DEFAULT_PASSES, RdoqOptions
+
+    if not rdoq:
+        if passes is not None or rdoq_lambda is not None:
+            raise click.UsageError("--passes and --rdoq-lambda need --rdoq")
+        return None
+    return RdoqOptions(passes=DEFAULT_PASSES if passes is None else passes, lmbda=rdoq_lambda)
 
 
 @codec_group.command("decode")

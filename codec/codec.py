@@ -20,6 +20,7 @@ import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +38,9 @@ from codec.runtime import Session
 from codec.stages import STAGES
 from codec.tables import CodeTables
 from codec.vocabulary import Precision
+
+if TYPE_CHECKING:
+    from codec.rdoq import RdoqOptions, RdoqStats
 
 SECTIONS = ("z", "y")
 ANALYSIS, SYNTHESIS, HYPER_SYNTHESIS = "analysis.onnx", "synthesis.onnx", "hyper_synthesis.onnx"
@@ -78,6 +82,7 @@ class EncodeResult:
     latents: Latents | None = field(repr=False, default=None)
     y_hat_real: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
     y: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))  # g_a's output
+    rdoq: "RdoqStats | None" = field(repr=False, default=None)  # with `encode(rdoq=...)`
 
 
 @dataclass
@@ -139,6 +144,7 @@ class Codec:
         self._hyper = self._backend.session(package.read(HYPER_SYNTHESIS), retain_memory=True)
         self._lean: dict[str, Session] = {}  # g_a and g_s for large images, made on first use
         self._hyper_raw = None  # the instrumented h_s of hyper_raw, made on first use
+        self._batched_synthesis: Session | None = None
 
     @classmethod
     def load(cls, path: str | Path, runtime: str = "ort-cpu") -> "Codec":
@@ -152,11 +158,18 @@ class Codec:
 
     # --- encoding ---------------------------------------------------------------------------------------
 
-    def encode(self, image: np.ndarray, reconstruct: bool = True) -> EncodeResult:
+    def encode(
+        self, image: np.ndarray, reconstruct: bool = True, rdoq: "RdoqOptions | None" = None
+    ) -> EncodeResult:
         """Code a uint8 HxWx3 image (1x1 up to 64 megapixels). `reconstruct`: also run g_s on y_hat, for the
         reconstruction, its PSNR and its stage hash (verdicts and RD points need them; the bitstream and the
-        other stage hashes are the same either way)."""
+        other stage hashes are the same either way). `rdoq`: optimise the y symbols (codec/rdoq.py) before
+        coding them; RdoqUnsupported for a package whose decoder is not exact."""
         image = validate_image(image)
+        if rdoq is not None:
+            from codec.rdoq import require_exact
+
+            require_exact(self.precision, self.format.kind)
         height, width = image.shape[:2]
         clock = _Clock()
         analysis = self._network(ANALYSIS, self._analysis, height, width)
@@ -170,6 +183,12 @@ class Codec:
         scale_index, mean = self._hyper_synthesis(z_hat, y.shape)
         clock.lap("hyper_synthesis")
         symbols = self.y_model.symbols(y, mean)
+        rdoq_stats = None
+        if rdoq is not None:
+            from codec.rdoq import optimise_hyperprior
+
+            symbols, rdoq_stats = optimise_hyperprior(self, image, symbols, scale_index, mean, rdoq)
+            clock.lap("rdoq")
         y_section = rans.encode(symbols, scale_index, self.y_model.tables)
         latents = Latents(z_hat, scale_index, symbols, mean, self.y_model.dequantize(symbols, mean))
         clock.lap("y_coding")
@@ -191,7 +210,17 @@ class Codec:
             latents=latents,
             y_hat_real=self.y_model.real(latents.y_hat),
             y=y,
+            rdoq=rdoq_stats,
         )
+
+    def batched_synthesis(self) -> Session:
+        """g_s with a free batch dimension (RDOQ's crops), made on first use."""
+        if self._batched_synthesis is None:
+            from codec.rdoq import batched_synthesis
+
+            model = batched_synthesis(self.package.read(SYNTHESIS))
+            self._batched_synthesis = self._backend.session(model, retain_memory=True)
+        return self._batched_synthesis
 
     # --- decoding ---------------------------------------------------------------------------------------
 

@@ -67,3 +67,9 @@ class PackageError(CodecError):
     """A codec package is malformed, fails its hash check or is incompatible."""
 
     code = "bad-package"
+
+
+class RdoqUnsupported(CodecError):
+    """RDOQ was asked of a package it cannot serve (a decoder that is not exact, no lambda)."""
+
+    code = "rdoq-unsupported"
