@@ -2,8 +2,9 @@
 
 No torch here: this is what `bitmatch codec eval --json` (no arguments) runs: the hyperprior family in
 every precision, the lowcomplexity family's base (no contexts) and context variants, the context variant
-again with RDOQ (3 passes, its own curve `lowcomplexity-rdoq`: about 20 minutes of the run on two cores;
-`--no-rdoq` leaves it out) and the anchors. Every point is the mean over the
+again with RDOQ (3 passes) at the packages' lambda and at a quarter of it (curves `lowcomplexity-rdoq` and
+`lowcomplexity-rdoq-quarter-lambda`, `RDOQ_CURVES`: about 12 minutes each on two cores; `--no-rdoq` leaves
+them out) and the anchors. Every point is the mean over the
 test images of bpp (the whole `.bmc` / JPEG / WebP file), PSNR (RGB) and MS-SSIM. Anchors: Pillow JPEG with
 4:2:0 subsampling and optimised Huffman tables, Pillow WebP (lossy, method 6).
 
@@ -13,8 +14,9 @@ Output (`evaluate_shipped`):
      "bd_rate": {"int16_vs_float": {...}, "int8_vs_float": {...}, "int16_vs_jpeg": {...}, ...},
      "test_set": {"images": N, "pixels": P}}
 with each bd_rate entry the `codec.metrics.bd_summary` of test against anchor (BD-rate in percent, negative
-= fewer bits; PCHIP headline, Akima second). The `*_vs_lowcomplexity-nocontext` entries are paper 001's
-Table 2 (`table2_lines`). An RDOQ point also records its `rdoq_passes`.
+= fewer bits; PCHIP headline, Akima second). The `*_vs_lowcomplexity-nocontext` entries are Table 2 of
+Galpin, Balcilar, Lefebvre, Racapé and Hellier, "Entropy coding improvement for low-complexity compressive
+auto-encoders" (`table2_lines`). An RDOQ point also records its `rdoq_passes` and `rdoq_lambda`.
 """
 
 from __future__ import annotations
@@ -36,13 +38,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES_DIR = REPO_ROOT / "packages"
 TESTSET_DIR = REPO_ROOT / "data" / "testset"
 PRECISIONS = (Precision.INT16, Precision.INT8, Precision.FLOAT, Precision.INT16_FULL)
-# The lowcomplexity family (codec/lowcx.py), each variant in a directory of its own: paper 001's base
+# The lowcomplexity family (codec/lowcx.py), each variant in a directory of its own: Galpin et al.'s base
 # (one CDF per channel) and the context-switching model.
 BASE, CONTEXTS = "lowcomplexity-nocontext", "lowcomplexity"
 LOWCX_FAMILIES = (BASE, CONTEXTS)
-RDOQ_SUFFIX = "-rdoq"
-RDOQ_FAMILIES = (CONTEXTS,)  # each also evaluated with RDOQ (codec/rdoq_lowcx.py), as its own curve
-CONTEXTS_RDOQ = CONTEXTS + RDOQ_SUFFIX
+CONTEXTS_RDOQ, CONTEXTS_RDOQ_QUARTER = CONTEXTS + "-rdoq", CONTEXTS + "-rdoq-quarter-lambda"
+# (curve, family, RDOQ lambda as a multiple of each package's own): the contexts packages with RDOQ
+# (codec/rdoq_lowcx.py), each its own curve. At the packages' lambda RDOQ gains more PSNR (+0.8 dB) than
+# the base curve spans (0.7 dB from q1 to q4), so no PSNR range overlaps the base's and BD-rate is not
+# defined; at a quarter of it the curve trades that gain for rate and overlaps (probe on lowcomplexity/q2,
+# 3 images, 1 pass: lambda x0.3 +0.29 dB at -17 % bpp, x0.1 -1.0 dB at -32 %).
+RDOQ_CURVES = ((CONTEXTS_RDOQ, CONTEXTS, 1.0), (CONTEXTS_RDOQ_QUARTER, CONTEXTS, 0.25))
 JPEG_QUALITIES = WEBP_QUALITIES = QUALITIES
 COMPARISONS = (
     ("int16", "float"),
@@ -53,10 +59,12 @@ COMPARISONS = (
     ("int16", "webp"),
     ("float", "webp"),
     ("int16-full", "int16"),
-    # paper 001's Table 2: every addition, and the other codecs, against the base
+    # Galpin et al.'s Table 2: every addition, and the other codecs, against the base
     (CONTEXTS, BASE),
     (CONTEXTS_RDOQ, BASE),
     (CONTEXTS_RDOQ, CONTEXTS),
+    (CONTEXTS_RDOQ_QUARTER, BASE),
+    (CONTEXTS_RDOQ_QUARTER, CONTEXTS),
     ("int16", BASE),
     ("int16-full", BASE),
     ("jpeg", BASE),
@@ -64,7 +72,8 @@ COMPARISONS = (
 )
 TABLE2 = (
     (CONTEXTS, "+ contexts (3.1)"),
-    (CONTEXTS_RDOQ, "+ contexts + RDOQ (3.2)"),
+    (CONTEXTS_RDOQ, "+ contexts + RDOQ (3.2), the packages' lambda"),
+    (CONTEXTS_RDOQ_QUARTER, "+ contexts + RDOQ (3.2), lambda / 4"),
     ("int16", "hyperprior, int16"),
     ("int16-full", "hyperprior, int16-full"),
     ("jpeg", "JPEG"),
@@ -113,21 +122,31 @@ def codec_point(
     runtime: str = "ort-cpu",
     progress: Progress = SILENT,
     rdoq_passes: int | None = None,
+    rdoq_lambda_scale: float = 1.0,
 ) -> dict:
-    """One package: every image encoded (with `rdoq_passes` RDOQ passes: codec/rdoq.py); the
-    reconstruction is the decoder's (the encoder rebuilds y_hat)."""
+    """One package: every image encoded (with `rdoq_passes` RDOQ passes, codec/rdoq.py, at
+    `rdoq_lambda_scale` times the package's lambda); the reconstruction is the decoder's."""
     from codec.codec import Codec
-    from codec.rdoq import RdoqOptions
 
     codec = Codec.load(package_dir, runtime)
-    rdoq = None if rdoq_passes is None else RdoqOptions(passes=rdoq_passes)
+    rdoq = None if rdoq_passes is None else _rdoq_options(codec, rdoq_passes, rdoq_lambda_scale)
     rows = []
     for _, image in images:
         result = codec.encode(image, reconstruct=True, rdoq=rdoq)
         rows.append({"bpp": result.bpp, "psnr": result.psnr, "ms_ssim": ms_ssim(image, result.recon)})
         progress.advance()
     point = {**_mean_point(rows), "package": _display_path(package_dir), "digest": codec.digest}
-    return point if rdoq_passes is None else {**point, "rdoq_passes": rdoq_passes}
+    if rdoq is None:
+        return point
+    return {**point, "rdoq_passes": rdoq_passes, "rdoq_lambda": rdoq.lmbda}
+
+
+def _rdoq_options(codec, passes: int, lambda_scale: float):  # type: ignore[no-untyped-def]
+    from codec.rdoq import RdoqOptions
+    from codec.rdoq_lowcx import manifest_lambda
+
+    lmbda = manifest_lambda(codec.package.manifest).get("lambda")
+    return RdoqOptions(passes=passes, lmbda=None if lmbda is None else float(lmbda) * lambda_scale)
 
 
 def _display_path(path: Path) -> str:
@@ -155,14 +174,17 @@ def shipped_families(packages_dir: Path = PACKAGES_DIR) -> dict[str, list[Path]]
     return families
 
 
-def curve_specs(
-    families: dict[str, list[Path]], rdoq_passes: int | None
-) -> list[tuple[str, list[Path], int | None]]:
-    """(curve, its packages, RDOQ passes or None): every family, then the RDOQ variants (unless
-    `rdoq_passes` is None)."""
-    specs: list[tuple[str, list[Path], int | None]] = [(key, dirs, None) for key, dirs in families.items()]
+CurveSpec = tuple[str, list[Path], int | None, float]
+
+
+def curve_specs(families: dict[str, list[Path]], rdoq_passes: int | None) -> list[CurveSpec]:
+    """(curve, its packages, RDOQ passes or None, RDOQ lambda scale): every family, then the RDOQ curves
+    (unless `rdoq_passes` is None)."""
+    specs: list[CurveSpec] = [(key, dirs, None, 1.0) for key, dirs in families.items()]
     if rdoq_passes is not None:
-        specs += [(key + RDOQ_SUFFIX, families[key], rdoq_passes) for key in RDOQ_FAMILIES if key in families]
+        specs += [
+            (name, families[key], rdoq_passes, scale) for name, key, scale in RDOQ_CURVES if key in families
+        ]
     return specs
 
 
@@ -181,22 +203,26 @@ def evaluate_shipped(
     rdoq_passes: int | None = DEFAULT_RDOQ_PASSES,
 ) -> dict:
     """Every family's RD points and the anchors' on the test set; one progress step per image coded.
-    `rdoq_passes`: also the RDOQ curves with that many passes (None: without them, minutes faster)."""
+    `rdoq_passes`: also the RDOQ curves with that many passes (None: without them, 20 minutes faster)."""
     images = load_testset(testset_dir)
     families = shipped_families(packages_dir)
     specs = curve_specs(families, rdoq_passes)
-    points = sum(len(dirs) for _, dirs, _ in specs) + len(JPEG_QUALITIES) + len(WEBP_QUALITIES)
+    points = sum(len(spec[1]) for spec in specs) + len(JPEG_QUALITIES) + len(WEBP_QUALITIES)
     progress.add_total(points * len(images))
     curves: dict[str, list[dict]] = {}
-    for key, dirs, passes in specs:
-        curves[key] = [codec_point(path, images, runtime, progress, passes) for path in dirs]
+    for key, dirs, passes, scale in specs:
+        curves[key] = [codec_point(path, images, runtime, progress, passes, scale) for path in dirs]
     curves["jpeg"] = [pillow_point(images, "jpeg", q, progress) for q in JPEG_QUALITIES]
     curves["webp"] = [pillow_point(images, "webp", q, progress) for q in WEBP_QUALITIES]
+    return assemble_report(curves, family_prefix(families), images)
+
+
+def assemble_report(curves: dict[str, list[dict]], prefix: str, images: list[tuple[str, np.ndarray]]) -> dict:
+    """The report of measured curves (keyed by precision, family or anchor): names, BD-rates, test set."""
     bd = {}
     for test, anchor in COMPARISONS:
         if test in curves and anchor in curves:
             bd[f"{test}_vs_{anchor}"] = _bd(curves[anchor], curves[test])
-    prefix = family_prefix(families)
     names = {key: family_name(key, prefix) if key in PRECISIONS else key for key in curves}
     pixels = int(sum(image.shape[0] * image.shape[1] for _, image in images))
     return {
@@ -219,8 +245,17 @@ def _bd(anchor: list[dict], test: list[dict]) -> dict:
     except ValueError as exc:
         return {"error": f"BD-rate not computable: {exc}"}
     if not all(np.isfinite(value) for value in result.values()):
-        return {"error": "BD-rate not computable: the curves do not overlap"}
+        return _no_overlap(result)
     return result
+
+
+def _no_overlap(result: dict) -> dict:
+    """The error of curves whose PSNR ranges do not overlap, with the BD-PSNR when their rates do."""
+    error = {"error": "BD-rate not computable: the curves do not overlap"}
+    if np.isfinite(result["bd_psnr_db"]):
+        error["error"] += f" in PSNR (BD-PSNR {result['bd_psnr_db']:+.2f} dB over the common rates)"
+        error["bd_psnr_db"] = result["bd_psnr_db"]
+    return error
 
 
 def _bd_values(anchor: list[dict], test: list[dict]) -> dict:
@@ -245,6 +280,7 @@ def plot_rd(report: dict, out_path: Path) -> None:
         "nocontext": "v-",
         "lowcomplexity": "P-",
         "rdoq": "*-",
+        "lambda": "*--",
         "jpeg": "x-",
         "webp": "d-",
     }
@@ -289,7 +325,8 @@ def format_text(report: dict) -> str:
 
 
 def table2_lines(report: dict) -> list[str]:
-    """Paper 001's Table 2 layout: the BD-rate (PSNR, PCHIP) of each configuration against the base."""
+    """The layout of Galpin et al.'s Table 2 ("Entropy coding improvement for low-complexity compressive
+    auto-encoders"): the BD-rate (PSNR, PCHIP) of each configuration against the base."""
     rows = [(label, report["bd_rate"].get(f"{key}_vs_{BASE}")) for key, label in TABLE2]
     rows = [(label, value) for label, value in rows if value is not None]
     if not rows:
