@@ -190,3 +190,26 @@ def test_cli_encode_with_rdoq_on_a_lowcomplexity_package(tmp_path):
     )
     assert decoded.exit_code == 0, decoded.output
     assert json.loads(decoded.stdout)["stage_hashes"]["y_hat"] == report["stage_hashes"]["y_hat"]
+
+
+def test_eval_measures_an_rdoq_curve_at_a_scaled_lambda():
+    """codec eval's RDOQ points (codec/train/evaluate.py): the package's lambda times the curve's scale."""
+    from codec.images import load_png
+    from codec.train import evaluate
+
+    image = np.ascontiguousarray(load_png(SHIPPED.parents[2] / "data" / "testset" / "coffee.png")[:64, :64])
+    point = evaluate.codec_point(SHIPPED, [("crop", image)], rdoq_passes=1, rdoq_lambda_scale=0.25)
+    lmbda = Codec.load(SHIPPED).package.manifest["training"]["lambda"]
+    assert point["rdoq_passes"] == 1 and point["rdoq_lambda"] == pytest.approx(lmbda / 4)
+    assert "rdoq_passes" not in evaluate.codec_point(SHIPPED, [("crop", image)])
+    names = [spec[0] for spec in evaluate.curve_specs(evaluate.shipped_families(), None)]
+    assert not any("rdoq" in name for name in names)
+
+
+def test_bd_of_curves_without_a_common_psnr_range_keeps_the_bd_psnr():
+    from codec.train import evaluate
+
+    anchor = [{"bpp": r, "psnr": 24 + r, "ms_ssim": 0.8 + r / 10} for r in (0.2, 0.3, 0.4)]
+    test = [{"bpp": r, "psnr": 26 + r, "ms_ssim": 0.9 + r / 10} for r in (0.2, 0.3, 0.4)]
+    result = evaluate._bd(anchor, test)
+    assert "not computable" in result["error"] and result["bd_psnr_db"] == pytest.approx(2.0)
