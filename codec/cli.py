@@ -136,7 +136,7 @@ _CODEC = click.option(
     "--rdoq",
     is_flag=True,
     help="Optimise the latent for D + lambda R before coding it (codec/rdoq.py); packages with an exact "
-    "decoder only (int16, int8).",
+    "decoder only (int16, int8, int16-full, lowcomplexity).",
 )
 @click.option(
     "--passes", type=click.IntRange(min=1), default=None, help="RDOQ passes (with --rdoq; default 3)"
@@ -277,6 +277,11 @@ def _decode(codec: Codec, data: bytes, bitstream_path: str) -> DecodeResult:
     default=None,
     help="also draw the RD curves into this PNG (needs matplotlib)",
 )
+@click.option(
+    "--no-rdoq",
+    is_flag=True,
+    help="without the RDOQ curves (lowcomplexity-rdoq*: most of the run's time)",
+)
 @click.option("--json", "as_json", is_flag=True)
 def eval_command(
     image_dir: Path | None,
@@ -284,22 +289,31 @@ def eval_command(
     packages_dir: Path | None,
     runtime: str,
     plot_path: Path | None,
+    no_rdoq: bool,
     as_json: bool,
 ) -> None:
     """Rate-distortion evaluation.
 
-    With no arguments: every shipped package (int16, int8, float; one family of rate points each) and the
-    JPEG and WebP anchors on the bundled test set, with BD-rates. With --codec: bpp, PSNR and MS-SSIM of one
-    package on every PNG of IMAGE_DIR (default: the bundled test set).
+    With no arguments: every shipped package (the hyperprior family in int16, int8, float and int16-full;
+    the lowcomplexity family without and with contexts, and with contexts and RDOQ, 3 passes, at the
+    packages' lambda and at a quarter of it: about 25 minutes on two cores, --no-rdoq saves 24 of them) and
+    the JPEG and WebP anchors on the bundled test set, with BD-rates (Galpin et al.'s Table 2 against the
+    lowcomplexity base). With --codec: bpp, PSNR and MS-SSIM of one package on every PNG of IMAGE_DIR
+    (default: the bundled test set).
     """
     if codec_path is None:
-        _eval_shipped(image_dir, packages_dir, runtime, plot_path, as_json)
+        _eval_shipped(image_dir, packages_dir, runtime, plot_path, as_json, not no_rdoq)
     else:
         _eval_one(image_dir, codec_path, runtime, as_json)
 
 
 def _eval_shipped(
-    image_dir: Path | None, packages_dir: Path | None, runtime: str, plot_path: Path | None, as_json: bool
+    image_dir: Path | None,
+    packages_dir: Path | None,
+    runtime: str,
+    plot_path: Path | None,
+    as_json: bool,
+    with_rdoq: bool = True,
 ) -> None:
     from codec.train import evaluate
 
@@ -310,7 +324,9 @@ def _eval_shipped(
             "qI/PRECISION/manifest.json from `bitmatch import ... --out DIR/qI`)"
         )
     with progress("codec eval", 0, "encodes") as steps:
-        report = evaluate.evaluate_shipped(packages_dir, image_dir or evaluate.TESTSET_DIR, runtime, steps)
+        passes = evaluate.DEFAULT_RDOQ_PASSES if with_rdoq else None
+        testset = image_dir or evaluate.TESTSET_DIR
+        report = evaluate.evaluate_shipped(packages_dir, testset, runtime, steps, passes)
     if plot_path is not None:
         evaluate.plot_rd(report, output_file(plot_path))
     _emit(report, as_json, evaluate.format_text(report))

@@ -215,6 +215,10 @@ class Codec:
 
     def batched_synthesis(self) -> Session:
         """g_s with a free batch dimension (RDOQ's crops), made on first use."""
+        if self._batched_synthesis is None and self._integer_synthesis:  # its graph's batch is 1
+            from codec.rdoq_lowcx import integer_synthesis_session
+
+            self._batched_synthesis = integer_synthesis_session(self._backend, self.package.read(SYNTHESIS))
         if self._batched_synthesis is None:
             from codec.rdoq import batched_synthesis
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from codec.package import CodecPackage
 from codec.stages import FACTORIZED_STAGES
 from codec.tables import CodeTables
 from codec.vocabulary import Precision, Stage
+
+if TYPE_CHECKING:
+    from codec.rdoq import RdoqOptions
 
 Y_TABLES, ACTIVATION_TABLES = "y_tables.npz", "activation_tables.npz"
 
@@ -88,8 +92,13 @@ class LowComplexityCodec(Codec):
         self._analysis = self._backend.session(package.read(ANALYSIS), retain_memory=True)
         self._synthesis = self._backend.session(package.read(SYNTHESIS), retain_memory=True)
         self._lean = {}
+        self._rdoq_synthesis = None  # RDOQ's g_s, made on first use (codec/rdoq_lowcx.py)
 
-    def encode(self, image: np.ndarray, reconstruct: bool = True) -> EncodeResult:
+    def encode(
+        self, image: np.ndarray, reconstruct: bool = True, rdoq: RdoqOptions | None = None
+    ) -> EncodeResult:
+        """`Codec.encode`; `rdoq` optimises y_hat with the context model's exact rates (codec/rdoq_lowcx.py).
+        Every package of the family has an exact entropy decoder, so none is refused."""
         image = validate_image(image)
         height, width = image.shape[:2]
         clock = _Clock()
@@ -97,6 +106,12 @@ class LowComplexityCodec(Codec):
         y = np.asarray(analysis.run({"x": networks.pad_image(image)})["y"])
         clock.lap("analysis")
         y_hat = _rint_symbols(y)
+        rdoq_stats = None
+        if rdoq is not None:
+            from codec.rdoq_lowcx import optimise_lowcx
+
+            y_hat, rdoq_stats = optimise_lowcx(self, image, y_hat, rdoq)
+            clock.lap("rdoq")
         sections = contexts.encode(self.model, y_hat)
         latents = FactorizedLatents(y_hat, y_hat)
         clock.lap("y_coding")
@@ -116,6 +131,7 @@ class LowComplexityCodec(Codec):
             latents=latents,  # type: ignore[arg-type]
             y_hat_real=y_hat.astype(np.float32),
             y=y,
+            rdoq=rdoq_stats,
         )
 
     def decode(self, data: bytes, allow_foreign: bool = False) -> DecodeResult:

@@ -876,8 +876,13 @@ def test_exports_carry_the_risk_of_every_cell(site):
 EVIDENCE_FAMILIES = [
     "bitmatch-float (q1..q4)",
     "bitmatch-int16 (q1..q4)",
+    "bitmatch-int16-full (q1..q4)",
     "bitmatch-int8 (q1..q4)",
     "JPEG (q=5..90)",
+    "lowcomplexity (q1..q4)",
+    "lowcomplexity-nocontext (q1..q4)",
+    "lowcomplexity-rdoq (q1..q4)",
+    "lowcomplexity-rdoq-quarter-lambda (q1..q4)",
     "WebP (q=5..90)",
 ]
 
@@ -888,15 +893,16 @@ def test_rd_evidence_page_draws_the_shipped_curves_and_bd_rates(site):
     evidence = json.loads(shipped_rd_evidence().read_text())
     assert chart_labels(html) == [EVIDENCE_FAMILIES, EVIDENCE_FAMILIES]  # PSNR, MS-SSIM
     assert 'aria-label="PSNR (dB, RGB) against rate' in html and 'aria-label="MS-SSIM against rate' in html
-    rows = dict(re.findall(r'<tr data-key="([a-z0-9_]+)"><td class="comparison">([^<]*)</td>', html))
-    assert set(rows) == set(evidence["bd_rate"])
+    rows = dict(re.findall(r'<tr data-key="([a-z0-9_-]+)"><td class="comparison">([^<]*)</td>', html))
+    assert set(rows) == {key for key, value in evidence["bd_rate"].items() if "error" not in value}
+    assert "lowcomplexity-rdoq (q1..q4) vs lowcomplexity-nocontext (q1..q4): BD-rate not computable" in html
     assert rows["int16_vs_float"] == "bitmatch-int16 (q1..q4) vs bitmatch-float (q1..q4)"
     assert rows["float_vs_webp"] == "bitmatch-float (q1..q4) vs WebP (q=5..90)"
     int16 = html[html.index('<tr data-key="int16_vs_float">') :].split("</tr>")[0]
     bd = evidence["bd_rate"]["int16_vs_float"]
     for value in (bd["bd_rate_pct"], bd["bd_rate_pct_akima"], bd["bd_rate_ms_ssim_pct"]):
         assert f"{value:+.2f} %" in int16
-    assert html.count('<td class="mono">packages/') == 12 and html.count(">q=") == 20  # every point listed
+    assert html.count('<td class="mono">packages/') == 32 and html.count(">q=") == 20  # every point listed
 
 
 @pytest.mark.parametrize(
