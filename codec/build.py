@@ -47,19 +47,28 @@ def analysis_latents(
 
     The images must share one size.
     """
+    y, z = analysis_outputs(analysis_model, images, ("y", "z"), progress)
+    return y, z
+
+
+def analysis_outputs(
+    analysis_model: bytes, images: list[np.ndarray], names: tuple[str, ...], progress: Progress = SILENT
+) -> list[np.ndarray]:
+    """The named outputs of an analysis graph for images of one size (ORT, one thread, no graph
+    optimisations), each concatenated over the images; one progress step per image."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(analysis_model, options, providers=["CPUExecutionProvider"])
-    ys, zs = [], []
+    outputs: list[list[np.ndarray]] = [[] for _ in names]
     for image in images:
-        y, z = session.run(["y", "z"], {"x": networks.pad_image(image)})
-        ys.append(y)
-        zs.append(z)
+        values = session.run(list(names), {"x": networks.pad_image(image)})
+        for collected, value in zip(outputs, values, strict=True):
+            collected.append(value)
         progress.advance()
-    return np.concatenate(ys), np.concatenate(zs)
+    return [np.concatenate(collected) for collected in outputs]
 
 
 def calibration_latents(
@@ -167,15 +176,18 @@ def build_synthesis(
     weights: dict[str, np.ndarray],
     calibration_y: np.ndarray,
     lowering: str = Lowering.FLOAT64,
+    input_bits: int | None = None,
 ) -> tuple[bytes, dict | None]:
     """g_s as ONNX: the float graph, or for `int16-full` the integer g_s (codec/intsynth.py) calibrated on
-    the latents y and lowered like h_s, with its certificate (None for a float g_s)."""
+    the latents y and lowered like h_s, with its certificate (None for a float g_s). Its input y_hat is in
+    units of 2^-input_bits (default: the architecture's mean_bits; 0 for integer latents)."""
     if not Precision(precision).integer_synthesis:
         return networks.synthesis_model(arch, weights), None
     from codec.intsynth import build_gs_onnx, certify_gs, integerize_gs
 
     g_s = networks.bind(arch, weights)["g_s"]
-    int_gs = integerize_gs(g_s, calibration_y, arch.mean_bits)
+    bits = arch.mean_bits if input_bits is None else input_bits
+    int_gs = integerize_gs(g_s, calibration_y, bits)
     return build_gs_onnx(int_gs, lowering), certify_gs(int_gs, lowering)
 
 

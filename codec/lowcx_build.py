@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from codec import contexts_fit, networks
-from codec.build import canonical_json, tables_npz, weights_npz
+from codec.build import analysis_outputs, build_synthesis, canonical_json, tables_npz, weights_npz
 from codec.codec import ANALYSIS, CERTIFICATE, SYNTHESIS, WEIGHTS
 from codec.contexts import ContextModel
 from codec.entropy import _rint_symbols
@@ -25,15 +25,8 @@ def integer_latents(
 ) -> np.ndarray:
     """round(g_a(x)) [B, M, h, w] int64 of images of one size, through the package's own analysis graph
     (ONNX Runtime, one thread, no graph optimisations)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    model = networks.analysis_model(arch, weights)
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    y = [session.run(["y"], {"x": networks.pad_image(image)})[0] for image in images]
-    return _rint_symbols(np.concatenate(y)).astype(np.int64)
+    (y,) = analysis_outputs(networks.analysis_model(arch, weights), images, ("y",))
+    return _rint_symbols(y).astype(np.int64)
 
 
 def synthesis_graph(
@@ -47,12 +40,7 @@ def synthesis_graph(
     uint8 pixels out) calibrated on integer latents, with its certificate (None for a float g_s)."""
     if precision not in (Precision.FLOAT, Precision.INT16_FULL):
         raise PackageError(f"a lowcomplexity package is float or int16-full, not {precision}")
-    if not Precision(precision).integer_synthesis:
-        return networks.synthesis_model(arch, weights), None
-    from codec.intsynth import build_gs_onnx, certify_gs, integerize_gs
-
-    int_gs = integerize_gs(networks.bind(arch, weights)["g_s"], calibration_y_hat, input_bits=0)
-    return build_gs_onnx(int_gs, lowering), certify_gs(int_gs, lowering)
+    return build_synthesis(precision, arch, weights, calibration_y_hat, lowering, input_bits=0)
 
 
 def build_package(
