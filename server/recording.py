@@ -40,7 +40,7 @@ from server.models import Cell, Decode, Drift, Encode, Job, Mismatch, utcnow
 from server.models import Codec as CodecRow
 from server.planning import Unit, plan_decodes, units
 from server.storage import BlobNotFound, BlobStore
-from server.taskfacts import TaskFactsCache
+from server.taskfacts import TaskFacts, TaskFactsCache, read_decode_facts
 from server.taskqueue import MODELS, Lease, TaskQueue
 from server.workerclient import CodecResult
 
@@ -170,10 +170,22 @@ class Recorder:
         return self._finish(lease, values)
 
     def _finish(self, lease: Lease, values: dict[str, Any]) -> bool:
-        if not self.queue.complete(lease, values):
+        planned: list[PlannedDecodes] = []  # filled in the result's transaction, used once it committed
+
+        def plan(session: Session) -> None:
+            if lease.kind == "encode" and values["status"] == verdicts.DONE:
+                first = _plan_first_decodes(session, lease.task_id)
+                planned.extend([first] if first else [])
+
+        if not self.queue.complete(lease, values, plan):
             log.info("result of %s %s discarded: its lease was lost", lease.kind, lease.task_id)
             return False
-        self.advance(lease.kind, lease.task_id)
+        if not planned:
+            self.advance(lease.kind, lease.task_id)
+            return True
+        self.facts.remember(planned[0].facts)
+        for target in planned[0].targets:  # their results record the cells
+            self.planned(target, planned[0].repeat)
         return True
 
     def _store_maps(self, result: CodecResult) -> str | None:
@@ -197,22 +209,13 @@ class Recorder:
     # --- what a finished task unblocks ------------------------------------------------------------------
 
     def advance(self, kind: str, task_id: int) -> None:
+        """The cells a finished task completes (a first encode that is done plans decodes instead)."""
         facts = self.facts.get(kind, task_id)
         if kind == "decode":
             self.record_cell(facts.job_id, facts.unit, facts.target)
             return
         with self.db.session() as session:
-            row = session.get(Encode, task_id)
-            job = session.get(Job, facts.job_id)
-            first_done = row.repeat == 0 and row.status == verdicts.DONE
-            if first_done:
-                plan_decodes(session, job, row)
-                self.facts.prime_decodes(session, row.id)
-            targets, repeat = list(job.decoder_targets), job.repeat
-        if first_done:
-            for target in targets:
-                self.planned(target, repeat)
-            return  # its decodes were only just planned: their results record the cells
+            targets = list(session.get(Job, facts.job_id).decoder_targets)
         for target in targets:
             self.record_cell(facts.job_id, facts.unit, target)
 
@@ -428,6 +431,7 @@ class Recorder:
     # --- the end of a job -------------------------------------------------------------------------------
 
     def unfinished(self, job_id: int) -> int:
+        # encodes before decodes: a first encode seen done had its decodes committed with it (`_finish`)
         with self.db.session() as session:
             return sum(
                 session.scalar(
@@ -534,6 +538,24 @@ def _decodes(session: Session, encode_id: int, target: str) -> list[Decode]:
     """One target's decodes of an encode as read-only rows (the attribute names of `Decode`)."""
     params = {"encode_id": encode_id, "decoder": target}
     return list(session.connection().execute(TARGET_DECODES, params))
+
+
+@dataclass(frozen=True)
+class PlannedDecodes:
+    targets: list[str]
+    repeat: int
+    facts: list[TaskFacts]
+
+
+def _plan_first_decodes(session: Session, encode_id: int) -> PlannedDecodes | None:
+    """A first encode's decodes, planned in the transaction that records it done: nobody sees the encode
+    done without its decodes, so the scheduler never closes a job whose decodes are still to be planned."""
+    row = session.get(Encode, encode_id)
+    if row.repeat != 0:
+        return None
+    job = session.get(Job, row.job_id)
+    plan_decodes(session, job, row)
+    return PlannedDecodes(list(job.decoder_targets), job.repeat, read_decode_facts(session, row.id))
 
 
 def _ready(encodes: list[Encode], decodes: list[Decode]) -> bool:

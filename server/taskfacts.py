@@ -137,9 +137,9 @@ class TaskFactsCache:
             self._keep([found])
         return found
 
-    def prime_decodes(self, session: Session, encode_id: int) -> None:
-        """Keep the facts of an encode's decodes, read together, before any of them is claimed."""
-        self._keep(read_decode_facts(session, encode_id))
+    def remember(self, facts: list[TaskFacts]) -> None:
+        """Keep facts read in a transaction once it has committed (`read_decode_facts`)."""
+        self._keep(facts)
 
     def _keep(self, facts: list[TaskFacts]) -> None:
         with self._lock:

@@ -231,13 +231,20 @@ class TaskQueue:
             row.lease_token, row.lease_expires_at = None, None
             return True
 
-    def complete(self, lease: Lease, values: dict[str, Any]) -> bool:
-        """Record a result: the row takes `values` in one conditional UPDATE, under the lease only. False
-        when the lease was lost (expired and claimed again, or the job closed)."""
+    def complete(
+        self, lease: Lease, values: dict[str, Any], then: Callable[[Session], None] | None = None
+    ) -> bool:
+        """Record a result: the row takes `values` in one conditional UPDATE, under the lease only, and
+        `then` runs in the same transaction (what the result implies is committed with it). False when the
+        lease was lost (expired and claimed again, or the job closed)."""
         params = {**values, "lease_token": None, "lease_expires_at": None}
         params.update(where_task=lease.task_id, where_status=RUNNING, where_token=lease.token)
         with self.db.session() as session:
-            return session.connection().execute(COMPLETE[lease.kind], params).rowcount == 1
+            if session.connection().execute(COMPLETE[lease.kind], params).rowcount != 1:
+                return False
+            if then is not None:
+                then(session)
+            return True
 
     def reap(self) -> list[int]:
         """Tasks whose lease expired go back to the queue; returns the devices that held them."""

@@ -276,3 +276,37 @@ def test_a_targeted_notify_wakes_only_as_many_slots_of_that_target():
         return woken
 
     assert asyncio.run(scenario()) == (2, 0, 1)
+
+
+def test_a_first_encode_is_seen_done_only_together_with_its_decodes(site, db_url, monkeypatch):
+    """Another connection (the scheduler deciding whether the job is complete) looking while the result is
+    recorded sees the encode still running: done and its decodes planned commit as one."""
+    from sqlalchemy import create_engine, text
+
+    import server.recording
+
+    devices = make_devices(site)
+    make_job(site, encode_png(source_image()))
+    lease = site.queue.claim(devices["arm"], "arm", 4)
+    assert lease is not None and lease.kind == "encode"
+    observer = create_engine(db_url)
+    seen: list[tuple] = []
+    real_plan = server.recording.plan_decodes
+
+    def plan_while_watched(session, job, encode):  # type: ignore[no-untyped-def]
+        with observer.connect() as other:
+            status = other.execute(text("SELECT status FROM encodes WHERE id = :i"), {"i": lease.task_id})
+            count = other.execute(
+                text("SELECT count(*) FROM decodes WHERE encode_id = :i"), {"i": lease.task_id}
+            )
+            seen.append((status.scalar_one(), count.scalar_one()))
+        real_plan(session, job, encode)
+
+    monkeypatch.setattr(server.recording, "plan_decodes", plan_while_watched)
+    model = answer("encode", encode_png(source_image()), "e", "arm")
+    assert site.recorder.result(lease, CodecResult.from_model(model))
+    observer.dispose()
+    assert seen == [("running", 0)]
+    with site.db.session() as session:
+        assert session.get(Encode, lease.task_id).status == verdicts.DONE
+        assert session.query(Decode).filter_by(encode_id=lease.task_id).count() == len(TARGETS)
