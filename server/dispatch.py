@@ -22,6 +22,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -114,9 +115,11 @@ class PushDispatcher:
         pool: DevicePool,
         settings: Settings,
         work: Signal,
+        drained: Callable[[], None] = lambda: None,
     ) -> None:
         self.db, self.store, self.queue, self.recorder = db, store, queue, recorder
         self.pool, self.settings, self.work = pool, settings, work
+        self.drained = drained
         self._slots: dict[int, list[asyncio.Task]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         recorder.planned = self._planned
@@ -162,11 +165,16 @@ class PushDispatcher:
 
     async def _slot(self, device_id: int, target: str) -> None:
         slots = self.settings.worker_concurrency
+        busy = False
         while self._healthy(device_id):
             lease = await asyncio.to_thread(self.queue.claim, device_id, target, slots)
             if lease is None:
+                if busy:  # this slot just ran out of work: the job of its last task may be complete
+                    self.drained()
+                busy = False
                 await self.work.wait(IDLE_POLL_S * random.uniform(0.75, 1.25), target)
                 continue
+            busy = True
             try:
                 await self._run(lease)
             except Exception:  # the lease expires and another device takes the task

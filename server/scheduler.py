@@ -48,7 +48,9 @@ class Scheduler:
         anchors = AnchorCache(settings.anchor_dir, store)
         self.recorder = Recorder(db, store, self.queue, pool.fingerprint_of, anchors)
         self.work = Signal()
-        self.push = PushDispatcher(db, store, self.queue, self.recorder, pool, settings, self.work)
+        self.push = PushDispatcher(
+            db, store, self.queue, self.recorder, pool, settings, self.work, drained=self.wake
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []

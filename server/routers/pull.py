@@ -81,6 +81,7 @@ def register_pull_worker(body: PullRegistration, app: AppDep) -> dict[str, Any]:
 async def claim(device_id: DeviceId, app: AppDep, wait: Annotated[float, Query(ge=0, le=120)] = 20.0) -> Any:
     """The next task for this worker, waiting up to `wait` seconds for one (204 if none came)."""
     deadline = asyncio.get_running_loop().time() + min(wait, app.settings.pull_wait_seconds)
+    first = True
     while True:
         device = await asyncio.to_thread(_heartbeat, app, device_id)
         if device.status == UNCHECKED:
@@ -91,8 +92,11 @@ async def claim(device_id: DeviceId, app: AppDep, wait: Annotated[float, Query(g
             lease = await asyncio.to_thread(app.scheduler.queue.claim, device_id, device.target, PULL_SLOTS)
             if lease is not None:
                 return await asyncio.to_thread(_task, app, lease)
+            if first:  # a worker back for more after a result and none left: its job may be complete
+                app.scheduler.wake()
         else:
             raise HTTPException(409, f"worker {device_id} is {device.status}: {device.health_detail}")
+        first = False
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             return Response(status_code=204)
