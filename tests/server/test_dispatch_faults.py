@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "packages" / "int16" / "q2"
 LEASE_S = 8
-IMAGES, SIDE = 32, 256
+IMAGES, SIDE = 48, 256
 JOB_TIMEOUT_S = 600
 
 
@@ -192,8 +192,9 @@ def test_two_equal_workers_split_the_work_within_60_40(baseline):
     assert len(baseline.cells) == IMAGES and all(c["verdict"] == "bit-exact" for c in baseline.cells)
 
 
-def test_kill_9_of_one_worker_mid_job_costs_at_most_half_the_time_again(site, baseline):
+def test_kill_9_of_one_worker_mid_job_costs_at_most_half_the_time_again(site):
     site.run(site.submit())  # warm-up, like the baseline's
+    without_fault = site.run(site.submit())  # on this site's database and processes
 
     def kill_mid_job(job_id: int) -> None:
         wait_for(
@@ -205,10 +206,13 @@ def test_kill_9_of_one_worker_mid_job_costs_at_most_half_the_time_again(site, ba
 
     job_id = site.submit()
     elapsed = site.run(job_id, kill_mid_job)
-    print(f"kill -9 of cpu-a mid-job: {elapsed:.1f} s against {baseline.elapsed:.1f} s without the fault")
-    assert elapsed <= 1.5 * baseline.elapsed
+    print(f"kill -9 of cpu-a mid-job: {elapsed:.1f} s against {without_fault:.1f} s without the fault")
+    assert elapsed <= 1.5 * without_fault
     cells = site.cells(job_id)
-    assert len(cells) == IMAGES and all(c["verdict"] == "bit-exact" for c in cells)
+    assert len(cells) == IMAGES
+    not_exact = [c["id"] for c in cells if c["verdict"] != "bit-exact"]
+    details = [site.client.get(f"/api/cells/{cell}").json() for cell in not_exact]
+    assert not details, json.dumps(details, indent=1)
 
 
 def test_sigstop_of_one_worker_moves_its_tasks_within_a_lease_plus_10_s(site):
