@@ -28,9 +28,14 @@ def expected_stages(*reported: dict) -> tuple[Stage, ...]:
     return STAGES if hyper else FACTORIZED_STAGES
 
 
+def manifest_family(manifest: dict) -> str | None:
+    """The manifest's `architecture.family`; None where it names none (a package from before families)."""
+    architecture = manifest.get("architecture")
+    family = architecture.get("family") if isinstance(architecture, dict) else None
+    return family if isinstance(family, str) else None
+
+
 def package_stages(manifest: dict) -> tuple[Stage, ...]:
     """The stages a package's codec reports, from its manifest: `FACTORIZED_STAGES` for the lowcomplexity
     family, every stage for the hyperprior."""
-    architecture = manifest.get("architecture")
-    family = architecture.get("family") if isinstance(architecture, dict) else None
-    return FACTORIZED_STAGES if family == "lowcomplexity" else STAGES
+    return FACTORIZED_STAGES if manifest_family(manifest) == "lowcomplexity" else STAGES

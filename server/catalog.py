@@ -14,6 +14,7 @@ from codec.errors import ImageError, PackageError
 from codec.images import decode_png, encode_png
 from codec.imagesets import make_set
 from codec.package import canonical_json, extract_archive
+from codec.stages import manifest_family
 from server.db import Database
 from server.models import Codec, Image
 from server.storage import BlobStore
@@ -26,9 +27,8 @@ def codec_label(manifest: dict[str, Any], digest: str) -> str:
     if isinstance(name, str) and name:
         return name
     parts = [str(manifest.get("precision", "codec")), digest[:8]]
-    architecture = manifest.get("architecture")
-    family = architecture.get("family") if isinstance(architecture, dict) else None
-    if isinstance(family, str) and family != "hyperprior":
+    family = manifest_family(manifest)
+    if family is not None and family != "hyperprior":
         contexts = manifest.get("contexts")
         single = isinstance(contexts, dict) and contexts.get("contexts") == 1
         parts.insert(0, f"{family}-nocontext" if single else family)
