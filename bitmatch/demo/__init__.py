@@ -13,5 +13,7 @@ it exits when the jobs are done; `--json` prints one JSON object on stdout and e
 first job, `codecs` summed over the jobs, and per job its `id`, `label`, `targets`, `report`, `summary` and
 `codecs`.
 
-Every process it starts runs in its own process group and is stopped on exit, including on errors.
+Every process it starts runs in its own process group and is stopped on exit, including on errors
+(bitmatch/fleet.py). The command is command.py, the run run.py, what it reports report.py, and the terminal
+matrix table.py.
 """
