@@ -62,7 +62,7 @@ def free_port() -> int:
 
 
 def bitmatch(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from server.cli import main; main()", *args]
+    return [sys.executable, "-c", "from bitmatch.cli import main; main()", *args]
 
 
 def env() -> dict[str, str]:

@@ -14,6 +14,7 @@ COPY pyproject.toml README.md ./
 COPY codec/ codec/
 COPY worker/ worker/
 COPY server/ server/
+COPY bitmatch/ bitmatch/
 RUN pip install . \
     && useradd --system --create-home --uid 10001 bitmatch \
     && mkdir -p /var/cache/bitmatch \

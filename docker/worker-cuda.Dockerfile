@@ -22,6 +22,7 @@ COPY pyproject.toml README.md ./
 COPY codec/ codec/
 COPY worker/ worker/
 COPY server/ server/
+COPY bitmatch/ bitmatch/
 # onnxruntime-gpu ships the same `onnxruntime` module as the CPU wheel the base dependencies pull in, so the
 # CPU wheel goes first (the `cuda` extra of pyproject.toml names the same requirement).
 RUN pip install . \

@@ -25,7 +25,7 @@ USAGE, FAILURE, INFRASTRUCTURE, INTERRUPTED = 2, 1, 2, 130
 
 
 def bitmatch(*args: str) -> list[str]:
-    return [sys.executable, "-m", "server.cli", *args]
+    return [sys.executable, "-m", "bitmatch", *args]
 
 
 def train(*args: str) -> list[str]:
@@ -441,7 +441,7 @@ def test_an_internal_error_keeps_its_traceback_and_says_it_is_a_bug(w: SimpleNam
     code = (
         "import sys, codec.cli\n"
         "codec.cli.output_file = lambda path: 1 / 0\n"
-        "from server.cli import main\n"
+        "from bitmatch.cli import main\n"
         "sys.argv[0] = 'bitmatch'\n"
         "main()\n"
     )

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from bitmatch.cli import cli
 from codec import networks, stages
 from codec.images import load_png, save_png
-from server.cli import cli
 
 STAGES = set(stages.STAGES)
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from bitmatch.cli import cli
 from codec import bitstream, networks
 from codec.codec import Codec
 from codec.importers import calibration
@@ -23,7 +24,6 @@ from codec.importers.compressai import ARCHITECTURES, build_packages, read_check
 from codec.importers.torchfile import CheckpointError, load_checkpoint
 from codec.metrics import psnr
 from codec.train import evaluate
-from server.cli import cli
 from tests.compressai_loader import model_class
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "data" / "compressai"

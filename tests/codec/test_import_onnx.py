@@ -14,13 +14,13 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
+from bitmatch.cli import cli
 from codec.codec import Codec
 from codec.importers import calibration
 from codec.importers.compressai import build_packages, read_checkpoint
 from codec.layers import Layer, LayerSpec
 from codec.onnxgraph import GraphBuilder, image_info
 from codec.train import evaluate
-from server.cli import cli
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "compressai" / "mbt2018-mean-q1.pth"
 ARCH = "mbt2018-mean"

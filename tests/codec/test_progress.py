@@ -123,7 +123,7 @@ def test_eval_through_a_pipe_prints_a_few_plain_lines_and_clean_json(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FORCE_COLOR", "TTY_"))}
     env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run(
-        [sys.executable, "-m", "server.cli", "codec", "eval", str(images), "--codec", str(package), "--json"],
+        [sys.executable, "-m", "bitmatch", "codec", "eval", str(images), "--codec", str(package), "--json"],
         env=env,
         capture_output=True,
         text=True,

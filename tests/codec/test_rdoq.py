@@ -179,7 +179,7 @@ def test_default_window_is_half_the_receptive_field():
 def _invoke(*args: str):
     from click.testing import CliRunner
 
-    from server.cli import cli
+    from bitmatch.cli import cli
 
     return CliRunner().invoke(cli, ["codec", *args])
 

@@ -42,8 +42,8 @@ FALLBACK_ENTRY_POINTS = {
 
 def bitmatch_command(subcommand: str) -> list[str]:
     """`bitmatch SUBCOMMAND` run by this interpreter (targets record which interpreter they were proven with),
-    or the subcommand's entry point while server/cli.py does not register it yet."""
-    from server.cli import cli
+    or the subcommand's entry point while bitmatch/cli.py does not register it yet."""
+    from bitmatch.cli import cli
 
     if subcommand not in cli.commands and subcommand in FALLBACK_ENTRY_POINTS:
         module, name = FALLBACK_ENTRY_POINTS[subcommand]
@@ -55,7 +55,7 @@ def bitmatch_command(subcommand: str) -> list[str]:
     return [
         sys.executable,
         "-c",
-        "import sys; from server.cli import main; sys.argv[0] = 'bitmatch'; main()",
+        "import sys; from bitmatch.cli import main; sys.argv[0] = 'bitmatch'; main()",
         subcommand,
     ]
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.cli import cli
-from server.demo import VERDICT_ORDER, matrix_text, verdict_counts
+from bitmatch.cli import cli
+from bitmatch.demo.table import VERDICT_ORDER, matrix_text, verdict_counts
 from server.progress import STEPS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ def demo_argv(data_dir: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-c",
-        "from server.cli import main; main()",
+        "from bitmatch.cli import main; main()",
         "demo",
         "--port",
         "0",

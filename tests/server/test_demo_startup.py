@@ -7,7 +7,9 @@ import threading
 import time
 from pathlib import Path
 
-from server.demo import Console, Fleet, Service, enlist_workers
+from bitmatch.console import Console
+from bitmatch.enlist import enlist_workers
+from bitmatch.fleet import Fleet, Service
 
 CHECK_S = 0.5  # how long the stand-in coordinator takes over one worker's known-answer test
 
@@ -70,7 +72,7 @@ def test_a_worker_that_exited_is_reported_and_the_others_are_enlisted(capsys):
 
 
 def test_an_opt_in_target_is_started_only_when_named(capsys):
-    from server.demo import local_targets
+    from bitmatch.local_targets import local_targets
 
     console = Console(json_mode=True)
     assert "onnx-ref-naive" not in local_targets(console, provision=False, only=None)
@@ -95,7 +97,7 @@ class SlowToStop(StandInService):
 
 
 def test_the_coordinator_stops_first_and_then_every_worker_at_once():
-    from server.demo import running
+    from bitmatch.fleet import running
 
     log: list = []
     fleet = Fleet(SlowToStop("coordinator", log), {t: SlowToStop(t, log) for t in ("a", "b", "c")})
@@ -130,7 +132,7 @@ class SlowToProvision:
 
 
 def test_targets_are_provisioned_side_by_side_and_listed_in_order(capsys):
-    from server.demo import local_targets
+    from bitmatch.local_targets import local_targets
 
     log: dict = {}
     catalog = [SlowToProvision(name, log) for name in ("emulated-a", "emulated-b", "emulated-c")]

@@ -140,7 +140,7 @@ def test_the_fallback_health_package_is_a_seeded_random_int16_one_built_once(tmp
 
 
 def test_the_demo_waits_for_a_loading_known_answer_test_but_not_for_one_that_cannot_run(pool):
-    from server.demo import waiting_for_known_answer
+    from bitmatch.enlist import waiting_for_known_answer
 
     assert waiting_for_known_answer({"status": UNCHECKED, "health_detail": pool.known_answer_pending()})
     pool.known_answer_loading, pool.known_answer_problem = False, "health package unusable: BadMagic"

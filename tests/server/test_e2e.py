@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bitmatch.fleet import Service, free_port, python_command
 from codec.images import encode_png
 from codec.imagesets import IMAGE_SETS
 from server.client import CoordinatorClient
-from server.demo import Service, free_port, python_command
 from tests.token_files import token_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ TARGETS = sorted(set(WORKERS.values()))
 EMULATED = {"qemu-aarch64", "qemu-x86-sse"}
 START_S, JOB_S = 900.0, 900.0
 PASSING = {"bit-exact", "latent-exact"}
-BITMATCH = python_command("from server.cli import main; main()")
+BITMATCH = python_command("from bitmatch.cli import main; main()")
 WORKER = python_command("from worker.cli import worker_command; worker_command()")
 
 pytestmark = [pytest.mark.slow, pytest.mark.qemu]

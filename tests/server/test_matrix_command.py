@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from server_harness import ROOT, bitmatch_command, subprocess_env
 
-from server.matrix import load_config
+from bitmatch.matrix import load_config
 
 pytestmark = pytest.mark.slow
 

@@ -25,15 +25,19 @@ def bitmatch_command() -> list[str]:
     script = Path(sys.executable).with_name("bitmatch")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from server.cli import main; sys.argv[0] = 'bitmatch'; main()"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from bitmatch.cli import main; sys.argv[0] = 'bitmatch'; main()",
+    ]
 
 
 def worker_command() -> list[str]:
-    """`bitmatch worker`; until server/cli.py registers it, the worker command's entry point itself.
+    """`bitmatch worker`; until bitmatch/cli.py registers it, the worker command's entry point itself.
 
     test_docker.py asserts the registration, so the fallback cannot hide a missing command.
     """
-    from server.cli import cli
+    from bitmatch.cli import cli
 
     if "worker" in cli.commands:
         return [*bitmatch_command(), "worker"]

@@ -26,7 +26,7 @@ DOCKERFILES = {
     "worker-cuda": DOCKER / "worker-cuda.Dockerfile",
     "coordinator": DOCKER / "coordinator.Dockerfile",
 }
-SOURCE_DIRS = ("codec", "worker", "server")
+SOURCE_DIRS = ("codec", "worker", "server", "bitmatch")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 
 
@@ -129,7 +129,7 @@ def compose() -> dict:
 
 
 def bitmatch_cli() -> click.Group:
-    from server.cli import cli
+    from bitmatch.cli import cli
 
     return cli
 

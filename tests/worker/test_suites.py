@@ -12,7 +12,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 INT16 = ROOT / "packages" / "int16" / "q2"
-BITMATCH = [sys.executable, "-c", "import sys; from server.cli import main; sys.argv[0] = 'bitmatch'; main()"]
+BITMATCH = [
+    sys.executable,
+    "-c",
+    "import sys; from bitmatch.cli import main; sys.argv[0] = 'bitmatch'; main()",
+]
 
 pytestmark = [pytest.mark.slow, pytest.mark.qemu]
 

@@ -2,7 +2,7 @@
 
 from click.testing import CliRunner
 
-from server.cli import cli
+from bitmatch.cli import cli
 
 
 def test_a_token_on_the_command_line_is_refused_with_the_way_to_pass_it():

@@ -132,15 +132,13 @@ def aggregate_command(
 )
 def matrix_command(config_path: Path, out: Path, history_dir: Path | None) -> None:
     """Run a declared matrix on local targets; exit 0 pass, 1 verdict failure, 2 infrastructure failure."""
-    from server import demo
-    from server.matrix import MatrixError, load_config, run_matrix
+    from bitmatch.console import Console, LaunchError
+    from bitmatch.matrix import MatrixError, load_config, run_matrix
 
     try:
         config = load_config(config_path)
-        code = run_matrix(
-            config, out.resolve(), (history_dir or out / "history").resolve(), demo.Console(False)
-        )
-    except (MatrixError, demo.DemoError, OSError) as exc:  # TimeoutError is an OSError
+        code = run_matrix(config, out.resolve(), (history_dir or out / "history").resolve(), Console(False))
+    except (MatrixError, LaunchError, OSError) as exc:  # TimeoutError is an OSError
         _infrastructure(exc)
     raise SystemExit(code)
 

@@ -1,12 +1,13 @@
-"""The `bitmatch` command line: one group per package, assembled here (codec <- worker <- server)."""
+"""The `bitmatch` command line: one group per package, assembled here (codec <- worker <- server), and the
+launcher's own commands (`demo`, `matrix`, `aggregate`, `suite`)."""
 
 import click
 
+from bitmatch.ci import aggregate_command, matrix_command, suite_group
+from bitmatch.demo.command import demo_command
 from codec.cli import codec_group
 from codec.cli_errors import ReportingGroup
 from codec.importers.cli import import_group
-from server.ci_cli import aggregate_command, matrix_command, suite_group
-from server.demo import demo_command
 from server.serve import serve_command
 from worker.cli import worker_command
 from worker.offline_cli import decode_set_command, encode_set_command
@@ -18,9 +19,9 @@ class BitmatchGroup(ReportingGroup):
     """The `bitmatch` group: every layer's typed errors are a user's mistake, reported on one line."""
 
     def user_errors(self) -> tuple[type[BaseException], ...]:
+        from bitmatch.matrix import MatrixError
         from server.client import CoordinatorError
         from server.db import DatabaseRefused
-        from server.matrix import MatrixError
         from server.suites import SuiteError
         from worker.provision import ProvisionError
         from worker.pull import CoordinatorGone

@@ -42,10 +42,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bitmatch.console import Console
+from bitmatch.enlist import enlist_workers
+from bitmatch.fleet import free_port, local_fleet, running, wait_for_coordinator
+from bitmatch.follow import follow
+from bitmatch.inputs import trained_packages, upload_images
+from bitmatch.local_targets import local_targets
 from codec.errors import CodecError
 from codec.package import CodecPackage
 from codec.vocabulary import JobStatus, Precision, Verdict
-from server import demo, history, queries
+from server import history, queries
 from server.client import CoordinatorClient
 from server.db import Database
 from server.models import Job
@@ -155,13 +161,13 @@ def _health_package(packages: list[CodecPackage]) -> Path:
     for package in packages:
         if Precision(package.precision).is_integer:
             return package.path
-    shipped = demo.trained_packages()
+    shipped = trained_packages()
     if shipped is None:
         raise MatrixError("the known-answer test needs an integer package: list one under [[codecs]]")
     return shipped[Precision.INT16]
 
 
-def run_matrix(config: MatrixConfig, out: Path, history_dir: Path, console: demo.Console) -> int:
+def run_matrix(config: MatrixConfig, out: Path, history_dir: Path, console: Console) -> int:
     """Run every job of the config; returns the exit code."""
     packages = [_package(entry.path) for entry in config.codecs]
     pairs = [(_package(p.encoder), _package(p.decoder), p.images) for p in config.compatibility]
@@ -169,26 +175,26 @@ def run_matrix(config: MatrixConfig, out: Path, history_dir: Path, console: demo
         dict.fromkeys([*config.matrix.targets, *(t for g in config.images for t in g.targets or [])])
     )
     console.say("targets:")
-    available = demo.local_targets(console, provision=True, only=wanted)
+    available = local_targets(console, provision=True, only=wanted)
     token, worker_token = secrets.token_hex(16), secrets.token_hex(16)
-    fleet = demo.local_fleet(
-        history_dir, out / "logs", demo.free_port(), available, token, worker_token, _health_package(packages)
+    fleet = local_fleet(
+        history_dir, out / "logs", free_port(), available, token, worker_token, _health_package(packages)
     )
     label = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     deadline = time.monotonic() + config.matrix.timeout
     started = time.monotonic()
     runs: list[tuple[str, int]] = []
-    with demo.running(fleet), CoordinatorClient(fleet.coordinator.url, token, timeout=600) as client:
-        demo.wait_for_coordinator(fleet)
+    with running(fleet), CoordinatorClient(fleet.coordinator.url, token, timeout=600) as client:
+        wait_for_coordinator(fleet)
         console.say("workers (health check: known-answer encode and decode):")
-        healthy = list(demo.enlist_workers(fleet, client, worker_token, console))
+        healthy = list(enlist_workers(fleet, client, worker_token, console))
         missing = [t for t in wanted if t not in healthy]
         codecs = [client.upload_codec(pkg.path)["digest"] for pkg in packages]
         for group in config.images:
             targets = [t for t in (group.targets or config.matrix.targets) if t in healthy]
             if not targets:
                 continue
-            images = demo.upload_images(client, group.set or str(group.dir), console)
+            images = upload_images(client, group.set or str(group.dir), console)
             job_id = client.submit(
                 codecs,
                 images,
@@ -215,7 +221,7 @@ def run_matrix(config: MatrixConfig, out: Path, history_dir: Path, console: demo
             runs.append((f"compat-{old.digest[:8]}-{new.digest[:8]}", job_id))
         for name, job_id in runs:
             console.say(f"job {job_id}: {name} ({fleet.coordinator.url}/jobs/{job_id})")
-            summary = demo.follow(client, job_id, max(1.0, deadline - time.monotonic()))
+            summary = follow(client, job_id, max(1.0, deadline - time.monotonic()))
             if summary["status"] != JobStatus.DONE:
                 missing.append(f"job {job_id} ended {summary['status']}")
     return _report(config, runs, packages, missing, out, history_dir, console, time.monotonic() - started)
