@@ -60,9 +60,10 @@ lint: $(TESTING)
 test: $(TESTING) $(COMPRESSAI) lint provision postgres shellcheck
 	$(BIN)/python -m pytest -q
 
-# The edit-test loop: every test not marked slow, qemu or browser (make test still runs them all).
+# The edit-test loop: every test not marked slow, qemu or browser (make test still runs them all, one at a
+# time, so that the fault-injection tests that compare two runs are not competing with other tests for cores).
 test-fast: $(TESTING) $(COMPRESSAI) postgres shellcheck
-	$(BIN)/python -m pytest -q -m "not slow and not qemu and not browser"
+	$(BIN)/python -m pytest -q -n auto -m "not slow and not qemu and not browser"
 
 clean:
 	rm -rf $(VENV) .pytest_cache
