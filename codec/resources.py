@@ -62,6 +62,16 @@ def image_set_to_write(name: str) -> Path:
     return checkout / "data" / name
 
 
+def shipped_relative(path: Path) -> str:
+    """PATH as packages/... or data/... when it lies in a checkout or in the wheel's shipped data (so a
+    committed report names no machine's paths), else in full."""
+    path = Path(path).resolve()
+    for root in _shipped_roots():
+        if path.is_relative_to(root.resolve()):
+            return str(path.relative_to(root.resolve()))
+    return str(path)
+
+
 def _find(top: str, setting: str, name: str, what: str) -> Path:
     configured = os.environ.get(setting)
     if configured:
