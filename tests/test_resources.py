@@ -64,6 +64,14 @@ def test_an_image_set_nowhere_names_the_setting_and_where_to_fetch_it():
     assert "\n" not in message and raised.value.code == "resource-missing"
 
 
+def test_an_install_without_the_packages_falls_back_to_the_random_health_package(monkeypatch, tmp_path):
+    from server.knownanswer import RANDOM_HEALTH_PACKAGE, health_package
+
+    monkeypatch.setenv(PACKAGES_SETTING, str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    assert health_package(None, tmp_path) == tmp_path / RANDOM_HEALTH_PACKAGE
+
+
 # The wheel's own check runs in a child interpreter that sees only the unpacked wheel and the venv's
 # site-packages (for numpy and friends): -I drops the cwd and PYTHONPATH, -S the editable install's finder.
 WHEEL_CHECK = """
