@@ -315,9 +315,11 @@ def _eval_shipped(
     as_json: bool,
     with_rdoq: bool = True,
 ) -> None:
+    from codec.resources import image_set
+    from codec.resources import packages_dir as shipped_packages_dir
     from codec.train import evaluate
 
-    packages_dir = packages_dir or evaluate.PACKAGES_DIR
+    packages_dir = packages_dir or shipped_packages_dir()
     if not evaluate.shipped_families(packages_dir):
         raise click.ClickException(
             f"no packages in {packages_dir} (expected PRECISION/qI/manifest.json, or "
@@ -325,7 +327,7 @@ def _eval_shipped(
         )
     with progress("codec eval", 0, "encodes") as steps:
         passes = evaluate.DEFAULT_RDOQ_PASSES if with_rdoq else None
-        testset = image_dir or evaluate.TESTSET_DIR
+        testset = image_dir or image_set("testset")
         report = evaluate.evaluate_shipped(packages_dir, testset, runtime, steps, passes)
     if plot_path is not None:
         evaluate.plot_rd(report, output_file(plot_path))
@@ -334,11 +336,11 @@ def _eval_shipped(
 
 def _eval_one(image_dir: Path | None, codec_path: str, runtime: str, as_json: bool) -> None:
     from codec.codec import Codec, evaluate_directory
-    from codec.train.evaluate import TESTSET_DIR
+    from codec.resources import image_set
 
     codec = Codec.load(codec_path, runtime)
     with progress("codec eval", 0, "images") as steps:
-        report = evaluate_directory(codec, image_dir or TESTSET_DIR, steps)
+        report = evaluate_directory(codec, image_dir or image_set("testset"), steps)
     lines = [
         f"{row['image']:<32} {row['bpp']:8.4f} bpp {row['psnr']:7.2f} dB  MS-SSIM {row['ms_ssim']:.4f}"
         for row in report["images"]

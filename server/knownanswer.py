@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codec.imagesets import known_answer_image
+from codec.resources import ResourceMissing, shipped_package
 from codec.stages import LATENT_STAGES, PARSE_STAGES
 from codec.vocabulary import Precision
 
 ENTROPY_STAGES = PARSE_STAGES + LATENT_STAGES
-SHIPPED_HEALTH_PACKAGE = Path(__file__).resolve().parents[1] / "packages" / "int16" / "q2"
+SHIPPED_HEALTH_PACKAGE = "int16/q2"  # under the shipped packages (codec.resources.packages_dir)
 RANDOM_HEALTH_PACKAGE = "health-int16-random-n8-m8-seed0"
 KNOWN_ANSWER_UNAVAILABLE = "known-answer test cannot run"  # in the health detail of the devices it leaves
 
@@ -41,9 +42,15 @@ def health_package(configured: Path | None, cache_dir: Path) -> Path:
     seeded random int16 package built once into `cache_dir`."""
     if configured is not None:
         return configured
-    if (SHIPPED_HEALTH_PACKAGE / "manifest.json").is_file():
-        return SHIPPED_HEALTH_PACKAGE
-    return _random_health_package(cache_dir)
+    try:
+        return shipped_health_package()
+    except ResourceMissing:  # an install without the trained packages (the coordinator's container)
+        return _random_health_package(cache_dir)
+
+
+def shipped_health_package() -> Path:
+    """packages/int16/q2, wherever this install keeps the shipped packages; ResourceMissing if it has none."""
+    return shipped_package(SHIPPED_HEALTH_PACKAGE)
 
 
 def _random_health_package(cache_dir: Path) -> Path:

@@ -14,9 +14,12 @@ def default_data_dir() -> Path:
 
 def shipped_rd_evidence() -> Path:
     """`packages/rd.json`: what `bitmatch codec eval` measured on the shipped packages."""
-    from codec.train.evaluate import PACKAGES_DIR
+    from codec.resources import ResourceMissing, packages_dir
 
-    return PACKAGES_DIR / "rd.json"
+    try:
+        return packages_dir() / "rd.json"
+    except ResourceMissing:  # an install without them: the RD evidence page says it is not there
+        return Path("packages/rd.json")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import os
 import platform
 import shlex
 import shutil
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,7 +99,7 @@ def _own_command_launch(command: str) -> ComputeLaunch:
             param_hint="--compute-command",
         )
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(str(files("worker"))).resolve().parent)  # where codec/, worker/, server/ are installed
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     return ComputeLaunch(argv=argv, env=env)
 

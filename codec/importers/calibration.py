@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from codec.errors import ImageError
+from codec.resources import ResourceMissing, image_set
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DIR = REPO_ROOT / "data" / "calibration"
+BUNDLED = "calibration"  # data/calibration
 MIN_SIDE = 64
 
 
@@ -17,7 +17,7 @@ def images(directory: Path | None) -> tuple[list[np.ndarray], str]:
     """The images (centre-cropped to the smallest common height and width) and how to name the set."""
     from codec.train.data import load_image_set
 
-    directory = Path(directory) if directory is not None else DEFAULT_DIR
+    directory = Path(directory) if directory is not None else image_set(BUNDLED)
     if not directory.is_dir():
         raise ImageError(f"calibration directory not found: {directory}")
     loaded = load_image_set(directory)
@@ -30,8 +30,16 @@ def images(directory: Path | None) -> tuple[list[np.ndarray], str]:
             f"calibration images must be at least {MIN_SIDE} x {MIN_SIDE} pixels; "
             f"{directory} has one of {width} x {height}"
         )
-    name = "data/calibration" if directory.resolve() == DEFAULT_DIR.resolve() else directory.name
-    return [_centre(image, height, width) for image in loaded], name
+    return [_centre(image, height, width) for image in loaded], _set_name(directory)
+
+
+def _set_name(directory: Path) -> str:
+    """data/calibration for the bundled set (wherever it is installed), else the directory's own name."""
+    try:
+        bundled = image_set(BUNDLED)
+    except ResourceMissing:
+        return directory.name
+    return f"data/{BUNDLED}" if directory.resolve() == bundled.resolve() else directory.name
 
 
 def _centre(image: np.ndarray, height: int, width: int) -> np.ndarray:

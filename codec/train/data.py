@@ -6,12 +6,12 @@ Sources (natural photographs only; the abstract renders of these packages are le
   `apt-get download NAME=VERSION` and unpacked with `dpkg -x`;
 - the images bundled in the scikit-image wheel (`pip download --no-deps scikit-image==VERSION`).
 
-Every photograph is assigned once, here, to either the training set or the held-out test set. The wallpapers
-are camera JPEGs: images are downscaled by at least `MIN_JPEG_FACTOR` with Pillow's Lanczos filter, which
-averages the 8x8 block artefacts away. Test images are shrunk to `TEST_LONG_SIDE` pixels on the long side and
-written as PNG to data/testset/ with manifest.json (source package and version, original path, licence,
-copyright); a demo subset of `DEMO_SIZE` images is derived from four of them. Training images are cut into
-`CROP` x `CROP` crops cached as one uint8 array.
+Every photograph is assigned once (codec/train/sources.py) to either the training set or the held-out test
+set. The wallpapers are camera JPEGs: images are downscaled by at least `MIN_JPEG_FACTOR` with Pillow's
+Lanczos filter, which averages the 8x8 block artefacts away. Test images are shrunk to `TEST_LONG_SIDE`
+pixels on the long side and written as PNG to data/testset/ with manifest.json (source package and version,
+original path, licence, copyright); a demo subset of `DEMO_SIZE` images is derived from four of them.
+Training images are cut into `CROP` x `CROP` crops cached as one uint8 array.
 
 Three more sets, each with its manifest:
 
@@ -22,22 +22,33 @@ Three more sets, each with its manifest:
 - data/kodak/: eight Kodak-size (768 x 512) photographs from the held-out sources (the test photographs'
   originals where they are large enough, and KDE's), for the cross-device runs at the size where float
   drift shows.
+
+The sets are written into a source checkout's data/ (or under `BITMATCH_IMAGE_SETS_DIR`), never into an
+installed wheel (`codec.resources.image_set_to_write`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import subprocess
-import sys
 import tempfile
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from codec.resources import image_set_to_write
+from codec.train.sources import (
+    CALIBRATION,
+    DEMO,
+    HELDOUT,
+    KODAK,
+    PHOTOS,
+    Photo,
+    fetch_sources,
+    package_version,
+    photo_named,
+)
 
 MIN_JPEG_FACTOR = 3.0  # downscale of JPEG sources, enough to remove their block artefacts
 TRAIN_SHORT_SIDE = 512  # training images are shrunk until the short side is at most this
@@ -51,219 +62,8 @@ EXTRA_SCALES = (1.0, 1.5, 2.25, 3.0)
 CROPS_FILE = "crops.npy"
 WEIGHTS_FILE = "crop_weights.npy"  # sampling probability of each crop
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TESTSET_DIR = REPO_ROOT / "data" / "testset"
-
-DEBIAN = {  # package -> version (Debian bookworm)
-    "mate-backgrounds": "1.26.0-1",
-    "lomiri-wallpapers-16.04": "20.04.0-2",
-    "lomiri-wallpapers-20.04": "20.04.0-2",
-    "plasma-workspace-wallpapers": "4:5.27.5-2",
-}
-SKIMAGE_VERSION = "0.26.0"
-_MATE = "usr/share/backgrounds/mate/nature/"
-_LOMIRI = "usr/share/backgrounds/"
-_SKIMAGE = "skimage/data/"
-_KDE = "usr/share/wallpapers/"
-_GPL = "GPL-2+"
-CALIBRATION_DIR = REPO_ROOT / "data" / "calibration"
-HELDOUT_DIR = REPO_ROOT / "data" / "heldout"
-KODAK_DIR = REPO_ROOT / "data" / "kodak"
 CALIBRATION_SIZE = (256, 160)  # width, height
 KODAK_SIZE = (768, 512)
-
-
-@dataclass(frozen=True)
-class Photo:
-    name: str  # short name used for the output files
-    package: str  # Debian package or "scikit-image"
-    path: str  # path inside the package
-    licence: str
-    copyright: str
-    test: bool  # held out: never used in training
-
-
-PHOTOS: tuple[Photo, ...] = (
-    # --- held-out test set (12) ---
-    Photo(
-        "astronaut",
-        "scikit-image",
-        _SKIMAGE + "astronaut.png",
-        "public-domain",
-        "NASA (Eileen Collins), no known copyright restrictions",
-        True,
-    ),
-    Photo("chelsea", "scikit-image", _SKIMAGE + "chelsea.png", "CC0-1.0", "Stefan van der Walt", True),
-    Photo("coffee", "scikit-image", _SKIMAGE + "coffee.png", "CC0-1.0", "Rachel Michetti", True),
-    Photo("retina", "scikit-image", _SKIMAGE + "retina.jpg", "CC0-1.0", "Mikael Haggstrom", True),
-    Photo("garden", "mate-backgrounds", _MATE + "Garden.jpg", _GPL, "2008 Charles Barbin", True),
-    Photo("ladybird", "mate-backgrounds", _MATE + "LadyBird.jpg", _GPL, "2008 Charles Barbin", True),
-    Photo("storm", "mate-backgrounds", _MATE + "Storm.jpg", _GPL, "2008 Sergey Nazarov", True),
-    Photo("dune", "mate-backgrounds", _MATE + "Dune.jpg", _GPL, "2007 Marco Cogoni, 2008 Hylke Bons", True),
-    Photo(
-        "life",
-        "lomiri-wallpapers-16.04",
-        _LOMIRI + "life_by_Aitzol_Berasategi.jpg",
-        "CC-BY-4.0",
-        "2018 Aitzol Berasategi",
-        True,
-    ),
-    Photo(
-        "picos",
-        "lomiri-wallpapers-16.04",
-        _LOMIRI + "picosdeeuropa_by_Aitzol_Berasategi.jpg",
-        "CC-BY-4.0",
-        "2018 Aitzol Berasategi",
-        True,
-    ),
-    Photo(
-        "kleiber",
-        "lomiri-wallpapers-20.04",
-        _LOMIRI + "Kleiber_by_Lukas_Baubkus.jpg",
-        "CC-BY-SA-3.0",
-        "2021 Lukas Baubkus",
-        True,
-    ),
-    Photo(
-        "brushes",
-        "lomiri-wallpapers-16.04",
-        _LOMIRI + "Picture_1A_by_freespace.jpg",
-        "CC-BY-4.0",
-        "2018 Trevor 'Freespace'",
-        True,
-    ),
-    # --- training set (21) ---
-    Photo("rocket", "scikit-image", _SKIMAGE + "rocket.jpg", "public-domain", "SpaceX", False),
-    Photo("hubble", "scikit-image", _SKIMAGE + "hubble_deep_field.jpg", "public-domain", "NASA", False),
-    Photo(
-        "ihc", "scikit-image", _SKIMAGE + "ihc.png", "public-domain", "no known copyright restrictions", False
-    ),
-    *(
-        Photo(
-            stem.lower(),
-            "mate-backgrounds",
-            f"{_MATE}{stem}.jpg",
-            _GPL,
-            "see the package's copyright file",
-            False,
-        )
-        for stem in (
-            "Aqua",
-            "Blinds",
-            "FreshFlower",
-            "GreenMeadow",
-            "RainDrops",
-            "TwoWings",
-            "Wood",
-            "YellowFlower",
-        )
-    ),
-    *(
-        Photo(
-            stem.split("_by_")[0].lower(),
-            "lomiri-wallpapers-16.04",
-            f"{_LOMIRI}{stem}.jpg",
-            licence,
-            "see the package's copyright file",
-            False,
-        )
-        for stem, licence in (
-            ("Bridge_by_Sander_Klootwijk", "CC-BY-SA-4.0"),
-            ("Dragonfly_by_Bolly", "CC-BY-SA-4.0"),
-            ("Picture_0B_by_freespace", "CC-BY-4.0"),
-            ("Wine_by_Jakkub_Mede", "CC-BY-4.0"),
-            ("aitzgorri_by_Aitzol_Berasategi", "CC-BY-4.0"),
-            ("free_by_Peter_Nerlich", "CC-BY-SA-4.0"),
-            ("friends_by_Aitzol_Berasategi", "CC-BY-4.0"),
-            ("greentock_by_Peter_Nerlich", "CC-BY-SA-4.0"),
-            ("seeding_by_Clements_Engelhardt", "CC0-1.0"),
-            ("sunset_by_Aitzol_Berasategi", "CC-BY-4.0"),
-        )
-    ),
-)
-DEMO = ("astronaut", "coffee", "garden", "picos")
-
-# KDE Plasma's photographic wallpapers (the rest of the package is renders), 2560 x 1600 camera JPEGs.
-HELDOUT: tuple[Photo, ...] = tuple(
-    Photo(
-        stem.lower(),
-        "plasma-workspace-wallpapers",
-        f"{_KDE}{stem}/contents/images/2560x1600.jpg",
-        _GPL,
-        "2014 KDE Visual Design Group",
-        True,
-    )
-    for stem in (
-        "BytheWater",
-        "ColdRipple",
-        "ColorfulCups",
-        "DarkestHour",
-        "EveningGlow",
-        "FallenLeaf",
-        "Grey",
-        "Kite",
-        "OneStandsOut",
-        "Path",
-        "summer_1am",
-    )
-)
-# (photograph, close-up): whole scenes at test-set density, and 256 x 160 windows at Kodak scale.
-CALIBRATION = (
-    ("aqua", False),
-    ("bridge", False),
-    ("wine", False),
-    ("seeding", False),
-    ("twowings", True),
-    ("dragonfly", True),
-    ("free", True),
-    ("sunset", True),
-)
-KODAK = ("garden", "ladybird", "life", "picos", "kleiber", "eveningglow", "path", "fallenleaf")
-
-
-def package_version(package: str) -> str:
-    return SKIMAGE_VERSION if package == "scikit-image" else DEBIAN[package]
-
-
-# --- fetching ---------------------------------------------------------------------------------------------
-
-
-def fetch_sources(work_dir: Path) -> dict[str, Path]:
-    """Download and unpack every source package into work_dir/x/NAME; returns package -> root directory."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    roots = {}
-    for package, version in DEBIAN.items():
-        root = work_dir / "x" / package
-        if not root.exists():
-            subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=work_dir, check=True)
-            (deb,) = work_dir.glob(f"{package}_*.deb")
-            partial = root.with_name(root.name + ".partial")  # a failed unpack must not look finished
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
-            subprocess.run(["dpkg", "-x", str(deb), str(partial)], check=True)
-            partial.rename(root)
-        roots[package] = root
-    root = work_dir / "x" / "scikit-image"
-    if not root.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--dest",
-                str(work_dir),
-                f"scikit-image=={SKIMAGE_VERSION}",
-            ],
-            check=True,
-        )
-        (wheel,) = work_dir.glob(f"scikit_image-{SKIMAGE_VERSION}-*.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            members = [name for name in archive.namelist() if name.startswith(_SKIMAGE)]
-            archive.extractall(root, members)
-    roots["scikit-image"] = root
-    return roots
 
 
 # --- image preparation ------------------------------------------------------------------------------------
@@ -319,8 +119,10 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_testset(roots: dict[str, Path], out_dir: Path = TESTSET_DIR) -> dict:
-    """Write the test PNGs, the demo PNGs and manifest.json; returns the manifest."""
+def write_testset(roots: dict[str, Path], out_dir: Path | None = None) -> dict:
+    """Write the test PNGs, the demo PNGs and manifest.json (into data/testset by default); returns the
+    manifest."""
+    out_dir = out_dir or image_set_to_write("testset")
     for stale in [*out_dir.glob("*.png"), *out_dir.glob("demo/*.png")]:  # README.md stays
         stale.unlink()
     (out_dir / "demo").mkdir(parents=True, exist_ok=True)
@@ -391,10 +193,6 @@ def calibration_image(image: Image.Image, path: str, close_up: bool) -> Image.Im
     return centre_crop(base, CALIBRATION_SIZE)
 
 
-def _photo(name: str) -> Photo:
-    return next(photo for photo in (*PHOTOS, *HELDOUT) if photo.name == name)
-
-
 def _write_set(out_dir: Path, description: str, items: list[tuple[Photo, Image.Image, Image.Image]]) -> dict:
     """PNGs and manifest.json of one image set (README.md stays)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -418,25 +216,27 @@ def write_extra_sets(roots: dict[str, Path]) -> None:
     calibration = [
         (p, o, calibration_image(o, p.path, close_up))
         for name, close_up in CALIBRATION
-        for p in [_photo(name)]
+        for p in [photo_named(name)]
         for o in [original(p)]
     ]
     _write_set(
-        CALIBRATION_DIR,
+        image_set_to_write("calibration"),
         "calibration images of the integer h_s: training photographs (never test "
         "ones), whole scenes and Kodak-scale close-ups, 256 x 160",
         calibration,
     )
     heldout = [(p, o, test_image(o, p.path)) for p in HELDOUT for o in [original(p)]]
     _write_set(
-        HELDOUT_DIR,
+        image_set_to_write("heldout"),
         "held-out photographs from a source used neither for training nor for "
         "calibration (KDE Plasma wallpapers), prepared like data/testset",
         heldout,
     )
-    kodak = [(p, o, kodak_image(o, p.path)) for name in KODAK for p in [_photo(name)] for o in [original(p)]]
+    kodak = [
+        (p, o, kodak_image(o, p.path)) for name in KODAK for p in [photo_named(name)] for o in [original(p)]
+    ]
     _write_set(
-        KODAK_DIR,
+        image_set_to_write("kodak"),
         "Kodak-size (768 x 512) photographs from the held-out sources, never used in training or calibration",
         kodak,
     )
@@ -472,7 +272,7 @@ def write_crops(roots: dict[str, Path], cache_dir: Path) -> Path:
     return out
 
 
-def prepare(work_dir: Path | None, cache_dir: Path, testset_dir: Path = TESTSET_DIR) -> tuple[dict, Path]:
+def prepare(work_dir: Path | None, cache_dir: Path, testset_dir: Path | None = None) -> tuple[dict, Path]:
     """Fetch the sources (into work_dir or a temporary directory), write the test set and the crops."""
     with tempfile.TemporaryDirectory() as tmp:
         roots = fetch_sources(Path(work_dir) if work_dir else Path(tmp))

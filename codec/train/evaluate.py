@@ -32,11 +32,10 @@ from codec.images import load_png
 from codec.metrics import bd_summary, bpp, ms_ssim, psnr
 from codec.progress import SILENT, Progress
 from codec.rdoq import DEFAULT_PASSES as DEFAULT_RDOQ_PASSES
+from codec.resources import image_set, shipped_relative
+from codec.resources import packages_dir as shipped_packages_dir
 from codec.vocabulary import Anchor, Precision
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PACKAGES_DIR = REPO_ROOT / "packages"
-TESTSET_DIR = REPO_ROOT / "data" / "testset"
 PRECISIONS = (Precision.INT16, Precision.INT8, Precision.FLOAT, Precision.INT16_FULL)
 # The lowcomplexity family (codec/lowcx.py), each variant in a directory of its own: Galpin et al.'s base
 # (one CDF per channel) and the context-switching model.
@@ -85,9 +84,9 @@ def family_name(precision: str, prefix: str = "bitmatch") -> str:
     return f"{prefix}-{precision}"
 
 
-def load_testset(testset_dir: Path = TESTSET_DIR) -> list[tuple[str, np.ndarray]]:
-    """The images of a manifest.json (the bundled set), or every PNG of a directory without one."""
-    testset_dir = Path(testset_dir)
+def load_testset(testset_dir: Path | None = None) -> list[tuple[str, np.ndarray]]:
+    """The images of a manifest.json (the bundled set by default), or every PNG of a directory without one."""
+    testset_dir = Path(testset_dir) if testset_dir is not None else image_set("testset")
     manifest_path = testset_dir / "manifest.json"
     if manifest_path.exists():
         files = [entry["file"] for entry in json.loads(manifest_path.read_text())["images"]]
@@ -135,7 +134,7 @@ def codec_point(
         result = codec.encode(image, reconstruct=True, rdoq=rdoq)
         rows.append({"bpp": result.bpp, "psnr": result.psnr, "ms_ssim": ms_ssim(image, result.recon)})
         progress.advance()
-    point = {**_mean_point(rows), "package": _display_path(package_dir), "digest": codec.digest}
+    point = {**_mean_point(rows), "package": shipped_relative(package_dir), "digest": codec.digest}
     if rdoq is None:
         return point
     return {**point, "rdoq_passes": rdoq_passes, "rdoq_lambda": rdoq.lmbda}
@@ -149,18 +148,13 @@ def _rdoq_options(codec, passes: int, lambda_scale: float):  # type: ignore[no-u
     return RdoqOptions(passes=passes, lmbda=None if lmbda is None else float(lmbda) * lambda_scale)
 
 
-def _display_path(path: Path) -> str:
-    """Relative to the repository when inside it, so a committed report names no machine's paths."""
-    path = Path(path).resolve()
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
-
-
-def shipped_families(packages_dir: Path = PACKAGES_DIR) -> dict[str, list[Path]]:
+def shipped_families(packages_dir: Path | None = None) -> dict[str, list[Path]]:
     """precision -> its rate-point package directories, lowest rate first.
 
     Two layouts: DIR/PRECISION/qI (the shipped families) and DIR/qI/PRECISION (one `bitmatch import` per
-    rate point, `--out DIR/qI`).
+    rate point, `--out DIR/qI`). Default: the shipped packages.
     """
+    packages_dir = Path(packages_dir) if packages_dir is not None else shipped_packages_dir()
     families = {}
     for precision in PRECISIONS:
         points = sorted((packages_dir / precision).glob("q*/manifest.json"))
@@ -196,8 +190,8 @@ def family_prefix(families: dict[str, list[Path]]) -> str:
 
 
 def evaluate_shipped(
-    packages_dir: Path = PACKAGES_DIR,
-    testset_dir: Path = TESTSET_DIR,
+    packages_dir: Path | None = None,
+    testset_dir: Path | None = None,
     runtime: str = "ort-cpu",
     progress: Progress = SILENT,
     rdoq_passes: int | None = DEFAULT_RDOQ_PASSES,

@@ -14,6 +14,7 @@ import torch
 
 from codec import networks
 from codec.progress import SILENT, Progress
+from codec.resources import image_set
 from codec.train import train as loop
 from codec.train.factorized import FactorizedCodec
 from codec.vocabulary import Lowering, Precision
@@ -24,7 +25,6 @@ BASE_LAMBDA = loop.BASE_LAMBDA
 BASE = loop.Schedule(steps=7000, lr=1e-3, decay_from=0.85)
 FINETUNE = loop.Schedule(steps=2500, lr=3e-4, decay_from=0.7)
 PREFIX = "lowcx"
-CALIBRATION_DIR = Path(__file__).resolve().parents[2] / "data" / "calibration"
 
 
 def base_path(work_dir: Path) -> Path:
@@ -90,7 +90,7 @@ def calibration_latents(model: FactorizedCodec) -> np.ndarray:
     from codec.images import load_png
     from codec.lowcx_build import integer_latents
 
-    images = [load_png(path) for path in sorted(CALIBRATION_DIR.glob("*.png"))]
+    images = [load_png(path) for path in sorted(image_set("calibration").glob("*.png"))]
     return integer_latents(model.arch, model.float_weights(), images)
 
 

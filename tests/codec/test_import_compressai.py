@@ -23,6 +23,7 @@ from codec.importers import calibration
 from codec.importers.compressai import ARCHITECTURES, build_packages, read_checkpoint
 from codec.importers.torchfile import CheckpointError, load_checkpoint
 from codec.metrics import psnr
+from codec.resources import image_set
 from codec.train import evaluate
 from tests.compressai_loader import model_class
 
@@ -113,8 +114,8 @@ def test_float_package_agrees_with_compressai(imported, arch):
     net = _compressai(arch, COMPARED_RATE)
     codec = Codec.load(imported[arch] / f"q{COMPARED_RATE}" / "float", "ort-cpu")
     analysis_session = codec._analysis
-    images = [image for _, image in evaluate.load_testset(evaluate.TESTSET_DIR)]
-    images += [image for _, image in evaluate.load_testset(evaluate.REPO_ROOT / "data" / "kodak")][:2]
+    images = [image for _, image in evaluate.load_testset(image_set("testset"))]
+    images += [image for _, image in evaluate.load_testset(image_set("kodak"))][:2]
     total = agree = 0
     for image in images:
         ref = _reference(net, arch, image)
@@ -137,7 +138,7 @@ def test_float_package_agrees_with_compressai(imported, arch):
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_int16_costs_at_most_half_a_percent_against_the_float_package(imported, arch):
-    images = evaluate.load_testset(evaluate.TESTSET_DIR)
+    images = evaluate.load_testset(image_set("testset"))
     curves = {
         precision: [evaluate.codec_point(imported[arch] / f"q{rate}" / precision, images) for rate in RATES]
         for precision in ("float", "int16")
@@ -279,7 +280,7 @@ def test_float_package_across_runtimes_on_kodak_size_images(imported, arch):
     encoder = Codec.load(package, "ort-cpu")
     decoders = {runtime: Codec.load(package, runtime) for runtime in CROSS_RUNTIMES}
     by_verdict, by_tensor, flips = Counter(), Counter(), Counter()
-    for name, image in evaluate.load_testset(evaluate.REPO_ROOT / "data" / "kodak"):
+    for name, image in evaluate.load_testset(image_set("kodak")):
         encoded = encoder.encode(image)
         for runtime, decoder in decoders.items():
             try:

@@ -20,6 +20,7 @@ from codec.importers import calibration
 from codec.importers.compressai import build_packages, read_checkpoint
 from codec.layers import Layer, LayerSpec
 from codec.onnxgraph import GraphBuilder, image_info
+from codec.resources import image_set
 from codec.train import evaluate
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "compressai" / "mbt2018-mean-q1.pth"
@@ -126,7 +127,7 @@ def test_the_integer_h_s_of_both_routes_is_the_same_graph(routes):
 
 @pytest.mark.parametrize("precision", ["float", "int16"])
 def test_both_routes_code_an_image_alike(routes, precision):
-    image = evaluate.load_testset(evaluate.TESTSET_DIR)[0][1]
+    image = evaluate.load_testset(image_set("testset"))[0][1]
     ours = Codec.load(routes["onnx"] / precision).encode(image)
     theirs = Codec.load(routes["compressai"] / precision).encode(image)
     for stage in ("z_hat", "scale_index", "symbols"):
@@ -157,7 +158,7 @@ def test_the_float_package_of_such_a_codec_runs_its_h_s_as_exported(tmp_path):
         node.op_type for node in onnx.load_from_string(codec.package.read("hyper_synthesis.onnx")).graph.node
     }
     assert "Sigmoid" in ops
-    image = evaluate.load_testset(evaluate.TESTSET_DIR)[1][1]
+    image = evaluate.load_testset(image_set("testset"))[1][1]
     encoded = codec.encode(image)
     assert codec.decode(encoded.bitstream).stage_hashes["symbols"] == encoded.stage_hashes["symbols"]
 

@@ -11,9 +11,10 @@ import pytest
 from codec import networks
 from codec.codec import Codec
 from codec.images import load_png
+from codec.resources import image_set
 from codec.train import data, evaluate, export
 
-TESTSET = data.TESTSET_DIR
+TESTSET = image_set("testset")
 ARCH = networks.Architecture(n=4, m=6)
 
 

@@ -16,7 +16,7 @@ from server_harness import WORKER_TOKEN, auth, placeholder_codec, start_coordina
 from codec.package import CodecPackage
 from server.db import Database
 from server.devices import HEALTHY, UNCHECKED, DevicePool, WorkerSpec
-from server.knownanswer import SHIPPED_HEALTH_PACKAGE, _random_health_package, health_package
+from server.knownanswer import _random_health_package, health_package, shipped_health_package
 from server.models import Device, Fingerprint
 from server.settings import Settings
 
@@ -86,7 +86,7 @@ def the_device_once(client: httpx.Client, settled, timeout: float = 300) -> dict
 def test_without_a_health_package_the_known_answer_test_runs_on_the_shipped_int16_package(
     tmp_path, cpu_worker
 ):
-    shipped = CodecPackage.load(SHIPPED_HEALTH_PACKAGE)
+    shipped = CodecPackage.load(shipped_health_package())
     assert shipped.manifest["precision"] == "int16"
     coordinator = coordinator_for(tmp_path, cpu_worker)  # no --health-package
     try:
@@ -135,7 +135,7 @@ def test_the_fallback_health_package_is_a_seeded_random_int16_one_built_once(tmp
     package = CodecPackage.load(path)
     assert package.manifest["precision"] == "int16"
     assert _random_health_package(tmp_path) == path and CodecPackage.load(path).digest == package.digest
-    assert health_package(None, tmp_path) == SHIPPED_HEALTH_PACKAGE  # shipped in this checkout
+    assert health_package(None, tmp_path) == shipped_health_package()  # shipped in this checkout
     assert health_package(path, tmp_path) == path
 
 
