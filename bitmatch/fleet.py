@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from bitmatch.console import LaunchError
-from bitmatch.paths import PROJECT_ROOT
+from bitmatch.paths import INSTALL_ROOT
 from worker.tokens import COORDINATOR_TOKEN_ENV, WORKER_TOKEN_ENV
 
 COORDINATOR_START_S = 120.0
@@ -68,7 +68,7 @@ def python_command(code: str) -> list[str]:
 
 def child_environment() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(INSTALL_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -88,7 +88,7 @@ class Service:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.argv,
-                cwd=PROJECT_ROOT,
+                cwd=INSTALL_ROOT,
                 env={**child_environment(), **self.env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,

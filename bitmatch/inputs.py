@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from bitmatch.console import Console
-from bitmatch.paths import DEMO_IMAGES_MANIFEST, TRAINED_PACKAGES, package_cache_dir
+from bitmatch.paths import demo_images_manifest, package_cache_dir, trained_packages_dir
 from codec.vocabulary import Precision
 from server.client import CoordinatorClient
 
@@ -21,15 +21,18 @@ RANDOM_SEED = 7
 def trained_packages() -> dict[str, Path] | None:
     """One rate point of the trained packages (packages/PRECISION/qN): q2 when every precision has it (the
     float twin's q2 is the one whose cross-device failures the demo shows), else the first common one."""
+    shipped = trained_packages_dir()
+    if shipped is None:
+        return None
     found: dict[str, set[str]] = {
-        precision: {p.parent.name for p in (TRAINED_PACKAGES / precision).glob("q*/manifest.json")}
+        precision: {p.parent.name for p in (shipped / precision).glob("q*/manifest.json")}
         for precision in PRECISIONS
     }
     common = sorted(set.intersection(*found.values()))
     if not common:
         return None
     point = DEMO_RATE_POINT if DEMO_RATE_POINT in common else common[0]
-    return {precision: TRAINED_PACKAGES / precision / point for precision in PRECISIONS}
+    return {precision: shipped / precision / point for precision in PRECISIONS}
 
 
 def random_packages(channels: tuple[int, int], console: Console) -> dict[str, Path]:
@@ -56,14 +59,17 @@ def random_packages(channels: tuple[int, int], console: Console) -> dict[str, Pa
 
 def demo_images() -> list[tuple[str, bytes]] | None:
     """The photo demo subset (data/testset, manifest "demo"), or None when it is not there."""
+    manifest_path = demo_images_manifest()
+    if manifest_path is None:
+        return None
     try:
-        manifest = json.loads(DEMO_IMAGES_MANIFEST.read_text())
+        manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError):
         return None
     entries = manifest.get("demo") or []
     images = []
     for entry in entries:
-        path = DEMO_IMAGES_MANIFEST.parent / entry["file"]
+        path = manifest_path.parent / entry["file"]
         if not path.is_file():
             return None
         images.append((Path(entry["file"]).stem, path.read_bytes()))
@@ -91,5 +97,5 @@ def upload_images(client: CoordinatorClient, images: str, console: Console) -> s
         console.say(f"  images: bundled synthetic set {image_set!r}")
         return image_set
     digests = [client.upload_image(png, name=name)["digest"] for name, png in photos]
-    console.say(f"  images: {len(digests)} photos, the demo subset of {DEMO_IMAGES_MANIFEST.parent}")
+    console.say(f"  images: {len(digests)} photos, the demo subset of {demo_images_manifest().parent}")
     return digests

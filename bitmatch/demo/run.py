@@ -18,7 +18,7 @@ from bitmatch.fleet import Fleet, local_fleet, running, wait_for_coordinator
 from bitmatch.follow import cancel_and_wait, follow
 from bitmatch.inputs import random_packages, trained_packages, upload_codecs, upload_images
 from bitmatch.local_targets import local_targets
-from bitmatch.paths import KODAK_DIR, TRAINED_PACKAGES
+from bitmatch.paths import kodak_dir, trained_packages_dir
 from codec.vocabulary import JobStatus, Precision
 from server.client import CoordinatorClient, CoordinatorError
 
@@ -54,7 +54,8 @@ def run_demo(config: DemoConfig, console: Console) -> dict[str, Any]:
     console.say("codec packages:")
     packages = trained_packages()
     if packages is None:
-        console.say(f"  no trained packages in {TRAINED_PACKAGES}; using seeded random ones")
+        where = trained_packages_dir() or "this install"
+        console.say(f"  no trained packages in {where}; using seeded random ones")
         packages = random_packages(config.channels, console)
     health_package = packages[Precision.INT16]  # the known-answer test needs a package exact everywhere
     if config.codecs:
@@ -118,9 +119,10 @@ def plan_jobs(
     """The default: Kodak-size photographs on the native targets, then the small demo images on every target
     when some are emulated. An explicit --images: that set on every target."""
     native = [target for target, emulated in healthy.items() if not emulated]
-    if images != "auto" or not native or not any(KODAK_DIR.glob("*.png")):
+    kodak_photos = kodak_dir()
+    if images != "auto" or not native or kodak_photos is None or not any(kodak_photos.glob("*.png")):
         return [PlannedJob(f"{len(healthy)} targets", upload_images(client, images, console), list(healthy))]
-    kodak = upload_images(client, str(KODAK_DIR), console)
+    kodak = upload_images(client, str(kodak_photos), console)
     jobs = [PlannedJob("Kodak-size photographs on the native targets", kodak, native)]
     if len(native) < len(healthy):
         small = upload_images(client, "auto", console)
