@@ -45,7 +45,7 @@ from server.client import CoordinatorClient, CoordinatorError
 from server.knownanswer import KNOWN_ANSWER_UNAVAILABLE
 from server.progress import job_progress
 from server.verdicts import broken_line
-from worker.tokens import COORDINATOR_TOKEN_ENV, WORKER_TOKEN_ENV
+from worker.contract.tokens import COORDINATOR_TOKEN_ENV, WORKER_TOKEN_ENV
 
 if TYPE_CHECKING:
     from worker.targets import Target

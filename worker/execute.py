@@ -24,7 +24,7 @@ from codec.errors import ImageError
 from codec.images import decode_png, encode_png
 from codec.package import extract_archive
 from worker.contract import MAP_NAMES, DecodeResult, EncodeResult
-from worker.fingerprint import fingerprint_sha256
+from worker.contract.fingerprint import fingerprint_sha256
 from worker.supervisor import (
     ComputeDied,
     ComputeError,
