@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 REPLAY_KEY = "replay"
+MACHINE_ALIASES = {"arm64": "aarch64", "amd64": "x86_64"}
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,11 @@ class ReplaySetting:
     threads_env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_fingerprint(cls, fingerprint: dict[str, Any]) -> ReplaySetting:
-        """The setting a fingerprint reports, else the one its target, runtime and emulator fields give."""
+    def from_fingerprint(cls, fingerprint: dict[str, Any], recorded_target: str = "") -> ReplaySetting:
+        """The setting a fingerprint reports, else the one its target, runtime and emulator fields give
+        (`recorded_target`, the task's, when it names no target either)."""
         reported = fingerprint.get(REPLAY_KEY)
-        source = reported if isinstance(reported, dict) else _from_fields(fingerprint)
+        source = reported if isinstance(reported, dict) else _from_fields(fingerprint, recorded_target)
         threads = source.get("threads_env")
         return cls(
             target=str(source.get("target") or "unknown"),
@@ -48,12 +50,26 @@ class ReplaySetting:
         return f"{self.target} ({', '.join(extras)})"
 
 
-def _from_fields(fingerprint: dict[str, Any]) -> dict[str, Any]:
+def machine_name(name: str) -> str:
+    """One name per machine architecture (`arm64` is `aarch64`), to compare a fingerprint's with a host's."""
+    return MACHINE_ALIASES.get(name.lower(), name.lower())
+
+
+def _from_fields(fingerprint: dict[str, Any], recorded_target: str) -> dict[str, Any]:
     emulator = fingerprint.get("emulator")
     threads = fingerprint.get("threads_env")
     return {
-        "target": fingerprint.get("target"),
+        "target": _target_of_class(fingerprint, recorded_target),
         "runtime": fingerprint.get("runtime"),
         "cpu": emulator.get("cpu") if isinstance(emulator, dict) else None,
         "threads_env": threads if isinstance(threads, dict) else {},
     }
+
+
+def _target_of_class(fingerprint: dict[str, Any], recorded_target: str) -> str:
+    """The target a device class names: worker/fingerprint.py's device_class qualifies a native target off
+    x86-64 by its machine (`cpu-aarch64` is `cpu` on aarch64); an offline set labels one `cpu@macos-14`."""
+    name = str(fingerprint.get("target") or recorded_target.partition("@")[0])
+    arch = str(fingerprint.get("arch") or "")
+    native_elsewhere = arch not in ("", "x86_64", "AMD64") and not name.startswith("qemu-")
+    return name.removesuffix(f"-{arch}") if native_elsewhere else name
