@@ -110,7 +110,7 @@ async def call(supervisor: ComputeSupervisor, header: dict[str, Any], payload: b
 async def result_body(
     target: str, digest: str, reply: Any, started: float, fingerprint: dict[str, Any] | None = None
 ) -> EncodeResult | DecodeResult:
-    """The compute process's reply as the result contract (worker/contract.py)."""
+    """The compute process's reply as the result contract (worker/contract/results.py)."""
     header, blobs = reply.header, reply.blobs
     body: dict[str, Any] = {
         "codec": digest,
