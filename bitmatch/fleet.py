@@ -20,7 +20,7 @@ import httpx
 
 from bitmatch.console import LaunchError
 from bitmatch.paths import INSTALL_ROOT
-from worker.tokens import COORDINATOR_TOKEN_ENV, WORKER_TOKEN_ENV
+from worker.contract.tokens import COORDINATOR_TOKEN_ENV, WORKER_TOKEN_ENV
 
 COORDINATOR_START_S = 120.0
 STOP_GRACE_S = 20.0

@@ -27,7 +27,7 @@ from server.models import Device, Fingerprint, utcnow
 from server.settings import Settings
 from server.taskqueue import TaskQueue
 from server.workerclient import WorkerCallError, WorkerClient
-from worker.fingerprint import fingerprint_sha256
+from worker.contract.fingerprint import fingerprint_sha256
 
 log = logging.getLogger("bitmatch.server.devices")
 

@@ -1,4 +1,4 @@
-"""`bitmatch aggregate`: cells from offline result sets (worker/offline.py), by the coordinator's own code.
+"""`bitmatch aggregate`: cells from offline result sets (worker/contract/offline_set.py), by the coordinator.
 
 The sets are replayed into a coordinator data directory, the history: their codecs and images are
 catalogued, each set's target becomes a device carrying the set's fingerprint, a job is planned over them,
@@ -35,8 +35,8 @@ from server.storage import BlobStore
 from server.taskqueue import TaskQueue
 from server.workerclient import CodecResult, WorkerFailed
 from worker.contract import TaskReport
-from worker.fingerprint import fingerprint_sha256
-from worker.offline import SetError, iter_reports, load_set
+from worker.contract.fingerprint import fingerprint_sha256
+from worker.contract.offline_set import SetError, iter_reports, load_set
 
 DEFAULT_SERIES = "aggregate"
 

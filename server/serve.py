@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from server.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings, default_data_dir, shipped_rd_evidence
-from worker.tokens import COORDINATOR_TOKEN_ENV, read_token, token_file_option
+from worker.contract.tokens import COORDINATOR_TOKEN_ENV, read_token, token_file_option
 
 
 @click.command(name="serve")

@@ -1,4 +1,4 @@
-"""`bitmatch suite make`: a conformance suite (worker/suites.py) from a finished job.
+"""`bitmatch suite make`: a conformance suite (worker/contract/suite.py) from a finished job.
 
 Each first encode of the job that produced a bitstream becomes a positive vector expecting the encoder's
 stage hashes (one per distinct bitstream: a float codec's encoders may write different ones). For every
@@ -26,7 +26,7 @@ from codec.vocabulary import TaskStatus
 from server.db import Database, DatabaseRefused, sqlite_path
 from server.models import Codec, Encode, Image, Job
 from server.storage import BlobStore
-from worker.suites import Expected, Suite, SuiteCodec, TestVector, write_suite
+from worker.contract.suite import Expected, Suite, SuiteCodec, TestVector, write_suite
 
 DIGEST_AT, VERSION_AT = slice(6, 38), slice(4, 6)
 

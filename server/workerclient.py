@@ -54,7 +54,7 @@ class WorkerFailed(WorkerCallError):
 
 @dataclass
 class CodecResult:
-    """An encode or decode answer (worker/contract.py), validated, with its binary fields decoded."""
+    """An encode or decode answer (worker/contract/results.py), validated, with its binary fields decoded."""
 
     model: EncodeResult | DecodeResult
     raw: dict[str, Any]  # the model as JSON: what the recorder stores and the maps are read from

@@ -3,7 +3,8 @@
 Endpoints (every /v1 call needs `Authorization: Bearer TOKEN`):
 
 - `GET /healthz` -> `{"status": "ok"}` (no token).
-- `GET /v1/info` -> the fingerprint reported by the compute process (worker/fingerprint.py).
+- `GET /v1/info` -> the fingerprint reported by the compute process (worker/fingerprint.py), with its
+  `replay` entry: how `bitmatch replay` reproduces this device (worker/contract/replay_setting.py).
 - `GET /v1/status` -> queue depth, compute process id, start/timeout/death counters.
 - `GET /v1/codecs` -> `{"codecs": [digest, ...]}`; `GET /v1/codecs/{digest}` -> 200 or 404.
 - `PUT /v1/codecs/{digest}` (body: package archive) -> 201 `{"digest", "cached": false}`, or 200 with

@@ -1,4 +1,5 @@
-"""The repro bundle of one cell: its layout, and reading one back from its zip or its extracted directory.
+"""The repro bundle of one cell: reading one back from its zip or its extracted directory (the names are
+the contract's, worker/contract/bundle_layout.py).
 
 The coordinator writes it (server/dashboard/repro.py); `bitmatch replay` (worker/replay.py) reads it. It is
 one folder, `bitmatch-job<J>-cell<C>/`, holding:
@@ -23,12 +24,30 @@ from pathlib import Path
 from typing import Any
 
 from codec.errors import CodecError
+from worker.contract.bundle_layout import (
+    BITSTREAM_NAME,
+    CELL_FILE,
+    DECODER_PACKAGE_NAME,
+    IMAGE_NAME,
+    PACKAGE_NAME,
+    PAYLOAD_NAMES,
+    RECON_NAMES,
+    bundle_name,
+)
 
-CELL_FILE = "cell.json"
-PACKAGE_NAME, DECODER_PACKAGE_NAME = "codec.tar", "decoder-codec.tar"
-BITSTREAM_NAME, IMAGE_NAME = "bits.bmc", "image.png"
-RECON_NAMES = {"encoder": "encoder-recon.png", "decoder": "decoder-recon.png"}
-PAYLOAD_NAMES = (PACKAGE_NAME, DECODER_PACKAGE_NAME, BITSTREAM_NAME, IMAGE_NAME, *RECON_NAMES.values())
+__all__ = [  # the layout's names, for the replay that reads the payload (worker/replay.py)
+    "BITSTREAM_NAME",
+    "CELL_FILE",
+    "DECODER_PACKAGE_NAME",
+    "IMAGE_NAME",
+    "PACKAGE_NAME",
+    "PAYLOAD_NAMES",
+    "RECON_NAMES",
+    "Bundle",
+    "BundleError",
+    "bundle_name",
+    "load_bundle",
+]
 MAX_MEMBER_BYTES = 512 * 2**20  # far above any package a coordinator accepts
 
 
@@ -48,10 +67,6 @@ class Bundle:
     def side(self, side: str) -> dict[str, Any] | None:
         """The recorded task of one side ("encoder" or "decoder"), or None when it never ran."""
         return self.cell.get("encode" if side == "encoder" else "decode")
-
-
-def bundle_name(cell: dict[str, Any]) -> str:
-    return f"bitmatch-job{cell['job']}-cell{cell['id']}"
 
 
 def load_bundle(path: Path) -> Bundle:

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import click
 import platformdirs
 
+from worker.contract.tokens import COORDINATOR_TOKEN_ENV, WORKER_TOKEN_ENV, read_token, token_file_option
 from worker.fingerprint import EMULATOR_ENV
 from worker.supervisor import ComputeLaunch
-from worker.tokens import COORDINATOR_TOKEN_ENV, WORKER_TOKEN_ENV, read_token, token_file_option
 
 if TYPE_CHECKING:
     from worker.targets import Target

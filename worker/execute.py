@@ -24,7 +24,7 @@ from codec.errors import ImageError
 from codec.images import decode_png, encode_png
 from codec.package import extract_archive
 from worker.contract import MAP_NAMES, DecodeResult, EncodeResult
-from worker.fingerprint import fingerprint_sha256
+from worker.contract.fingerprint import fingerprint_sha256
 from worker.supervisor import (
     ComputeDied,
     ComputeError,
@@ -110,7 +110,7 @@ async def call(supervisor: ComputeSupervisor, header: dict[str, Any], payload: b
 async def result_body(
     target: str, digest: str, reply: Any, started: float, fingerprint: dict[str, Any] | None = None
 ) -> EncodeResult | DecodeResult:
-    """The compute process's reply as the result contract (worker/contract.py)."""
+    """The compute process's reply as the result contract (worker/contract/results.py)."""
     header, blobs = reply.header, reply.blobs
     body: dict[str, Any] = {
         "codec": digest,

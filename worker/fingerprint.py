@@ -7,6 +7,11 @@ Under emulation /proc/cpuinfo is the host's file or a fake one placed in the sys
 code actually detects (CPUID / HWCAP, as numpy's dispatcher saw them) are reported separately in
 `cpu_features_detected`. The emulator itself cannot be seen from inside, so the worker passes its description
 in the environment variable `BITMATCH_EMULATOR` (JSON: binary, version, cpu).
+
+The `replay` entry says how `bitmatch replay` reproduces this process (its shape, and the reader the
+coordinator uses, are the contract's: worker/contract/replay_setting.py; this module does not import the
+contract, whose models need pydantic, which a target's compute process may not have). Its digest is
+worker/contract/fingerprint.py's.
 """
 
 import ctypes
@@ -24,13 +29,6 @@ _NVIDIA_SMI_TIMEOUT_S = 10
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # recorded as threads_env
 
 
-def fingerprint_sha256(info: dict[str, Any]) -> str:
-    """The identity of a fingerprint: SHA-256 of its canonical JSON (the coordinator stores one row each)."""
-    import hashlib
-
-    return hashlib.sha256(json.dumps(info, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def device_class(target: str, machine: str) -> str:
     """The name the coordinator groups devices by: the target, qualified by the machine for native targets
     off x86-64, so `cpu` in an arm64 container never shares a matrix row (or a retry pool) with x86 `cpu`.
@@ -45,6 +43,8 @@ def collect(target: str, runtime: str, uses_gpu: bool = False) -> dict[str, Any]
     import numpy
 
     cpuinfo = _read_cpuinfo()
+    emulator = emulator_from_env() or _foreign_cpuinfo(cpuinfo)
+    threads_env = {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ}
     return {
         "target": device_class(target, platform.machine()),
         "runtime": runtime,
@@ -59,8 +59,22 @@ def collect(target: str, runtime: str, uses_gpu: bool = False) -> dict[str, Any]
         "numpy": numpy.__version__,
         **_onnxruntime_info(),
         "gpu": gpu_info() if uses_gpu else None,
-        "emulator": emulator_from_env() or _foreign_cpuinfo(cpuinfo),
-        "threads_env": {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ},
+        "emulator": emulator,
+        "threads_env": threads_env,
+        "replay": replay_setting(target, runtime, emulator, threads_env),
+    }
+
+
+def replay_setting(
+    spec: str, runtime: str, emulator: dict[str, Any] | None, threads_env: dict[str, str]
+) -> dict[str, Any]:
+    """The target spec this process was launched as, its runtime, the emulator's -cpu model and its thread
+    variables: what `bitmatch replay` launches to reproduce it."""
+    return {
+        "target": spec,
+        "runtime": runtime,
+        "cpu": (emulator or {}).get("cpu"),
+        "threads_env": dict(threads_env),
     }
 
 

@@ -5,15 +5,7 @@ these directories as artifacts; `bitmatch aggregate` (server/offline.py) turns t
     bitmatch encode-set --codec PKG... --images SET|DIR --target T --out DIR
     bitmatch decode-set --from DIR... --target T --out DIR [--decode-with DIGEST=PKG]
 
-A set directory (format `bitmatch-result-set`, version 1):
-
-    set.json                 kind (encode | decode), id, target, fingerprint, tasks, and for encode sets
-                             the codecs and images
-    codecs/<digest>.tar      encode sets: every package, so a decoding runner needs nothing else
-    images/<digest>.png      encode sets: the source images (the decoders' PSNR, the aggregate)
-    bitstreams/<sha256>.bmc  encode sets: every bitstream, as a file
-    results/<task>.json      one TaskReport (worker/contract.py) per task: the same result JSON a worker
-                             answers over HTTP, or the error it would answer
+The set directory's format, and reading one back, are the contract's (worker/contract/offline_set.py).
 
 Each task runs on the target's own compute process (natively, or under qemu), the one the HTTP front uses,
 so a result here is what that device would have answered a coordinator.
@@ -27,29 +19,19 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from codec.errors import CodecError
 from codec.images import decode_png, encode_png
 from codec.imagesets import make_set, set_names
 from codec.package import CodecPackage, archive_bytes
 from codec.progress import SILENT, Progress
 from worker.contract import TaskError, TaskReport
+from worker.contract.offline_set import FORMAT, SET_FILE, VERSION, SetError, iter_reports, load_set
 from worker.execute import ApiError, CodecStore, call, decode_header, encode_header, result_body
 from worker.supervisor import ComputeLaunch, ComputeSupervisor
-
-FORMAT, VERSION = "bitmatch-result-set", 1
-SET_FILE = "set.json"
-
-
-class SetError(CodecError):
-    """A result set that cannot be read or written: missing, damaged, or of another format."""
-
-    code = "bad-result-set"
 
 
 @dataclass(frozen=True)
@@ -306,41 +288,6 @@ def _outcome(report: TaskReport) -> str:
     if getattr(result, "partial", False):
         return f"refused: {result.decode_error.error}"
     return "ok"
-
-
-# --- reading ------------------------------------------------------------------------------------------
-
-
-def load_set(path: Path, expect: str | None = None) -> dict[str, Any]:
-    """A set's manifest, checked (SetError with the reason otherwise)."""
-    try:
-        manifest = json.loads((path / SET_FILE).read_text())
-    except FileNotFoundError:
-        raise SetError(f"{path} is not a result set: no {SET_FILE}") from None
-    except (OSError, ValueError) as exc:
-        raise SetError(f"{path / SET_FILE} is unreadable: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise SetError(f"{path} is not a bitmatch result set")
-    if manifest.get("version") != VERSION:
-        raise SetError(
-            f"{path}: result-set version {manifest.get('version')} (this bitmatch reads {VERSION})"
-        )
-    if expect is not None and manifest.get("kind") != expect:
-        raise SetError(f"{path} is a {manifest.get('kind')} set, not an {expect} set")
-    return manifest
-
-
-def iter_reports(path: Path, manifest: dict[str, Any]) -> Iterator[tuple[dict[str, Any], TaskReport]]:
-    """(task entry, its report) for every task of a set, each report validated against the contract."""
-    from pydantic import ValidationError
-
-    for entry in manifest.get("tasks", []):
-        report_path = path / entry["report"]
-        try:
-            report = TaskReport.model_validate_json(report_path.read_bytes())
-        except (OSError, ValidationError) as exc:
-            raise SetError(f"{report_path}: {str(exc).splitlines()[0]}") from None
-        yield entry, report
 
 
 def run(coroutine: Any) -> Any:

@@ -1,14 +1,20 @@
-"""The repro bundle of one cell in one zip (layout: worker/bundle.py), with the `bitmatch replay` lines that
-replay each side on that side's own target."""
+"""The repro bundle of one cell in one zip (layout: worker/contract/bundle_layout.py), with the `bitmatch
+replay` lines that replay each side on that side's own target.
+
+How each side is replayed (its target, runtime, emulator -cpu model, thread variables) is what the worker
+that ran it reported in its fingerprint (`GET /v1/info`, worker/contract/replay_setting.py), as the
+coordinator recorded it with the task: no worker code is needed, and no worker need still be there.
+"""
 
 import io
 import json
+import platform
 import shlex
 import zipfile
 from typing import Any
 
 from server.storage import BlobNotFound, BlobStore
-from worker.bundle import (
+from worker.contract.bundle_layout import (
     BITSTREAM_NAME,
     CELL_FILE,
     DECODER_PACKAGE_NAME,
@@ -17,22 +23,17 @@ from worker.bundle import (
     RECON_NAMES,
     bundle_name,
 )
-from worker.replay import ReplayUnavailable, setting_of
+from worker.contract.replay_setting import ReplaySetting, machine_name
+
+
+def replay_setting(task: dict[str, Any]) -> ReplaySetting:
+    """How a recorded side is replayed, from the fingerprint the task recorded."""
+    return ReplaySetting.from_fingerprint(task.get("fingerprint") or {}, str(task.get("target") or ""))
 
 
 def runtime_of(task: dict[str, Any] | None) -> str:
-    """The codec runtime a side ran: from its fingerprint, else from its target's definition."""
-    if task is None:
-        return "ort-cpu"
-    runtime = (task.get("fingerprint") or {}).get("runtime")
-    if isinstance(runtime, str) and runtime:
-        return runtime
-    from worker.targets import get_target
-
-    try:
-        return get_target(task["target"]).runtime
-    except (KeyError, ValueError):
-        return "ort-cpu"
+    """The codec runtime a side ran, as its fingerprint reports it (ort-cpu when nothing was recorded)."""
+    return replay_setting(task).runtime if task else "ort-cpu"
 
 
 def replay_commands(cell: dict[str, Any]) -> dict[str, str]:
@@ -57,11 +58,21 @@ def side_targets(cell: dict[str, Any]) -> dict[str, str]:
     described = {}
     for side, key in (("encoder", "encode"), ("decoder", "decode")):
         recorded = cell.get(key)
-        try:
-            described[side] = setting_of(recorded).describe() if recorded else "no task recorded"
-        except ReplayUnavailable as exc:
-            described[side] = f"cannot be replayed: {exc}"
+        if not recorded:
+            described[side] = "no task recorded"
+            continue
+        setting = replay_setting(recorded)
+        elsewhere = _native_elsewhere(setting, recorded.get("fingerprint") or {})
+        described[side] = f"cannot be replayed: {elsewhere}" if elsewhere else setting.describe()
     return described
+
+
+def _native_elsewhere(setting: ReplaySetting, fingerprint: dict[str, Any]) -> str:
+    """Why a side that ran natively on another machine than this host's cannot be replayed here, or ''."""
+    arch, host = str(fingerprint.get("arch") or ""), platform.machine()
+    if setting.cpu is not None or not arch or machine_name(arch) == machine_name(host):
+        return ""
+    return f"the side ran {setting.target} natively on {arch}; this host is {host}: replay it on {arch}"
 
 
 def build_bundle(cell: dict[str, Any], store: BlobStore) -> bytes:

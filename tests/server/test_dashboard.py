@@ -106,6 +106,12 @@ def fingerprint(session, target: str, emulated: bool) -> Fingerprint:
         "cpu_model": "Cortex-A72" if emulated else "Test CPU",
         "onnxruntime": "1.20.0",
         "emulator": {"binary": "qemu-aarch64", "cpu": "cortex-a72"} if emulated else None,
+        "replay": {  # as the compute process reports it (worker/contract/replay_setting.py)
+            "target": f"{target}:cortex-a72" if emulated else target,
+            "runtime": "ort-cpu",
+            "cpu": "cortex-a72" if emulated else None,
+            "threads_env": {},
+        },
     }
     row = Fingerprint(
         sha256=f"{target}-fp".encode().hex().ljust(64, "0"),

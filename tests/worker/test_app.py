@@ -92,6 +92,8 @@ def test_info_is_the_fingerprint_of_the_compute_process(worker):
     assert info["target"] == "cpu" and info["emulator"] is None and info["gpu"] is None
     for key in ("arch", "cpu_model", "cpu_flags", "os", "python", "numpy", "onnxruntime", "providers"):
         assert info[key], key
+    replay = {"target": "cpu", "runtime": "ort-cpu", "cpu": None, "threads_env": info["threads_env"]}
+    assert info["replay"] == replay  # what a repro bundle says of this side (server/dashboard/repro.py)
     status = worker.client.get("/v1/status").json()
     assert status["compute_running"] and status["compute_pid"] not in (None, worker.process.pid)
 

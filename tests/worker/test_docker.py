@@ -14,7 +14,7 @@ import click
 import pytest
 import yaml
 
-from worker.tokens import WORKER_TOKEN_ENV
+from worker.contract.tokens import WORKER_TOKEN_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"

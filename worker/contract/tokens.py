@@ -1,5 +1,5 @@
-"""Bearer tokens for `bitmatch serve`, `worker` and `demo`: from an environment variable or a file, never from
-the command line, where every user of the machine can read them in `ps`."""
+"""Bearer tokens for `bitmatch serve`, `worker` and `demo`: their environment variables, and reading one from
+a variable or a file, never from the command line, where every user of the machine can read them in `ps`."""
 
 import os
 from collections.abc import Callable

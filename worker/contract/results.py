@@ -1,4 +1,4 @@
-"""The one result contract: what an encode or a decode returns, wherever it travels.
+"""The result models: what an encode or a decode returns, wherever it travels.
 
 A worker answers its HTTP API with these models, a pull worker posts them, the offline `encode-set` and
 `decode-set` write them to files, and the coordinator reads all three the same way (server/workerclient.py).
