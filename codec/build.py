@@ -14,7 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from codec import networks
-from codec.codec import (
+from codec.entropy import FLOAT, LatentFormat
+from codec.errors import PackageError
+from codec.heads import Head, LevelHead
+from codec.intsearch import RateFn, integerize_hs
+from codec.layers import Layer
+from codec.package import (
     ANALYSIS,
     CERTIFICATE,
     HYPER_SYNTHESIS,
@@ -22,13 +27,8 @@ from codec.codec import (
     SYNTHESIS,
     WEIGHTS,
     Z_TABLES,
+    CodecPackage,
 )
-from codec.entropy import FLOAT, LatentFormat
-from codec.errors import PackageError
-from codec.heads import Head, LevelHead
-from codec.intnet import RateFn, integerize_hs
-from codec.layers import Layer
-from codec.package import CodecPackage
 from codec.progress import SILENT, Progress
 from codec.tables import CodeTables, code_bits
 from codec.vocabulary import Lowering, Precision

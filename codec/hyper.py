@@ -27,19 +27,17 @@ import numpy as np
 from onnx import TensorProto
 
 from codec.heads import MEAN_LIMIT, Head, LevelHead, ScaleTableHead
-from codec.intnet import (
+from codec.intdigits import (
     ACTIVATION_DIGITS,
     ACTIVATION_RADIX,
     ACTIVATION_SPLITS,
     WEIGHT_RADIX,
     ActivationSplit,
-    IntHyperSynthesis,
-    IntLayer,
-    certify,
     folded_bias,
-    validate_hs_layers,
     weight_digits,
 )
+from codec.intlayer import IntLayer
+from codec.intnet import IntHyperSynthesis, certify, validate_hs_layers
 from codec.layers import Layer, LayerSpec
 from codec.onnxgraph import INT64_MAX, GraphBuilder, tensor_info
 from codec.vocabulary import Lowering, Precision

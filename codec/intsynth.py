@@ -49,7 +49,8 @@ from onnx import TensorProto
 
 from codec import layers as nn
 from codec.hyper import Arithmetic, integer_arithmetic
-from codec.intnet import (
+from codec.intdigits import certify_digit_layers
+from codec.intlayer import (
     ACC_LIMIT,
     F64_EXACT_LIMIT,
     INPUT_LIMIT,
@@ -58,12 +59,10 @@ from codec.intnet import (
     IntLayer,
     OverflowRisk,
     accumulator_bounds,
-    better_candidate,
-    candidate_shifts,
-    certify_digit_layers,
     integer_accumulator,
     quantize_layer,
 )
+from codec.intsearch import better_candidate, candidate_shifts
 from codec.layers import Layer, LayerSpec
 from codec.onnxgraph import GraphBuilder, image_info
 from codec.vocabulary import Lowering, Precision

@@ -41,13 +41,20 @@ import onnx
 from onnx import compose, numpy_helper, version_converter
 
 from codec.build import analysis_latents, build_hyper_synthesis, canonical_json, tables_npz, y_rate
-from codec.codec import ANALYSIS, CERTIFICATE, HYPER_SYNTHESIS, LEVEL_TABLES, SYNTHESIS, Z_TABLES
 from codec.entropy import FIXED, FLOAT, FactorizedZ, LatentFormat
 from codec.errors import PackageError
 from codec.heads import Head, LevelHead, ScaleTableHead
 from codec.importers.tables import compressai_tables
 from codec.layers import Layer, LayerSpec
-from codec.package import write_package
+from codec.package import (
+    ANALYSIS,
+    CERTIFICATE,
+    HYPER_SYNTHESIS,
+    LEVEL_TABLES,
+    SYNTHESIS,
+    Z_TABLES,
+    write_package,
+)
 from codec.progress import SILENT, Progress
 from codec.tables import CodeTables, gaussian_level_tables
 from codec.vocabulary import Precision

@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 from codec.hyper import build_hs_onnx, random_hs_layers
-from codec.intnet import integerize_hs
+from codec.intsearch import integerize_hs
 from codec.runtime import (
     RUNTIME_NAMES,
     RuntimeUnavailable,
