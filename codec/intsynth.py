@@ -48,7 +48,6 @@ import numpy as np
 from onnx import TensorProto
 
 from codec import layers as nn
-from codec.hyper import Arithmetic, integer_arithmetic
 from codec.intdigits import certify_digit_layers
 from codec.intlayer import (
     ACC_LIMIT,
@@ -62,6 +61,7 @@ from codec.intlayer import (
     integer_accumulator,
     quantize_layer,
 )
+from codec.intlowering import Arithmetic, integer_arithmetic
 from codec.intsearch import better_candidate, candidate_shifts
 from codec.layers import Layer, LayerSpec
 from codec.onnxgraph import GraphBuilder, image_info
