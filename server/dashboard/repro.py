@@ -17,7 +17,7 @@ from worker.bundle import (
     RECON_NAMES,
     bundle_name,
 )
-from worker.replay import ReplayUnavailable, setting_of
+from worker.replay_setting import ReplayUnavailable, setting_of
 
 
 def runtime_of(task: dict[str, Any] | None) -> str:
