@@ -183,7 +183,9 @@ def build_synthesis(
     units of 2^-input_bits (default: the architecture's mean_bits; 0 for integer latents)."""
     if not Precision(precision).integer_synthesis:
         return networks.synthesis_model(arch, weights), None
-    from codec.intsynth import build_gs_onnx, certify_gs, integerize_gs
+    from codec.intsynth import certify_gs
+    from codec.intsynth_graph import build_gs_onnx
+    from codec.intsynth_search import integerize_gs
 
     g_s = networks.bind(arch, weights)["g_s"]
     bits = arch.mean_bits if input_bits is None else input_bits
