@@ -16,7 +16,7 @@ both sides. Both sides do the same work: CompressAI's `compress` + `decompress` 
 Runtimes, one thread on both sides: CompressAI on torch with `torch.set_num_threads(1)`, eval mode,
 no_grad. bitmatch (`bitmatch`, the `ratio` keys) on the named runtime `ort-cpu-1t` (one intra- and
 inter-op thread, graph optimisations off; at 768x512 the codec's sessions keep ORT's CPU memory arena
-between runs, codec.codec.RETAIN_MEMORY_PIXELS), and two bench-only variants of its sessions that are not
+between runs, codec.family.RETAIN_MEMORY_PIXELS), and two bench-only variants of its sessions that are not
 named runtimes: `bitmatch_optimised` with ORT's default graph optimisations (ORT_ENABLE_ALL, as `ort-cpu` has
 them; `ort-cpu` itself uses every core, so it is not like for like against one torch thread), and
 `bitmatch_lean` without the arena, as the codec runs images over RETAIN_MEMORY_PIXELS (every run faults in
@@ -276,7 +276,8 @@ SIDES: dict[str, SessionSettings | None] = {
 
 def bench_codec(package: Path, settings: SessionSettings | None):  # type: ignore[no-untyped-def]
     """The package on `ort-cpu-1t`, its three sessions remade with `settings` when given."""
-    from codec.codec import ANALYSIS, HYPER_SYNTHESIS, SYNTHESIS, Codec
+    from codec.codec import Codec
+    from codec.package import ANALYSIS, HYPER_SYNTHESIS, SYNTHESIS
 
     codec = Codec.load(package, "ort-cpu-1t")
     if settings is not None:

@@ -36,10 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.codec import Codec, EncodeResult
+from codec.codec import Codec
 from codec.images import load_png
 from codec.metrics import bd_summary
 from codec.rdoq import RdoqOptions
+from codec.results import EncodeResult
 from codec.train.evaluate import load_testset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from codec import networks
-from codec.codec import (
+from codec.entropy import FLOAT, LatentFormat
+from codec.errors import PackageError
+from codec.heads import Head, LevelHead
+from codec.intsearch import RateFn, integerize_hs
+from codec.layers import Layer
+from codec.package import (
     ANALYSIS,
     CERTIFICATE,
     HYPER_SYNTHESIS,
@@ -22,13 +27,8 @@ from codec.codec import (
     SYNTHESIS,
     WEIGHTS,
     Z_TABLES,
+    CodecPackage,
 )
-from codec.entropy import FLOAT, LatentFormat
-from codec.errors import PackageError
-from codec.heads import Head, LevelHead
-from codec.intnet import RateFn, integerize_hs
-from codec.layers import Layer
-from codec.package import CodecPackage
 from codec.progress import SILENT, Progress
 from codec.tables import CodeTables, code_bits
 from codec.vocabulary import Lowering, Precision
@@ -183,7 +183,9 @@ def build_synthesis(
     units of 2^-input_bits (default: the architecture's mean_bits; 0 for integer latents)."""
     if not Precision(precision).integer_synthesis:
         return networks.synthesis_model(arch, weights), None
-    from codec.intsynth import build_gs_onnx, certify_gs, integerize_gs
+    from codec.intsynth import certify_gs
+    from codec.intsynth_graph import build_gs_onnx
+    from codec.intsynth_search import integerize_gs
 
     g_s = networks.bind(arch, weights)["g_s"]
     bits = arch.mean_bits if input_bits is None else input_bits

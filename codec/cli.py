@@ -13,8 +13,9 @@ from codec.progress import progress
 from codec.vocabulary import Lowering, Precision
 
 if TYPE_CHECKING:
-    from codec.codec import Codec, DecodeResult
+    from codec.codec import Codec
     from codec.rdoq import RdoqOptions
+    from codec.results import DecodeResult
 
 
 @click.group(name="codec", cls=ReportingGroup)

@@ -17,8 +17,6 @@ the float packages of imported codecs also h_s and the float means, may differ b
 """
 
 import io
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,90 +25,30 @@ import numpy as np
 from codec import bitstream, networks, rans
 from codec.entropy import ConditionalY, FactorizedZ, LatentFormat
 from codec.errors import LengthFieldError, PackageError
-from codec.hashing import stage_hash
+from codec.family import FamilyCodec
 from codec.images import validate_image
 from codec.limits import size_problem
+from codec.lowcx import LowComplexityCodec
 from codec.metrics import bpp as bits_per_pixel
 from codec.metrics import psnr as psnr_db
-from codec.package import CodecPackage
+from codec.package import (
+    ANALYSIS,
+    HYPER_SYNTHESIS,
+    LEVEL_TABLES,
+    SYNTHESIS,
+    Z_TABLES,
+    CodecPackage,
+)
 from codec.progress import SILENT, Progress
-from codec.runtime import Session
-from codec.stages import STAGES
+from codec.results import DecodeResult, EncodeResult, Latents, StageClock
+from codec.runtime import Session, get_runtime
 from codec.tables import CodeTables
 from codec.vocabulary import Precision
 
 if TYPE_CHECKING:
-    from codec.rdoq import RdoqOptions, RdoqStats
+    from codec.rdoq import RdoqOptions
 
 SECTIONS = ("z", "y")
-ANALYSIS, SYNTHESIS, HYPER_SYNTHESIS = "analysis.onnx", "synthesis.onnx", "hyper_synthesis.onnx"
-LEVEL_TABLES, Z_TABLES = "level_tables.npz", "z_tables.npz"
-WEIGHTS, CERTIFICATE = "weights.npz", "certificate.json"
-# Padded images up to this size run g_a and g_s on sessions that keep their memory between runs (at most a
-# GB for N=128 at 768x512); larger ones on sessions that give it back (codec/runtime.py).
-RETAIN_MEMORY_PIXELS = 1 << 19  # 768x512 (Kodak) fits
-
-
-@dataclass
-class Latents:
-    """Every tensor of the entropy path, as the encoder or the decoder computed it."""
-
-    z_hat: np.ndarray
-    scale_index: np.ndarray
-    symbols: np.ndarray
-    mean: np.ndarray
-    y_hat: np.ndarray
-
-    def hashes(self, recon: np.ndarray | None) -> dict[str, str]:
-        """The stage hashes; without a reconstruction (an encode that did not reconstruct) no `recon`."""
-        arrays = {**self.__dict__, "recon": recon}
-        return {name: stage_hash(arrays[name]) for name in STAGES if arrays[name] is not None}
-
-
-@dataclass
-class EncodeResult:
-    """What an encode computed. Without `reconstruct` g_s does not run: `recon` and `psnr` are None and
-    `stage_hashes` has no `recon` (decoding the bitstream on the same runtime gives that image)."""
-
-    bitstream: bytes
-    stage_hashes: dict[str, str]
-    bpp: float
-    psnr: float | None
-    timings: dict[str, float]  # milliseconds per stage
-    recon: np.ndarray | None
-    scale_index: np.ndarray
-    latents: Latents | None = field(repr=False, default=None)
-    y_hat_real: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
-    y: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))  # g_a's output
-    rdoq: "RdoqStats | None" = field(repr=False, default=None)  # with `encode(rdoq=...)`
-
-
-@dataclass
-class DecodeResult:
-    recon: np.ndarray
-    stage_hashes: dict[str, str]
-    timings: dict[str, float]
-    scale_index: np.ndarray
-    latents: Latents | None = field(repr=False, default=None)
-    y_hat_real: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
-    bitstream_codec: str = ""  # the digest the bitstream names (another package's, with allow_foreign)
-
-
-class _Clock:
-    """Milliseconds spent per named stage."""
-
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-        self._start = self._last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.timings[stage] = self.timings.get(stage, 0.0) + (now - self._last) * 1e3
-        self._last = now
-
-    def total(self) -> dict[str, float]:
-        self.timings["total"] = (time.perf_counter() - self._start) * 1e3
-        return self.timings
 
 
 def latent_format(manifest: dict) -> LatentFormat:
@@ -121,12 +59,10 @@ def latent_format(manifest: dict) -> LatentFormat:
     return LatentFormat.from_json(entropy)
 
 
-class Codec:
-    """A loaded codec package bound to one runtime (see codec/runtime.py for the names)."""
+class Codec(FamilyCodec):
+    """A loaded hyperprior package bound to one runtime (see codec/runtime.py for the names)."""
 
     def __init__(self, package: CodecPackage, runtime: str = "ort-cpu") -> None:
-        from codec.runtime import get_runtime
-
         self.package = package
         self.digest: str = package.digest
         self.precision: str = package.manifest["precision"]
@@ -147,12 +83,10 @@ class Codec:
         self._batched_synthesis: Session | None = None
 
     @classmethod
-    def load(cls, path: str | Path, runtime: str = "ort-cpu") -> "Codec":
+    def load(cls, path: str | Path, runtime: str = "ort-cpu") -> FamilyCodec:
         """The package at `path` as the codec of its family (codec/lowcx.py for `lowcomplexity`)."""
         package = CodecPackage.load(path)
         if package.manifest.get("architecture", {}).get("family") == networks.LOWCOMPLEXITY:
-            from codec.lowcx import LowComplexityCodec
-
             return LowComplexityCodec(package, runtime)
         return cls(package, runtime)
 
@@ -171,7 +105,7 @@ class Codec:
 
             require_exact(self.precision, self.format.kind)
         height, width = image.shape[:2]
-        clock = _Clock()
+        clock = StageClock()
         analysis = self._network(ANALYSIS, self._analysis, height, width)
         outputs = analysis.run({"x": networks.pad_image(image)})
         y, z = np.asarray(outputs["y"]), np.asarray(outputs["z"])
@@ -232,7 +166,7 @@ class Codec:
         """Decode a `.bmc` bitstream made by this package (typed BitstreamError subclasses otherwise).
         `allow_foreign`: also one another package wrote (codec-version compatibility checks); its digest
         is then `DecodeResult.bitstream_codec`."""
-        clock = _Clock()
+        clock = StageClock()
         parsed, z_hat, scale_index, mean = self._parse_hyper(data, clock, allow_foreign)
         symbols = rans.decode(parsed.sections["y"], scale_index, self.y_model.tables)
         latents = Latents(z_hat, scale_index, symbols, mean, self.y_model.dequantize(symbols, mean))
@@ -254,11 +188,11 @@ class Codec:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(z_hat, scale_index, mean) of a bitstream, without reading its y section (forensics: a desynced
         decoder's scale indexes, even when its y section then fails)."""
-        _, z_hat, scale_index, mean = self._parse_hyper(data, _Clock(), allow_foreign)
+        _, z_hat, scale_index, mean = self._parse_hyper(data, StageClock(), allow_foreign)
         return z_hat, scale_index, mean
 
     def _parse_hyper(
-        self, data: bytes, clock: _Clock, allow_foreign: bool = False
+        self, data: bytes, clock: StageClock, allow_foreign: bool = False
     ) -> tuple[bitstream.Bitstream, np.ndarray, np.ndarray, np.ndarray]:
         parsed = bitstream.unpack(data, expected_digest=None if allow_foreign else self.digest)
         problem = size_problem(parsed.height, parsed.width)  # what the header declares, decoding costs
@@ -301,15 +235,6 @@ class Codec:
         if scale_index.shape != tuple(y_shape) or mean.shape != tuple(y_shape):
             raise PackageError(f"h_s produced {scale_index.shape} / {mean.shape}, expected {y_shape}")
         return scale_index, mean
-
-    def _network(self, name: str, retaining: Session, height: int, width: int) -> Session:
-        """`retaining` for an image up to RETAIN_MEMORY_PIXELS (padded), else the lean session of `name`."""
-        lat_h, lat_w = networks.latent_shape(height, width)
-        if lat_h * lat_w * networks.LATENT_STRIDE**2 <= RETAIN_MEMORY_PIXELS:
-            return retaining
-        if name not in self._lean:
-            self._lean[name] = self._backend.session(self.package.read(name))
-        return self._lean[name]
 
     def _synthesise(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
         synthesis = self._network(SYNTHESIS, self._synthesis, height, width)

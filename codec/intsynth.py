@@ -1,6 +1,8 @@
-"""The integer synthesis transform g_s: its integerisation, its no-overflow certificate and its ONNX graph.
+"""The integer synthesis transform g_s: its integer semantics, their simulation, its no-overflow certificate.
 
-The arithmetic is that of h_s (codec/intnet.py, after Koyuncu, Solovyev, Alshina and Kaup, "Device
+Its calibration search is codec/intsynth_search.py's, its ONNX graph codec/intsynth_graph.py's.
+
+The arithmetic is that of h_s (codec/intlayer.py, after Koyuncu, Solovyev, Alshina and Kaup, "Device
 interoperability for learned image compression with weights and activations quantization": 16-bit weights
 with per-output-channel power-of-two scales, 16-bit activations, 32-bit accumulators, no zero points),
 carried to the pixels as in the fully 16-bit integer decoder of Galpin, Balcilar, Lefebvre, Racape and
@@ -32,47 +34,32 @@ requantisation with a negative shift, 255 o + h) stays below 2^53, so the float6
 of these integers exactly (every product |w x| <= 2^30 and partial sum < 2^31 is a float64 integer). The
 digit lowerings get `certify_digit_layers` over the same layers. `build_gs_onnx` refuses a network that
 fails.
-
-`integerize_gs` picks each layer's p greedily on calibration y_hat (one or two bits of headroom over the
-calibration maximum, the candidate whose reconstruction, integer so far and float after, is closest to the
-float g_s's, more headroom on ties); q and s keep one bit of headroom over their calibration maxima.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from onnx import TensorProto
 
-from codec import layers as nn
-from codec.hyper import Arithmetic, integer_arithmetic
-from codec.intnet import (
+from codec.intdigits import certify_digit_layers
+from codec.intlayer import (
     ACC_LIMIT,
     F64_EXACT_LIMIT,
     INPUT_LIMIT,
-    P_RANGE,
     PRECISIONS,
     IntLayer,
     OverflowRisk,
     accumulator_bounds,
-    better_candidate,
-    candidate_shifts,
-    certify_digit_layers,
     integer_accumulator,
-    quantize_layer,
 )
-from codec.layers import Layer, LayerSpec
-from codec.onnxgraph import GraphBuilder, image_info
+from codec.layers import Layer
 from codec.vocabulary import Lowering, Precision
 
-INPUT_NAME, OUTPUT_NAME = "y_hat", "x_hat"
 ACT_BITS = 16
 PIXEL_MAX = 255
 GS_ACTIVATIONS = ("relu", "igdn1")
-NORM_HEADROOM_BITS = 1
 SPEC = PRECISIONS[Precision.INT16]
 
 
@@ -169,18 +156,15 @@ class IntSynthesis:
         )
 
 
-# --- integer simulation (float64 holding exact integers, within the certified bounds) ---
-
-
-def _floor_shift(values: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+def floor_shift(values: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return np.floor(values * 2.0 ** -np.asarray(shifts, np.float64).reshape(1, -1, 1, 1))
 
 
 def integer_norm(norm: IntNorm, acc: np.ndarray, t_shifts: np.ndarray) -> np.ndarray:
     """o = t n' of IGDN1 from the layer's accumulator."""
-    t = np.clip(_floor_shift(acc, t_shifts), -norm.clamp, norm.clamp)
+    t = np.clip(floor_shift(acc, t_shifts), -norm.clamp, norm.clamp)
     n = integer_accumulator(norm.layer, np.abs(t))
-    return t * np.clip(_floor_shift(n, norm.norm_requant()), -norm.clamp, norm.clamp)
+    return t * np.clip(floor_shift(n, norm.norm_requant()), -norm.clamp, norm.clamp)
 
 
 def integer_output(int_gs: IntSynthesis, index: int, acc: np.ndarray) -> np.ndarray:
@@ -195,22 +179,19 @@ def integer_pixels(int_gs: IntSynthesis, out: np.ndarray) -> np.ndarray:
     """clip(floor((255 o + h) 2^-e), 0, 255) of the last layer's output."""
     e = int_gs.out_units(len(int_gs.layers) - 1)
     half = int_gs.pixel_half().astype(np.float64).reshape(1, -1, 1, 1)
-    return np.clip(_floor_shift(out * PIXEL_MAX + half, e), 0, PIXEL_MAX)
+    return np.clip(floor_shift(out * PIXEL_MAX + half, e), 0, PIXEL_MAX)
 
 
 def run_integer_gs(int_gs: IntSynthesis, y_hat: np.ndarray) -> np.ndarray:
     """Pixels [B, 3, H, W] (float64 integers) of int32 y_hat in units of 2^-input_bits."""
-    a = _floor_shift(np.asarray(y_hat, np.float64), np.array([-int_gs.input_shift()]))
+    a = floor_shift(np.asarray(y_hat, np.float64), np.array([-int_gs.input_shift()]))
     out = a
     for index, layer in enumerate(int_gs.layers):
         acc = integer_accumulator(layer, np.clip(a, -layer.clamp, layer.clamp))
         out = integer_output(int_gs, index, acc)
         if index + 1 < len(int_gs.layers):
-            a = _floor_shift(out, int_gs.requant_shifts(index))
+            a = floor_shift(out, int_gs.requant_shifts(index))
     return integer_pixels(int_gs, out)
-
-
-# --- the certificate ---
 
 
 def certify_gs(int_gs: IntSynthesis, lowering: str = Lowering.FLOAT64) -> dict[str, Any]:
@@ -304,9 +285,6 @@ def _layer_report(int_gs: IntSynthesis, index: int, problems: list[str]) -> dict
     return report
 
 
-# --- the calibration search ---
-
-
 def validate_gs_layers(layers: list[Layer]) -> None:
     """g_s must be convolutions with ReLU or IGDN1 (or none) between them, ending in 3 channels without
     IGDN1."""
@@ -319,137 +297,3 @@ def validate_gs_layers(layers: list[Layer]) -> None:
         raise ValueError("the last g_s layer cannot end in IGDN1")
     if layers[-1].spec.c_out != 3:
         raise ValueError(f"the last g_s layer must output 3 channels, not {layers[-1].spec.c_out}")
-
-
-def _natural_shift(amax: float, headroom: int) -> int:
-    natural = ACT_BITS - 1 - int(np.ceil(np.log2(max(amax, 2.0**-16)))) - headroom
-    return min(max(natural, P_RANGE[0]), P_RANGE[1])
-
-
-def quantize_norm(layer: Layer, pre_activation: np.ndarray) -> IntNorm:
-    """The integer IGDN1 of `layer` with t and n' sized on the calibration pre-activations."""
-    assert layer.beta is not None and layer.gamma is not None
-    c = layer.spec.c_out
-    norm_layer = Layer(
-        LayerSpec("conv", c, c, 1, 1),
-        np.asarray(layer.gamma, np.float64)[:, :, None, None],
-        np.asarray(layer.beta, np.float64),
-    )
-    q = _natural_shift(float(np.abs(pre_activation).max()), NORM_HEADROOM_BITS)
-    norm = nn.forward_layer(norm_layer, np.abs(pre_activation))
-    s = _natural_shift(float(np.abs(norm).max()), NORM_HEADROOM_BITS)
-    return IntNorm(quantize_layer(norm_layer, q, ACT_BITS, SPEC), s)
-
-
-def _float_pixels(x_hat: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x_hat * PIXEL_MAX), 0, PIXEL_MAX)
-
-
-def _float_trace(layers: list[Layer], y: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(input, pre-activation) of every layer of the float g_s."""
-    inputs, pre = [], []
-    x = y
-    for layer in layers:
-        inputs.append(x)
-        pre.append(nn.convolve(x, np.asarray(layer.weight, np.float64), layer.spec) + _bias(layer))
-        x = nn.activate(pre[-1], layer)
-    return inputs, pre
-
-
-def _bias(layer: Layer) -> np.ndarray:
-    return np.asarray(layer.bias, np.float64).reshape(1, -1, 1, 1)
-
-
-def integerize_gs(layers: list[Layer], calibration_y_hat: np.ndarray, input_bits: int = 8) -> IntSynthesis:
-    """Integerise g_s on calibration y_hat (real values, [B, M, h, w]; the graph's input is y_hat in units
-    of 2^-input_bits): p per layer by the reconstruction error against the float g_s."""
-    validate_gs_layers(layers)
-    y = np.asarray(calibration_y_hat, np.float64)
-    y = y[None] if y.ndim == 3 else y
-    y_fixed = np.floor(y * 2.0**input_bits)
-    y = y_fixed * 2.0**-input_bits
-    inputs, pre = _float_trace(layers, y)
-    target = _float_pixels(nn.forward(layers, y))
-    chosen = IntSynthesis([], [], input_bits)
-    out, units = y_fixed, np.array([input_bits])
-    for index, layer in enumerate(layers):
-        amax = float(np.abs(inputs[index]).max())
-        norm = quantize_norm(layer, pre[index]) if layer.act == "igdn1" else None
-        best: tuple[float, int, IntLayer, np.ndarray] | None = None
-        for p_in in candidate_shifts(amax, ACT_BITS, SPEC):
-            candidate = quantize_layer(layer, p_in, ACT_BITS, SPEC)
-            trial = IntSynthesis([*chosen.layers, candidate], [*chosen.norms, norm], input_bits)
-            x = _floor_shift(out, units - p_in)
-            acc = integer_accumulator(candidate, np.clip(x, -candidate.clamp, candidate.clamp))
-            trial_out = integer_output(trial, index, acc)
-            score = _score(trial, layers, index, trial_out, target)
-            headroom = ACT_BITS - 1 - p_in
-            if best is None or better_candidate(score, headroom, best[0], best[1]):
-                best = (score, headroom, candidate, trial_out)
-        assert best is not None
-        score, _, picked, out = best
-        chosen.layers.append(picked)
-        chosen.norms.append(norm)
-        units = chosen.out_units(index)
-        chosen.search.append(
-            {"layer": index, "p_in": picked.p_in, "input_absmax": amax, "mse": score, "scored_by": "mse"}
-        )
-    chosen.certificate = certify_gs(chosen)
-    return chosen
-
-
-def _score(
-    trial: IntSynthesis, layers: list[Layer], index: int, out: np.ndarray, target: np.ndarray
-) -> float:
-    """MSE in pixel units of the reconstruction: integer layers up to `index`, float g_s after."""
-    if index == len(layers) - 1:
-        pixels = integer_pixels(trial, out)
-    else:
-        real = out * 2.0 ** -trial.out_units(index).astype(np.float64).reshape(1, -1, 1, 1)
-        pixels = _float_pixels(nn.forward(layers[index + 1 :], real))
-    return float(np.mean((pixels - target) ** 2))
-
-
-# --- the ONNX graph ---
-
-
-def build_gs_onnx(int_gs: IntSynthesis, lowering: str = Lowering.FLOAT64) -> bytes:
-    """g_s as ONNX: input "y_hat" int32 [1, M, h, w] in units of 2^-input_bits, output "x_hat" uint8
-    [1, 3, 16h, 16w] pixels. Refuses (OverflowRisk) a network whose certificate fails."""
-    certificate = certify_gs(int_gs, lowering)
-    a = integer_arithmetic(Precision.INT16, lowering)
-    g = GraphBuilder()
-    y = g.op("Transpose", [g.op("Cast", [INPUT_NAME], to=a.elem)], perm=[0, 2, 3, 1])
-    activation = a.floor_scale(g, y, np.array([-int_gs.input_shift()]))
-    out = activation
-    for index, layer in enumerate(int_gs.layers):
-        x = g.op("Clip", [activation, a.scalar(g, -layer.clamp), a.scalar(g, layer.clamp)])
-        out = _graph_output(g, a, int_gs, index, a.layer(g, x, layer))
-        if index + 1 < len(int_gs.layers):
-            activation = a.floor_scale(g, out, int_gs.requant_shifts(index))
-    pixels = g.op("Mul", [out, a.scalar(g, PIXEL_MAX)])
-    pixels = g.op("Add", [pixels, a.array(g, int_gs.pixel_half())])
-    pixels = a.floor_scale(g, pixels, int_gs.out_units(len(int_gs.layers) - 1))
-    pixels = g.op("Clip", [pixels, a.scalar(g, 0), a.scalar(g, PIXEL_MAX)])
-    pixels = g.op("Transpose", [pixels], perm=[0, 3, 1, 2])
-    g.op("Cast", [pixels], out=OUTPUT_NAME, to=TensorProto.UINT8)
-    meta = {
-        "bitmatch.gs.precision": Precision.INT16.value,
-        "bitmatch.gs.input_bits": str(int_gs.input_bits),
-        "bitmatch.gs.certificate": json.dumps(certificate, sort_keys=True),
-    }
-    inputs = [image_info(INPUT_NAME, int_gs.layers[0].spec.c_in, "", TensorProto.INT32)]
-    outputs = [image_info(OUTPUT_NAME, 3, "*16", TensorProto.UINT8)]
-    return g.model("bitmatch_gs", inputs, outputs, meta)
-
-
-def _graph_output(g: GraphBuilder, a: Arithmetic, int_gs: IntSynthesis, index: int, acc: str) -> str:
-    """The graph of `integer_output`."""
-    layer, norm = int_gs.layers[index], int_gs.norms[index]
-    if norm is None:
-        return g.op("Max", [acc, a.scalar(g, 0)]) if layer.act == "relu" else acc
-    lo, hi = a.scalar(g, -norm.clamp), a.scalar(g, norm.clamp)
-    t = g.op("Clip", [a.floor_scale(g, acc, int_gs.t_shifts(index)), lo, hi])
-    n = a.layer(g, g.op("Abs", [t]), norm.layer)
-    n = g.op("Clip", [a.floor_scale(g, n, norm.norm_requant()), lo, hi])
-    return g.op("Mul", [t, n])

@@ -24,15 +24,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from codec import bitstream, contexts, networks
-from codec.codec import ANALYSIS, SYNTHESIS, Codec, DecodeResult, EncodeResult, _Clock
 from codec.entropy import _rint_symbols
 from codec.errors import LengthFieldError, PackageError
+from codec.family import FamilyCodec
 from codec.hashing import stage_hash
 from codec.images import validate_image
 from codec.limits import size_problem
 from codec.metrics import bpp as bits_per_pixel
 from codec.metrics import psnr as psnr_db
-from codec.package import CodecPackage
+from codec.package import ANALYSIS, SYNTHESIS, CodecPackage
+from codec.results import DecodeResult, EncodeResult, StageClock
+from codec.runtime import get_runtime
 from codec.stages import FACTORIZED_STAGES
 from codec.tables import CodeTables
 from codec.vocabulary import Precision, Stage
@@ -73,12 +75,10 @@ def load_model(package: CodecPackage) -> contexts.ContextModel:
         raise PackageError(f"malformed `contexts` in the manifest: {exc}") from None
 
 
-class LowComplexityCodec(Codec):
+class LowComplexityCodec(FamilyCodec):
     """A loaded lowcomplexity package bound to one runtime; the API of `Codec`."""
 
     def __init__(self, package: CodecPackage, runtime: str = "ort-cpu") -> None:
-        from codec.runtime import get_runtime
-
         self.package = package
         self.digest = package.digest
         self.precision = package.manifest["precision"]
@@ -101,7 +101,7 @@ class LowComplexityCodec(Codec):
         Every package of the family has an exact entropy decoder, so none is refused."""
         image = validate_image(image)
         height, width = image.shape[:2]
-        clock = _Clock()
+        clock = StageClock()
         analysis = self._network(ANALYSIS, self._analysis, height, width)
         y = np.asarray(analysis.run({"x": networks.pad_image(image)})["y"])
         clock.lap("analysis")
@@ -135,7 +135,7 @@ class LowComplexityCodec(Codec):
         )
 
     def decode(self, data: bytes, allow_foreign: bool = False) -> DecodeResult:
-        clock = _Clock()
+        clock = StageClock()
         parsed = bitstream.unpack(data, expected_digest=None if allow_foreign else self.digest)
         problem = size_problem(parsed.height, parsed.width)
         if problem is not None:

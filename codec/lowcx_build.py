@@ -9,12 +9,11 @@ import numpy as np
 
 from codec import contexts_fit, networks
 from codec.build import analysis_outputs, build_synthesis, canonical_json, tables_npz, weights_npz
-from codec.codec import ANALYSIS, CERTIFICATE, SYNTHESIS, WEIGHTS
 from codec.contexts import ContextModel
 from codec.entropy import _rint_symbols
 from codec.errors import PackageError
 from codec.lowcx import ACTIVATION_TABLES, Y_TABLES
-from codec.package import write_package
+from codec.package import ANALYSIS, CERTIFICATE, SYNTHESIS, WEIGHTS, write_package
 from codec.vocabulary import Lowering, Precision
 
 RANDOM_IMAGES, RANDOM_SIZE = 8, 128

@@ -38,6 +38,10 @@ from codec.vocabulary import Precision
 FORMAT = "bitmatch-codec-package"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# The files a package lists, by role (a family ships the ones it needs)
+ANALYSIS, SYNTHESIS, HYPER_SYNTHESIS = "analysis.onnx", "synthesis.onnx", "hyper_synthesis.onnx"
+LEVEL_TABLES, Z_TABLES = "level_tables.npz", "z_tables.npz"
+WEIGHTS, CERTIFICATE = "weights.npz", "certificate.json"
 PRECISIONS = (Precision.INT16, Precision.INT8, Precision.FLOAT, Precision.INT16_FULL)
 MAX_MEMBER_BYTES = 512 * 2**20
 MAX_ARCHIVE_MEMBERS = 64

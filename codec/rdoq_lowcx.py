@@ -191,7 +191,7 @@ def integer_synthesis_session(backend, model: bytes) -> SequentialSynthesis:  # 
 
 def lowcx_synthesis(codec):  # type: ignore[no-untyped-def]
     """The batched g_s RDOQ measures D with (module docstring), channels in the package's order."""
-    from codec.codec import SYNTHESIS, WEIGHTS
+    from codec.package import SYNTHESIS, WEIGHTS
     from codec.vocabulary import Precision
 
     package = codec.package

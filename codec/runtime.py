@@ -10,6 +10,8 @@
 
 Every ORT session's idle threads sleep rather than spin (NO_SPINNING): a scheduling choice, never an
 arithmetic one. onnx and onnxruntime are imported when a runtime is used, so importing this module is cheap.
+Which runtimes a machine can run is its device targets' check (worker/targets/, one module per target); a
+session refuses a provider its onnxruntime lacks rather than fall back to another.
 """
 
 from __future__ import annotations
@@ -28,13 +30,6 @@ Feeds = dict[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
 RUNTIME_NAMES = ("ort-cpu", "ort-cpu-1t", "onnx-ref", "onnx-ref-naive", "ort-cuda", "ort-openvino")
 REFERENCE_RUNTIMES = ("onnx-ref", "onnx-ref-naive")
-_PROVIDER_OF = {
-    "ort-cpu": "CPUExecutionProvider",
-    "ort-cpu-1t": "CPUExecutionProvider",
-    "ort-cuda": "CUDAExecutionProvider",
-    "ort-openvino": "OpenVINOExecutionProvider",
-}
-
 
 NO_SPINNING = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
 
@@ -68,36 +63,6 @@ class RuntimeUnavailable(CodecError):
     code = "runtime-unavailable"
 
 
-def available_runtimes() -> dict[str, str | None]:
-    """Every runtime name mapped to None when usable here, else the reason it is not."""
-    result: dict[str, str | None] = {}
-    try:
-        import onnxruntime
-
-        providers = set(onnxruntime.get_available_providers())
-        ort_error = None
-    except ImportError as exc:
-        providers, ort_error = set(), f"onnxruntime not importable: {exc}"
-    for name in RUNTIME_NAMES:
-        if name in REFERENCE_RUNTIMES:
-            result[name] = _onnx_reference_problem()
-        elif ort_error is not None:
-            result[name] = ort_error
-        elif _PROVIDER_OF[name] not in providers:
-            result[name] = f"{_PROVIDER_OF[name]} is not in this onnxruntime build ({sorted(providers)})"
-        else:
-            result[name] = None
-    return result
-
-
-def _onnx_reference_problem() -> str | None:
-    try:
-        import onnx.reference  # noqa: F401
-    except ImportError as exc:
-        return f"onnx.reference not importable: {exc}"
-    return None
-
-
 @dataclass(frozen=True)
 class Runtime:
     name: str
@@ -111,11 +76,10 @@ class Runtime:
 
 
 def get_runtime(name: str) -> Runtime:
+    """The runtime of a known name. Whether it can run on this machine is its device target's check
+    (worker/targets/); a session whose provider this onnxruntime lacks is refused when it is made."""
     if name not in RUNTIME_NAMES:
         raise RuntimeUnavailable(f"unknown runtime {name!r}; known: {', '.join(RUNTIME_NAMES)}")
-    reason = available_runtimes()[name]
-    if reason is not None:
-        raise RuntimeUnavailable(f"runtime {name} unavailable: {reason}")
     return Runtime(name)
 
 
@@ -132,12 +96,14 @@ class Session:
 
 class ReferenceSession(Session):
     def __init__(self, model: bytes, naive: bool = False) -> None:
-        import onnx
-        from onnx.reference import ReferenceEvaluator
-
-        from codec.onnxref import Conv, ConvTranspose
-
         self.runtime = "onnx-ref-naive" if naive else "onnx-ref"
+        try:
+            import onnx
+            from onnx.reference import ReferenceEvaluator
+
+            from codec.onnxref import Conv, ConvTranspose
+        except ImportError as exc:
+            raise RuntimeUnavailable(f"runtime {self.runtime} unavailable: {exc}") from exc
         self._proto = onnx.load_from_string(model)
         self._evaluator = ReferenceEvaluator(self._proto, new_ops=None if naive else [Conv, ConvTranspose])
         self._outputs = [output.name for output in self._proto.graph.output]
@@ -167,9 +133,16 @@ class OrtSession(Session):
         return list(self._session.get_providers())
 
     def _make(self, profile_dir: str | None) -> Any:
-        import onnxruntime as ort
-
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RuntimeUnavailable(f"runtime {self.runtime} unavailable: {exc}") from exc
         config = ort_configuration(self.runtime)
+        provider = _provider_name(config.providers[0])
+        if provider not in ort.get_available_providers():  # ORT would warn and fall back to another
+            raise RuntimeUnavailable(
+                f"runtime {self.runtime} unavailable: this onnxruntime has no {provider}"
+            )
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # ORT's CPU memory arena keeps a session's pages between runs: without it every run faults in fresh
@@ -208,6 +181,11 @@ class OrtSession(Session):
             with open(profile_path, encoding="utf-8") as handle:
                 events = json.load(handle)
         return dict(zip(self._outputs, values, strict=True)), providers_from_profile(events)
+
+
+def _provider_name(provider: Any) -> str:
+    """The name of an ORT providers-list entry (a name, or a (name, options) pair)."""
+    return provider if isinstance(provider, str) else provider[0]
 
 
 def providers_from_profile(events: list[dict[str, Any]]) -> dict[str, str]:

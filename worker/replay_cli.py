@@ -16,7 +16,8 @@ from codec.vocabulary import ReplayOutcome
 from worker.bundle import Bundle, BundleError, load_bundle
 from worker.cli import default_cache_dir
 from worker.offline import run
-from worker.replay import SIDES, BundleReplay, exit_code, replay_bundles, write_outputs
+from worker.replay import SIDES, exit_code, replay_bundles, write_outputs
+from worker.replay_judge import BundleReplay
 
 INFRASTRUCTURE_EXIT = 2
 

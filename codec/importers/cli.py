@@ -103,7 +103,8 @@ def onnx_command(
     spec_path: Path, out_dir: Path, calibration_dir: Path | None, precisions: tuple[str, ...], as_json: bool
 ) -> None:
     """Import a codec exported to ONNX (g_a, h_a, h_s, g_s) with its entropy model."""
-    from codec.importers.onnx_spec import build_packages, read_spec
+    from codec.importers.onnx_package import build_packages
+    from codec.importers.onnx_spec import read_spec
 
     spec = read_spec(spec_path)
     _report(_calibrate_and_build(build_packages, spec, out_dir, calibration_dir, precisions), as_json)

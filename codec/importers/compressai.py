@@ -34,13 +34,20 @@ import numpy as np
 
 from codec import networks
 from codec.build import analysis_latents, build_hyper_synthesis, canonical_json, tables_npz, y_rate
-from codec.codec import ANALYSIS, CERTIFICATE, HYPER_SYNTHESIS, LEVEL_TABLES, SYNTHESIS, Z_TABLES
 from codec.entropy import FIXED, FLOAT, FactorizedZ, LatentFormat
 from codec.heads import ScaleTableHead
 from codec.importers.tables import compressai_tables
 from codec.importers.torchfile import CheckpointError, load_checkpoint, state_dict_of
 from codec.layers import Layer, LayerSpec
-from codec.package import write_package
+from codec.package import (
+    ANALYSIS,
+    CERTIFICATE,
+    HYPER_SYNTHESIS,
+    LEVEL_TABLES,
+    SYNTHESIS,
+    Z_TABLES,
+    write_package,
+)
 from codec.progress import SILENT, Progress
 from codec.tables import CodeTables
 from codec.vocabulary import Precision

@@ -142,8 +142,7 @@ def rebuild_integer(
 ) -> list[dict]:
     """Re-integerise the shipped families from the weights their float twins carry (no training needed)."""
     from codec.build import load_weights as package_weights
-    from codec.codec import Z_TABLES
-    from codec.package import CodecPackage
+    from codec.package import Z_TABLES, CodecPackage
 
     rows = []
     twins = sorted((Path(packages_dir) / WEIGHTS_PRECISION).glob("q*/manifest.json"))

@@ -171,9 +171,8 @@ def _build_ablation(crops: np.ndarray, work_dir: Path, out_dir: Path, scratch: P
     import json
 
     from codec import contexts_fit
-    from codec.codec import CERTIFICATE, SYNTHESIS
     from codec.lowcx_build import build_package
-    from codec.package import CodecPackage
+    from codec.package import CERTIFICATE, SYNTHESIS, CodecPackage
 
     model, _ = loop.load_checkpoint(rate_path(work_dir, rate))
     shipped = CodecPackage.load(out_dir / WEIGHTS_VARIANT / f"q{rate}")

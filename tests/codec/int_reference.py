@@ -14,7 +14,8 @@ import math
 import numpy as np
 
 from codec.heads import LevelHead
-from codec.intnet import IntHyperSynthesis, IntLayer
+from codec.intlayer import IntLayer
+from codec.intnet import IntHyperSynthesis
 
 MEAN_LIMIT = 2**30
 

@@ -260,7 +260,7 @@ def test_gdn_package_without_weights_round_trips_exactly_across_runtimes(tmp_pat
 
 
 def test_large_images_run_on_sessions_that_give_memory_back_with_the_same_results(packages, monkeypatch):
-    import codec.codec as codec_module
+    import codec.family as family_module
 
     image = _image(576, 1024)  # 589,824 padded pixels: over RETAIN_MEMORY_PIXELS
     codec = Codec.load(packages["int16"])
@@ -271,7 +271,7 @@ def test_large_images_run_on_sessions_that_give_memory_back_with_the_same_result
     assert sorted(codec._lean) == ["analysis.onnx", "synthesis.onnx"]
     assert not any(session.retain_memory for session in codec._lean.values())
 
-    monkeypatch.setattr(codec_module, "RETAIN_MEMORY_PIXELS", 1 << 30)
+    monkeypatch.setattr(family_module, "RETAIN_MEMORY_PIXELS", 1 << 30)
     retaining = Codec.load(packages["int16"])
     kept = retaining.encode(image)
     assert retaining._lean == {}

@@ -8,8 +8,11 @@ import pytest
 from int_reference import float_hs, reference_hs
 
 from codec.heads import LevelHead, ScaleTableHead
-from codec.hyper import build_hs_onnx, hs_output_size, lowered_kernel, random_hs_layers
-from codec.intnet import IntHyperSynthesis, IntLayer, OverflowRisk, certify, integerize_hs
+from codec.hyper import build_hs_onnx, hs_output_size, random_hs_layers
+from codec.intlayer import IntLayer, OverflowRisk
+from codec.intlowering import lowered_kernel
+from codec.intnet import IntHyperSynthesis, certify
+from codec.intsearch import integerize_hs
 from codec.layers import LayerSpec
 from codec.runtime import get_runtime
 from codec.vocabulary import Lowering

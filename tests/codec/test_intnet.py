@@ -9,20 +9,10 @@ from int_reference import reference_hs
 
 from codec.heads import LevelHead
 from codec.hyper import build_hs_onnx, random_hs_layers
-from codec.intnet import (
-    ACC_LIMIT,
-    ACTIVATION_SPLITS,
-    PRECISIONS,
-    IntHyperSynthesis,
-    IntLayer,
-    OverflowRisk,
-    activation_digits,
-    certify,
-    certify_digits,
-    integerize_hs,
-    quantize_layer,
-    weight_digits,
-)
+from codec.intdigits import ACTIVATION_SPLITS, activation_digits, weight_digits
+from codec.intlayer import ACC_LIMIT, PRECISIONS, IntLayer, OverflowRisk, quantize_layer
+from codec.intnet import IntHyperSynthesis, certify, certify_digits
+from codec.intsearch import integerize_hs
 from codec.layers import LayerSpec, channel_l1
 from codec.runtime import get_runtime
 from codec.vocabulary import Lowering

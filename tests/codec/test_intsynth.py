@@ -12,12 +12,14 @@ from int_reference import gs_output_units, reference_gs
 
 from codec import networks
 from codec.build import build_random, calibration_latents, load_weights
-from codec.codec import CERTIFICATE, HYPER_SYNTHESIS, Codec
+from codec.codec import Codec
 from codec.images import load_png
-from codec.intnet import ACC_LIMIT, OverflowRisk, accumulator_bounds
-from codec.intsynth import IntSynthesis, build_gs_onnx, certify_gs, integerize_gs
+from codec.intlayer import ACC_LIMIT, OverflowRisk, accumulator_bounds
+from codec.intsynth import IntSynthesis, certify_gs
+from codec.intsynth_graph import build_gs_onnx
+from codec.intsynth_search import integerize_gs
 from codec.layers import Layer, LayerSpec
-from codec.package import CodecPackage
+from codec.package import CERTIFICATE, HYPER_SYNTHESIS, CodecPackage
 from codec.vocabulary import Lowering, Precision
 
 ROOT = Path(__file__).resolve().parents[2]

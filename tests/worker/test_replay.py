@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from worker.replay import ReplayUnavailable, setting_of
+from worker.replay_setting import ReplayUnavailable, setting_of
 
 
 def side(name: str, /, **fingerprint) -> dict:

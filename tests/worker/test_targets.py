@@ -7,6 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from worker.targets import TARGETS, get_target, launch_environment, project_root
+from worker.targets import base as targets_base
+from worker.targets import cuda as cuda_module
 from worker.targets_cli import targets_group
 
 EXPECTED_RUNTIMES = {
@@ -24,6 +26,22 @@ EXPECTED_RUNTIMES = {
 def test_every_target_is_registered_with_its_runtime():
     assert {name: cls.runtime for name, cls in TARGETS.items()} == EXPECTED_RUNTIMES
     assert all(cls.description for cls in TARGETS.values())
+
+
+def test_every_target_says_whether_it_runs_here():
+    """Availability is each target's check (its runtime's provider for the ORT ones), not the codec's."""
+    for name in ("cpu", "cpu-1t-noopt", "onnx-ref", "onnx-ref-naive"):
+        assert get_target(name).check() is None, name
+    for cls in TARGETS.values():
+        reason = cls().check()
+        assert reason is None or (isinstance(reason, str) and reason)
+
+
+def test_the_provider_targets_name_their_missing_provider(monkeypatch):
+    monkeypatch.setattr(targets_base, "ort_providers", lambda: ("CPUExecutionProvider",))
+    monkeypatch.setattr(cuda_module, "ort_providers", lambda: ("CPUExecutionProvider",))
+    assert "OpenVINOExecutionProvider missing" in get_target("openvino").check()
+    assert "CUDAExecutionProvider missing" in get_target("cuda").check()
 
 
 def test_target_option_selects_the_qemu_cpu_model():
