@@ -14,7 +14,7 @@ from server.schemas.base import errors
 from server.schemas.catalog import CodecRecord
 from server.state import AppState
 
-router = APIRouter(prefix="/api/codecs", tags=["codecs"], responses=errors(404, 422))
+router = APIRouter(prefix="/api/codecs", tags=["codecs"], responses=errors(422))
 UPLOAD = {
     "requestBody": {
         "required": True,
@@ -67,7 +67,7 @@ def list_codecs(session: SessionDep) -> list[CodecRecord]:
     return [CodecRecord.of(c) for c in session.scalars(select(Codec).order_by(Codec.id))]
 
 
-@router.get("/{digest}")
+@router.get("/{digest}", responses=errors(404))
 def get_codec(codec: CodecDep) -> CodecRecord:
     return CodecRecord.of(codec)
 
@@ -75,7 +75,10 @@ def get_codec(codec: CodecDep) -> CodecRecord:
 @router.get(
     "/{digest}/archive",
     response_class=Response,
-    responses={200: {"content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}},
+    responses={
+        200: {"content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}},
+        **errors(404),
+    },
 )
 def get_codec_archive(codec: CodecDep, store: StorageDep) -> Response:
     return Response(

@@ -16,7 +16,7 @@ from server.schemas.base import errors
 from server.schemas.catalog import ImageRecord
 from server.state import AppState
 
-router = APIRouter(prefix="/api/images", tags=["images"], responses=errors(404, 422))
+router = APIRouter(prefix="/api/images", tags=["images"], responses=errors(422))
 UPLOAD = {
     "requestBody": {
         "required": True,
@@ -66,6 +66,6 @@ def list_images(session: SessionDep) -> list[ImageRecord]:
     return [ImageRecord.of(i) for i in session.scalars(select(Image).order_by(Image.id))]
 
 
-@router.get("/{digest}")
+@router.get("/{digest}", responses=errors(404))
 def get_image(image: ImageDep) -> ImageRecord:
     return ImageRecord.of(image)

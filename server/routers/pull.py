@@ -32,7 +32,7 @@ router = APIRouter(
     prefix="/api/workers",
     tags=["pull workers"],
     dependencies=[WriteAccess],
-    responses=errors(401, 404, 422),
+    responses=errors(401, 422),
 )
 Token = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 Kind = Literal["encode", "decode"]
@@ -86,7 +86,7 @@ def register_pull_worker(body: PullRegistration, app: AppDep) -> dict[str, Any]:
 @router.post(
     "/{device_id}/claim",
     response_model=ClaimedTask,
-    responses={204: {"description": "nothing to do yet; poll again"}, **errors(409)},
+    responses={204: {"description": "nothing to do yet; poll again"}, **errors(404, 409)},
 )
 async def claim(device_id: DeviceId, app: AppDep, wait: Annotated[float, Query(ge=0, le=120)] = 20.0) -> Any:
     """The next task for this worker, waiting up to `wait` seconds for one (204 if none came)."""
@@ -157,7 +157,7 @@ def _task(app: AppState, lease: Lease) -> dict[str, Any]:
     }
 
 
-@router.post("/{device_id}/known-answer", response_model=DeviceRecord, responses=errors(409))
+@router.post("/{device_id}/known-answer", response_model=DeviceRecord, responses=errors(404, 409))
 def check_result(device_id: DeviceId, body: CheckBody, app: AppDep) -> dict[str, Any]:
     answer = app.pool.known_answer
     if answer is None:
@@ -185,7 +185,7 @@ def _lease(app: AppState, device_id: int, kind: str, task_id: int, token: str) -
 @router.post(
     "/{device_id}/tasks/{kind}/{task_id}/renew",
     response_model=Renewed,
-    responses={409: {**errors(409)[409], "description": "lease lost"}},
+    responses={**errors(404), 409: {**errors(409)[409], "description": "lease lost"}},
 )
 def renew(device_id: DeviceId, kind: Kind, task_id: TaskId, body: LeaseBody, app: AppDep) -> dict[str, Any]:
     if not app.scheduler.queue.renew(_lease(app, device_id, kind, task_id, body.lease)):

@@ -21,7 +21,7 @@ from server.devices import WorkerSpec
 from server.schemas.base import errors
 from server.schemas.workers import DeviceRecord
 
-router = APIRouter(prefix="/api/workers", tags=["workers"], responses=errors(404, 422))
+router = APIRouter(prefix="/api/workers", tags=["workers"], responses=errors(422))
 
 Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=512)]
 
@@ -58,19 +58,19 @@ def list_workers(session: SessionDep) -> list[dict[str, Any]]:
     return queries.list_devices(session)
 
 
-@router.get("/{device_id}")
+@router.get("/{device_id}", responses=errors(404))
 def get_worker(device: DeviceDep, session: SessionDep) -> DeviceRecord:
     return DeviceRecord.of(session, device)
 
 
-@router.post("/{device_id}/heartbeat", dependencies=[WriteAccess], responses=errors(401))
+@router.post("/{device_id}/heartbeat", dependencies=[WriteAccess], responses=errors(401, 404))
 def heartbeat(device_id: DeviceId, db: DatabaseDep, pool: PoolDep) -> DeviceRecord:
     if not pool.heartbeat(device_id):
         raise HTTPException(404, f"no worker {device_id}")
     return _device(db, device_id)
 
 
-@router.post("/{device_id}/check", dependencies=[WriteAccess], responses=errors(401))
+@router.post("/{device_id}/check", dependencies=[WriteAccess], responses=errors(401, 404))
 async def check_worker(device_id: DeviceId, db: DatabaseDep, pool: PoolDep) -> DeviceRecord:
     await asyncio.to_thread(_device, db, device_id)  # 404 for an unknown device
     await pool.check(device_id)
