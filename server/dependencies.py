@@ -24,6 +24,7 @@ CellId = Annotated[int, Path(ge=1, le=MAX_ID)]
 DigestPath = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256")]
 
 
+# Each part is reached through its own function, so a test can replace it with `app.dependency_overrides`.
 def app_state(request: Request) -> AppState:
     return request.app.state.bitmatch
 
@@ -31,41 +32,41 @@ def app_state(request: Request) -> AppState:
 AppDep = Annotated[AppState, Depends(app_state)]
 
 
-def _settings(app: AppDep) -> Settings:
+def get_settings(app: AppDep) -> Settings:
     return app.settings
 
 
-def _database(app: AppDep) -> Database:
+def get_database(app: AppDep) -> Database:
     return app.db
 
 
-def _store(app: AppDep) -> BlobStore:
+def get_store(app: AppDep) -> BlobStore:
     return app.store
 
 
-def _pool(app: AppDep) -> DevicePool:
+def get_pool(app: AppDep) -> DevicePool:
     return app.pool
 
 
-def _scheduler(app: AppDep) -> Scheduler:
+def get_scheduler(app: AppDep) -> Scheduler:
     return app.scheduler
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
-DatabaseDep = Annotated[Database, Depends(_database)]
-StorageDep = Annotated[BlobStore, Depends(_store)]
-PoolDep = Annotated[DevicePool, Depends(_pool)]
-SchedulerDep = Annotated[Scheduler, Depends(_scheduler)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+StorageDep = Annotated[BlobStore, Depends(get_store)]
+PoolDep = Annotated[DevicePool, Depends(get_pool)]
+SchedulerDep = Annotated[Scheduler, Depends(get_scheduler)]
 
 
-def _session(db: DatabaseDep) -> Iterator[Session]:
+def get_session(db: DatabaseDep) -> Iterator[Session]:
     with db.session() as session:
         yield session
 
 
 # Committed when the handler returns (rolled back if it raises), before the response is sent; a handler that
 # must act after its writes are visible (wake the scheduler) commits first.
-SessionDep = Annotated[Session, Depends(_session, scope="function")]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def job_or_404(session: Session, job_id: int) -> Job:
@@ -103,31 +104,31 @@ def image_or_404(session: Session, digest: str) -> Image:
     return image
 
 
-def _job(job_id: JobId, session: SessionDep) -> Job:
+def get_job(job_id: JobId, session: SessionDep) -> Job:
     return job_or_404(session, job_id)
 
 
-def _cell(cell_id: CellId, session: SessionDep) -> Cell:
+def get_cell(cell_id: CellId, session: SessionDep) -> Cell:
     return cell_or_404(session, cell_id)
 
 
-def _device(device_id: DeviceId, session: SessionDep) -> Device:
+def get_device(device_id: DeviceId, session: SessionDep) -> Device:
     return device_or_404(session, device_id)
 
 
-def _codec(digest: DigestPath, session: SessionDep) -> Codec:
+def get_codec(digest: DigestPath, session: SessionDep) -> Codec:
     return codec_or_404(session, digest)
 
 
-def _image(digest: DigestPath, session: SessionDep) -> Image:
+def get_image(digest: DigestPath, session: SessionDep) -> Image:
     return image_or_404(session, digest)
 
 
-JobDep = Annotated[Job, Depends(_job)]
-CellDep = Annotated[Cell, Depends(_cell)]
-DeviceDep = Annotated[Device, Depends(_device)]
-CodecDep = Annotated[Codec, Depends(_codec)]
-ImageDep = Annotated[Image, Depends(_image)]
+JobDep = Annotated[Job, Depends(get_job)]
+CellDep = Annotated[Cell, Depends(get_cell)]
+DeviceDep = Annotated[Device, Depends(get_device)]
+CodecDep = Annotated[Codec, Depends(get_codec)]
+ImageDep = Annotated[Image, Depends(get_image)]
 
 
 def require_token(request: Request) -> None:
