@@ -21,7 +21,7 @@ from server.db import Database
 from server.devices import OFFLINE, UNCHECKED, DevicePool, load_workers_config
 from server.guard import RequestGuard
 from server.knownanswer import health_package, load_known_answer
-from server.routers import codecs, exports, images, jobs, pull, workers
+from server.routers import blobs, cells, codecs, exports, images, imagesets, jobs, pull, workers
 from server.scheduler import Scheduler
 from server.settings import Settings
 from server.state import AppState
@@ -81,7 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.bitmatch = state
     app.add_middleware(RequestGuard, settings=settings)
-    for module in (jobs, pull, workers, codecs, images, exports):
+    for module in (jobs, cells, pull, workers, codecs, images, imagesets, blobs, exports):
         app.include_router(module.router)
     app.include_router(dashboard_router)
     _install_error_handlers(app)

@@ -3,7 +3,7 @@
 - A write (any method but GET, HEAD and OPTIONS) under /api needs the bearer token, checked from the
   headers before a byte of the body is read: an unauthenticated 30 MB body costs nothing.
 - Upload routes (codec archives, images, a pull worker's results) stream into their handler, which caps them
-  at the upload limit (server/api.py `read_body`); every other body is JSON, capped at `max_json_bytes`,
+  at the upload limit (dependencies.py `read_body`); every other body is JSON, capped at `max_json_bytes`,
   buffered here and refused when it is nested deeper than `MAX_JSON_DEPTH`.
 - Every response carries basic security headers and every HTML page a Content-Security-Policy that allows
   only the coordinator's own origin. The API docs (Swagger UI, ReDoc: fastapi-offline's local assets) get a

@@ -1,21 +1,16 @@
 """Read-only views of the database as plain dicts: what the JSON API returns, the exports serialise and the
-dashboard renders. Nothing here writes."""
+dashboard renders, each built by its response model (server/schemas). Nothing here writes."""
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from codec.stages import STAGES
 from codec.vocabulary import JobStatus, TaskStatus
 from server import verdicts
-from server.catalog import codec_label
-from server.drift import DRIFT_STAGES, is_at_risk
-from server.forensics import LOCATION_FIELDS
 from server.models import (
     BdRate,
     Cell,
@@ -30,6 +25,10 @@ from server.models import (
     Mismatch,
     RdPoint,
 )
+from server.schemas.base import iso
+from server.schemas.cells import CellDetail, CellRow, DecodeRecord, EncodeRecord, stage_comparison
+from server.schemas.jobs import BdRateRecord, CodecMatrix, JobSummary, MatrixPosition, Progress, RdPointRecord
+from server.schemas.workers import DeviceRecord
 
 PENDING_POSITION = "pending"  # a matrix position no cell has reached yet (not a verdict)
 FINISHED_TASK = tuple(s for s in TaskStatus if s not in (TaskStatus.PENDING, TaskStatus.RUNNING))
@@ -44,13 +43,6 @@ VERDICT_SEVERITY = (
     verdicts.LATENT_EXACT,
     verdicts.BIT_EXACT,
 )
-
-
-def _iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC; SQLite hands timestamps back without their zone, and they were written in UTC."""
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 @dataclass
@@ -94,29 +86,32 @@ def job_summary(session: Session, job: Job, counts: JobCounts | None = None) -> 
     planned_cells = codecs * images * encoders * decoders
     cells, status = counts.verdicts, JobStatus(job.status)
     cell_progress = stage_progress(cells, planned_cells, status)
-    return {
-        "id": job.id,
-        "status": job.status,
-        "detail": job.detail,
-        "repeat": job.repeat,
-        "codecs": list(job.codec_digests),
-        "images": list(job.image_digests),
-        "encoders": list(job.encoder_targets),
-        "decoders": list(job.decoder_targets),
-        "decode_with": dict(job.decode_with or {}),
-        "series": (job.request or {}).get("series") if isinstance(job.request, dict) else None,
-        "label": (job.request or {}).get("label") if isinstance(job.request, dict) else None,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-        "progress": {
-            "encodes": stage_progress(counts.encodes, planned_encodes, status),
-            "decodes": stage_progress(counts.decodes, planned_decodes, status),
-            "cells": cell_progress,
-            "fraction": cell_progress["done"] / planned_cells if planned_cells else 1.0,
-        },
-        "verdicts": cells,
-    }
+    progress = Progress(
+        encodes=stage_progress(counts.encodes, planned_encodes, status),
+        decodes=stage_progress(counts.decodes, planned_decodes, status),
+        cells=cell_progress,
+        fraction=cell_progress["done"] / planned_cells if planned_cells else 1.0,
+    )
+    request = job.request if isinstance(job.request, dict) else {}
+    summary = JobSummary(
+        id=job.id,
+        status=job.status,
+        detail=job.detail,
+        repeat=job.repeat,
+        codecs=list(job.codec_digests),
+        images=list(job.image_digests),
+        encoders=list(job.encoder_targets),
+        decoders=list(job.decoder_targets),
+        decode_with=dict(job.decode_with or {}),
+        series=request.get("series"),
+        label=request.get("label"),
+        created_at=iso(job.created_at),
+        started_at=iso(job.started_at),
+        finished_at=iso(job.finished_at),
+        progress=progress,
+        verdicts=cells,
+    )
+    return summary.model_dump()
 
 
 def stage_progress(outcomes: Mapping[str, int], total: int, status: JobStatus) -> dict[str, int]:
@@ -141,6 +136,10 @@ def list_jobs(session: Session, limit: int = 100, offset: int = 0) -> list[dict[
 def cell_rows(session: Session, job_id: int) -> list[dict[str, Any]]:
     """Every cell of a job, flat, with codec and image names, the mismatch when there is one and the drift
     per stage: two queries."""
+    return [cell.model_dump() for cell in _cells(session, job_id)]
+
+
+def _cells(session: Session, job_id: int) -> list[CellRow]:
     rows = session.execute(
         select(Cell, Codec, Image, Mismatch)
         .join(Codec, Cell.codec_id == Codec.id)
@@ -155,120 +154,56 @@ def cell_rows(session: Session, job_id: int) -> list[dict[str, Any]]:
     ):
         drifts[row.cell_id].append(row)
     return [
-        _cell_dict(cell, codec, image, mismatch, drifts.get(cell.id, []))
+        CellRow.of(cell, codec, image, mismatch, drifts.get(cell.id, []))
         for cell, codec, image, mismatch in rows
     ]
-
-
-def _drift_dict(rows: list[Drift]) -> dict[str, Any]:
-    """{stage: {elements, differing, fraction, max_abs_diff, max_ulp}} for the stages that were measured."""
-    by_stage = {row.stage: row for row in rows}
-    return {
-        stage: {
-            "elements": row.elements,
-            "differing": row.differing,
-            "fraction": row.differing / row.elements if row.elements else 0.0,
-            "max_abs_diff": row.max_abs_diff,
-            "max_ulp": row.max_ulp,
-        }
-        for stage in DRIFT_STAGES
-        if (row := by_stage.get(stage)) is not None
-    }
-
-
-def _risk_dict(cell: Cell) -> dict[str, Any]:
-    return {
-        "basis": cell.risk,
-        "min_margin_ulp": cell.min_margin_ulp,
-        "predicted_flips": cell.predicted_flips,
-        "observed_flips": cell.observed_flips,
-        "failure_probability": cell.failure_probability,
-        "at_risk": is_at_risk(cell.verdict in verdicts.PASSING, cell.failure_probability),
-    }
-
-
-def _cell_dict(
-    cell: Cell, codec: Codec, image: Image, mismatch: Mismatch | None, drifts: list[Drift]
-) -> dict[str, Any]:
-    return {
-        "id": cell.id,
-        "job": cell.job_id,
-        "codec": codec.digest,
-        "codec_name": codec.name,
-        "precision": codec.precision,
-        "image": image.digest,
-        "image_name": image.name,
-        "encoder": cell.encoder_target,
-        "decoder": cell.decoder_target,
-        "verdict": cell.verdict,
-        "passed": cell.verdict in verdicts.PASSING and not cell.nondeterministic,
-        "first_stage": cell.first_stage,
-        "detail": cell.detail,
-        "max_abs_diff": cell.max_abs_diff,
-        "recon_psnr": cell.recon_psnr,
-        "y_hat_max_abs_diff": cell.y_hat_max_abs_diff,
-        "nondeterministic": cell.nondeterministic,
-        "nondeterminism_detail": cell.nondeterminism_detail,
-        "emulated": cell.emulated,
-        "encoder_fingerprint": cell.encoder_fingerprint_id,
-        "decoder_fingerprint": cell.decoder_fingerprint_id,
-        "mismatch": _mismatch_dict(mismatch),
-        "silent_corruption": cell.silent_corruption,
-        "drift": _drift_dict(drifts),
-        "risk": _risk_dict(cell),
-    }
-
-
-def _mismatch_dict(mismatch: Mismatch | None) -> dict[str, Any] | None:
-    if mismatch is None:
-        return None
-    return {name: getattr(mismatch, name) for name in ("stage", *LOCATION_FIELDS, "detail")}
 
 
 def job_matrix(session: Session, job: Job) -> list[dict[str, Any]]:
     """Per codec: the encoder x decoder matrix. Each position holds the worst verdict over the images, the
     verdict counts and the per-image cells, so a renderer needs nothing else."""
-    by_codec: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    by_codec: dict[str, dict[tuple[str, str], list[CellRow]]] = defaultdict(lambda: defaultdict(list))
     names: dict[str, str] = {}
-    for cell in cell_rows(session, job.id):
-        by_codec[cell["codec"]][(cell["encoder"], cell["decoder"])].append(cell)
-        names[cell["codec"]] = cell["codec_name"]
+    for cell in _cells(session, job.id):
+        by_codec[cell.codec][(cell.encoder, cell.decoder)].append(cell)
+        names[cell.codec] = cell.codec_name
     matrices = []
     for digest in job.codec_digests:
         positions = by_codec.get(digest, {})
-        rows = []
-        for encoder in job.encoder_targets:
-            row = []
-            for decoder in job.decoder_targets:
-                cells = positions.get((encoder, decoder), [])
-                verdict = _worst(cells)
-                row.append(
-                    {
-                        "encoder": encoder,
-                        "decoder": decoder,
-                        "verdict": verdict,
-                        "counts": dict(Counter(c["verdict"] for c in cells)),
-                        "nondeterministic": any(c["nondeterministic"] for c in cells),
-                        "hs_max_ulp": _largest(c["drift"].get("h_s", {}).get("max_ulp") for c in cells),
-                        "failure_probability": _largest(c["risk"]["failure_probability"] for c in cells),
-                        "at_risk": verdict in verdicts.PASSING and any(c["risk"]["at_risk"] for c in cells),
-                        "silent_corruption": sum(c["silent_corruption"] for c in cells),
-                        "cells": cells,
-                    }
-                )
-            rows.append(row)
+        rows = [
+            [
+                _position(encoder, decoder, positions.get((encoder, decoder), []))
+                for decoder in job.decoder_targets
+            ]
+            for encoder in job.encoder_targets
+        ]
         decoded_by = (job.decode_with or {}).get(digest)
-        matrices.append(
-            {
-                "codec": digest,
-                "codec_name": names.get(digest, digest[:12]),
-                "decoded_by": _codec_name(session, decoded_by) if decoded_by else None,
-                "encoders": list(job.encoder_targets),
-                "decoders": list(job.decoder_targets),
-                "rows": rows,
-            }
+        matrix = CodecMatrix(
+            codec=digest,
+            codec_name=names.get(digest, digest[:12]),
+            decoded_by=_codec_name(session, decoded_by) if decoded_by else None,
+            encoders=list(job.encoder_targets),
+            decoders=list(job.decoder_targets),
+            rows=rows,
         )
+        matrices.append(matrix.model_dump())
     return matrices
+
+
+def _position(encoder: str, decoder: str, cells: list[CellRow]) -> MatrixPosition:
+    verdict = _worst(cells)
+    return MatrixPosition(
+        encoder=encoder,
+        decoder=decoder,
+        verdict=verdict,
+        counts=dict(Counter(c.verdict for c in cells)),
+        nondeterministic=any(c.nondeterministic for c in cells),
+        hs_max_ulp=_largest(c.drift["h_s"].max_ulp if "h_s" in c.drift else None for c in cells),
+        failure_probability=_largest(c.risk.failure_probability for c in cells),
+        at_risk=verdict in verdicts.PASSING and any(c.risk.at_risk for c in cells),
+        silent_corruption=sum(c.silent_corruption for c in cells),
+        cells=cells,
+    )
 
 
 def _codec_name(session: Session, digest: str) -> str:
@@ -280,10 +215,10 @@ def _largest(values: Any) -> Any:
     return max(present) if present else None
 
 
-def _worst(cells: list[dict[str, Any]]) -> str:
+def _worst(cells: list[CellRow]) -> str:
     if not cells:
         return PENDING_POSITION
-    present = {c["verdict"] for c in cells}
+    present = {c.verdict for c in cells}
     return next(v for v in VERDICT_SEVERITY if v in present)
 
 
@@ -314,61 +249,30 @@ def cell_detail(session: Session, cell_id: int) -> dict[str, Any] | None:
     cell, codec, image = row
     mismatch = session.scalar(select(Mismatch).where(Mismatch.cell_id == cell.id))
     drifts = list(session.scalars(select(Drift).where(Drift.cell_id == cell.id)))
-    detail = _cell_dict(cell, codec, image, mismatch, drifts)
     encode = session.get(Encode, cell.encode_id) if cell.encode_id else None
     decode = session.get(Decode, cell.decode_id) if cell.decode_id else None
-    detail["encode"] = _task_dict(session, encode)
-    detail["decode"] = _task_dict(session, decode)
-    detail["codec_archive"] = codec.archive_sha256
     decoder_codec = session.get(Codec, cell.decoder_codec_id) if cell.decoder_codec_id else None
-    detail["decoder_codec"] = decoder_codec.digest if decoder_codec else None  # None: the same codec
-    detail["decoder_codec_archive"] = decoder_codec.archive_sha256 if decoder_codec else None
-    detail["image_png"] = image.digest
-    detail["bitstream"] = encode.bitstream_sha256 if encode else None
-    detail["stage_comparison"] = _stage_comparison(encode, decode)
-    return detail
+    detail = CellDetail(
+        **CellRow.fields_of(cell, codec, image, mismatch, drifts),
+        encode=_task(session, EncodeRecord, encode),
+        decode=_task(session, DecodeRecord, decode),
+        codec_archive=codec.archive_sha256,
+        decoder_codec=decoder_codec.digest if decoder_codec else None,  # None: the same codec
+        decoder_codec_archive=decoder_codec.archive_sha256 if decoder_codec else None,
+        image_png=image.digest,
+        bitstream=encode.bitstream_sha256 if encode else None,
+        stage_comparison=stage_comparison(encode, decode),
+    )
+    return detail.model_dump()
 
 
-def _task_dict(session: Session, task: Encode | Decode | None) -> dict[str, Any] | None:
+def _task(session: Session, record: type[DecodeRecord], task: Encode | Decode | None) -> DecodeRecord | None:
+    """One side's task record (an EncodeRecord for the encode), with its device and fingerprint."""
     if task is None:
         return None
     device = session.get(Device, task.device_id) if task.device_id else None
     fingerprint = session.get(Fingerprint, task.fingerprint_id) if task.fingerprint_id else None
-    result = {
-        "id": task.id,
-        "target": task.target,
-        "repeat": task.repeat,
-        "status": task.status,
-        "device": device.name if device else None,
-        "device_url": device.url if device else None,
-        "attempts": task.attempts,
-        "stage_hashes": task.stage_hashes,
-        "timings": task.timings,
-        "recon": task.recon_sha256,
-        "error_code": task.error_code,
-        "error_detail": task.error_detail,
-        "emulated": task.emulated,
-        "fingerprint": fingerprint.info if fingerprint else None,
-        "psnr": task.psnr,
-        "maps": task.maps_sha256,
-    }
-    if isinstance(task, Encode):
-        result.update(bitstream=task.bitstream_sha256, bpp=task.bpp)
-    return result
-
-
-def _stage_comparison(encode: Encode | None, decode: Decode | None) -> list[dict[str, Any]]:
-    encoder = (encode.stage_hashes or {}) if encode else {}
-    decoder = (decode.stage_hashes or {}) if decode else {}
-    return [
-        {
-            "stage": stage,
-            "encoder": encoder.get(stage),
-            "decoder": decoder.get(stage),
-            "equal": encoder.get(stage) is not None and encoder.get(stage) == decoder.get(stage),
-        }
-        for stage in STAGES
-    ]
+    return record.of(device, fingerprint, task)
 
 
 def rd_points(session: Session, job_id: int) -> list[dict[str, Any]]:
@@ -379,17 +283,7 @@ def rd_points(session: Session, job_id: int) -> list[dict[str, Any]]:
         .where(RdPoint.job_id == job_id)
         .order_by(Codec.name, RdPoint.encoder_target, RdPoint.decoder_target, Image.name)
     )
-    return [
-        {
-            "codec": codec,
-            "image": image,
-            "encoder": p.encoder_target,
-            "decoder": p.decoder_target,
-            "bpp": p.bpp,
-            "psnr": p.psnr,
-        }
-        for p, codec, image in rows
-    ]
+    return [RdPointRecord.of(point, codec, image).model_dump() for point, codec, image in rows]
 
 
 def bd_rates(session: Session, job_id: int) -> list[dict[str, Any]]:
@@ -398,64 +292,9 @@ def bd_rates(session: Session, job_id: int) -> list[dict[str, Any]]:
         .where(BdRate.job_id == job_id)
         .order_by(BdRate.kind, BdRate.device, BdRate.anchor, BdRate.test)
     )
-    return [
-        {
-            "kind": r.kind,
-            "device": r.device,
-            "anchor": r.anchor,
-            "test": r.test,
-            "bd_rate": r.bd_rate,
-            "points": r.points,
-            "note": r.note,
-        }
-        for r in rows
-    ]
-
-
-def device_dict(session: Session, device: Device) -> dict[str, Any]:
-    fingerprint = session.get(Fingerprint, device.fingerprint_id) if device.fingerprint_id else None
-    return {
-        "id": device.id,
-        "name": device.name,
-        "url": device.url,
-        "target": device.target,
-        "source": device.source,
-        "mode": device.mode,
-        "status": device.status,
-        "health_detail": device.health_detail,
-        "last_heartbeat": _iso(device.last_heartbeat),
-        "last_check": _iso(device.last_check),
-        "emulated": fingerprint.emulated if fingerprint else None,
-        "fingerprint": fingerprint.info if fingerprint else None,
-        "fingerprint_sha256": fingerprint.sha256 if fingerprint else None,
-    }
+    return [BdRateRecord.of(row).model_dump() for row in rows]
 
 
 def list_devices(session: Session) -> list[dict[str, Any]]:
-    return [
-        device_dict(session, d) for d in session.scalars(select(Device).order_by(Device.target, Device.name))
-    ]
-
-
-def codec_dict(codec: Codec) -> dict[str, Any]:
-    return {
-        "digest": codec.digest,
-        "name": codec.name or codec_label(codec.manifest, codec.digest),
-        "precision": codec.precision,
-        "architecture": codec.architecture,
-        "size": codec.size,
-        "manifest": codec.manifest,
-        "created_at": _iso(codec.created_at),
-    }
-
-
-def image_dict(image: Image) -> dict[str, Any]:
-    return {
-        "digest": image.digest,
-        "name": image.name,
-        "set": image.image_set,
-        "width": image.width,
-        "height": image.height,
-        "size": image.size,
-        "created_at": _iso(image.created_at),
-    }
+    devices = session.scalars(select(Device).order_by(Device.target, Device.name))
+    return [DeviceRecord.of(session, device).model_dump() for device in devices]

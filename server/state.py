@@ -1,4 +1,5 @@
-"""What the routers reach through `app.state.bitmatch`: settings, database, blob store, devices, scheduler."""
+"""The coordinator's parts, kept on `app.state.bitmatch`: settings, database, blob store, devices, scheduler
+(routers reach them through the typed dependencies in server/dependencies.py)."""
 
 from dataclasses import dataclass
 

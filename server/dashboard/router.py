@@ -13,21 +13,23 @@ from codec.images import decode_png
 from codec.vocabulary import Precision
 from server import drift, evidence, history, queries
 from server.anchors import AnchorCache
-from server.api import AppDep, CellId, JobId
 from server.dashboard import rdview
 from server.dashboard import render as views
 from server.dashboard.images import ErrorMap, error_map
 from server.dashboard.margins import margin_histogram_png
 from server.dashboard.repro import build_bundle, bundle_name, replay_commands, side_targets
+from server.dependencies import AppDep, CellId, JobId, SessionDep, SettingsDep
 from server.forensics import IndexMapError
 from server.models import Job
 from server.state import AppState
 from server.storage import BlobNotFound
 
-router = APIRouter(include_in_schema=False)
+HTML_404 = {404: {"description": "an HTML page saying what is missing", "content": {"text/html": {}}}}
+router = APIRouter(include_in_schema=False, tags=["dashboard"], responses=HTML_404)
 REFRESH_SECONDS = 5
 PNG_SIDES = {"source": "image_png", "encoder": "encode", "decoder": "decode"}
 FINGERPRINT_VALUE_CHARS = 160
+PNG = {200: {"content": {"image/png": {}}}}
 
 
 def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -39,9 +41,8 @@ def _not_found(message: str) -> HTMLResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-def jobs_page(app: AppDep) -> HTMLResponse:
-    with app.db.session() as session:
-        jobs = queries.list_jobs(session, limit=200)
+def jobs_page(session: SessionDep) -> HTMLResponse:
+    jobs = queries.list_jobs(session, limit=200)
     return _page("jobs.html", jobs=jobs, section="jobs")
 
 
@@ -81,7 +82,7 @@ def cell_page(cell_id: CellId, app: AppDep) -> HTMLResponse:
     )
 
 
-@router.get("/cells/{cell_id}/error-map.png")
+@router.get("/cells/{cell_id}/error-map.png", response_class=Response, responses=PNG)
 def error_map_png(cell_id: CellId, app: AppDep) -> Response:
     cell = _cell(app, cell_id)
     result = _error_map(app, cell) if cell else None
@@ -90,7 +91,7 @@ def error_map_png(cell_id: CellId, app: AppDep) -> Response:
     return Response(result.png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
-@router.get("/cells/{cell_id}/margins.png")
+@router.get("/cells/{cell_id}/margins.png", response_class=Response, responses=PNG)
 def margins_png(cell_id: CellId, app: AppDep) -> Response:
     cell = _cell(app, cell_id)
     data = _margins(app, cell) if cell else None
@@ -101,7 +102,7 @@ def margins_png(cell_id: CellId, app: AppDep) -> Response:
     )
 
 
-@router.get("/cells/{cell_id}/{side}.png")
+@router.get("/cells/{cell_id}/{side}.png", response_class=Response, responses=PNG)
 def side_png(cell_id: CellId, side: str, app: AppDep) -> Response:
     cell = _cell(app, cell_id)
     if cell is None or side not in PNG_SIDES:
@@ -116,7 +117,11 @@ def side_png(cell_id: CellId, side: str, app: AppDep) -> Response:
     return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
 
-@router.get("/cells/{cell_id}/repro.zip")
+@router.get(
+    "/cells/{cell_id}/repro.zip",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}}},
+)
 def repro_bundle(cell_id: CellId, app: AppDep) -> Response:
     cell = _cell(app, cell_id)
     if cell is None:
@@ -129,16 +134,15 @@ def repro_bundle(cell_id: CellId, app: AppDep) -> Response:
 
 
 @router.get("/devices", response_class=HTMLResponse)
-def devices_page(app: AppDep) -> HTMLResponse:
-    with app.db.session() as session:
-        devices = queries.list_devices(session)
+def devices_page(session: SessionDep) -> HTMLResponse:
+    devices = queries.list_devices(session)
     return _page("devices.html", devices=devices, section="devices")
 
 
 @router.get("/rd", response_class=HTMLResponse)
-def evidence_page(app: AppDep) -> HTMLResponse:
+def evidence_page(settings: SettingsDep) -> HTMLResponse:
     """The shipped RD evidence (`--rd-evidence`, packages/rd.json by default): curves and BD-rates."""
-    path = app.settings.rd_evidence
+    path = settings.rd_evidence
     try:
         report = evidence.load(path)
     except evidence.EvidenceError as exc:
@@ -147,7 +151,7 @@ def evidence_page(app: AppDep) -> HTMLResponse:
     return _page("evidence.html", **rdview.evidence_view(report), source=str(path), section="rd")
 
 
-@router.get("/dashboard.css")
+@router.get("/dashboard.css", response_class=Response, responses={200: {"content": {"text/css": {}}}})
 def stylesheet() -> Response:
     return Response(
         views.CSS_PATH.read_text(), media_type="text/css", headers={"Cache-Control": "max-age=300"}

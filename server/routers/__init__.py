@@ -1,1 +1,2 @@
-"""One router per resource: jobs (and their cells), workers, codecs, images, blobs, exports."""
+"""One router per resource, each with its prefix, tags and error responses: jobs, cells, workers (pushed to
+and pulling), codecs, images, image sets, blobs, exports."""

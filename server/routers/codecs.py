@@ -1,25 +1,27 @@
 """Codec packages: uploaded once as an archive, verified against their digest, referred to by digest."""
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from codec.errors import PackageError
-from server import queries
-from server.api import AppDep, DigestPath, WriteAccess, read_body
 from server.catalog import add_codec
+from server.dependencies import AppDep, CodecDep, DigestPath, SessionDep, StorageDep, WriteAccess, read_body
 from server.models import Codec
+from server.schemas.base import errors
+from server.schemas.catalog import CodecRecord
+from server.state import AppState
 
-router = APIRouter(prefix="/api/codecs", tags=["codecs"])
+router = APIRouter(prefix="/api/codecs", tags=["codecs"], responses=errors(422))
 UPLOAD = {
     "requestBody": {
         "required": True,
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     }
 }
+STORED = {200: {"model": CodecRecord, "description": "already stored"}, **errors(400, 401, 413)}
 
 
 @router.put("/", include_in_schema=False, dependencies=[WriteAccess])
@@ -33,7 +35,8 @@ def put_codec_without_digest() -> None:
     dependencies=[WriteAccess],
     openapi_extra=UPLOAD,
     status_code=201,
-    responses={200: {"description": "already stored"}},
+    response_model=CodecRecord,
+    responses=STORED,
 )
 async def put_codec(digest: DigestPath, request: Request, app: AppDep) -> JSONResponse:
     return await asyncio.to_thread(_store, app, await read_body(request), digest)
@@ -44,46 +47,42 @@ async def put_codec(digest: DigestPath, request: Request, app: AppDep) -> JSONRe
     dependencies=[WriteAccess],
     openapi_extra=UPLOAD,
     status_code=201,
-    responses={200: {"description": "already stored"}},
+    response_model=CodecRecord,
+    responses=STORED,
 )
 async def post_codec(request: Request, app: AppDep) -> JSONResponse:
     return await asyncio.to_thread(_store, app, await read_body(request), None)
 
 
-def _store(app, archive: bytes, digest: str | None) -> JSONResponse:
+def _store(app: AppState, archive: bytes, digest: str | None) -> JSONResponse:
     try:
         row, created = add_codec(app.db, app.store, app.packages_dir, archive, digest)
     except PackageError as exc:
         raise HTTPException(422, f"bad codec package: {exc}") from None
-    return JSONResponse(queries.codec_dict(row), status_code=201 if created else 200)
+    return JSONResponse(CodecRecord.of(row).model_dump(), status_code=201 if created else 200)
 
 
 @router.get("")
-def list_codecs(app: AppDep) -> list[dict[str, Any]]:
-    with app.db.session() as session:
-        return [queries.codec_dict(c) for c in session.scalars(select(Codec).order_by(Codec.id))]
+def list_codecs(session: SessionDep) -> list[CodecRecord]:
+    return [CodecRecord.of(c) for c in session.scalars(select(Codec).order_by(Codec.id))]
 
 
-@router.get("/{digest}")
-def get_codec(digest: DigestPath, app: AppDep) -> dict[str, Any]:
-    return queries.codec_dict(_codec(app, digest))
+@router.get("/{digest}", responses=errors(404))
+def get_codec(codec: CodecDep) -> CodecRecord:
+    return CodecRecord.of(codec)
 
 
 @router.get(
-    "/{digest}/archive", response_class=Response, responses={200: {"content": {"application/x-tar": {}}}}
+    "/{digest}/archive",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}},
+        **errors(404),
+    },
 )
-def get_codec_archive(digest: DigestPath, app: AppDep) -> Response:
-    codec = _codec(app, digest)
+def get_codec_archive(codec: CodecDep, store: StorageDep) -> Response:
     return Response(
-        app.store.get(codec.archive_sha256),
+        store.get(codec.archive_sha256),
         media_type="application/x-tar",
-        headers={"Content-Disposition": f'attachment; filename="{digest}.bmpkg"'},
+        headers={"Content-Disposition": f'attachment; filename="{codec.digest}.bmpkg"'},
     )
-
-
-def _codec(app, digest: str) -> Codec:
-    with app.db.session() as session:
-        codec = session.scalar(select(Codec).where(Codec.digest == digest))
-    if codec is None:
-        raise HTTPException(404, f"no codec {digest}")
-    return codec

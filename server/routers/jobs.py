@@ -1,4 +1,5 @@
-"""Jobs: submit (202 and an id), list, status with progress, cancel; cells, matrix, RD points, BD-rates."""
+"""Jobs: submit (202 and an id), list, status with progress, cancel; cells, matrix, RD points, BD-rates,
+history."""
 
 from typing import Annotated, Any
 
@@ -9,15 +10,18 @@ from sqlalchemy import select
 from codec.imagesets import set_names
 from codec.vocabulary import JobStatus
 from server import history, queries
-from server.api import AppDep, CellId, JobId, WriteAccess
 from server.catalog import ensure_image_set
+from server.dependencies import AppDep, JobDep, SchedulerDep, SessionDep, WriteAccess
 from server.models import Codec, Image, Job
+from server.schemas.base import errors
+from server.schemas.cells import CellRow, CellTrendRecord
+from server.schemas.jobs import BdRateRecord, CodecMatrix, JobCreated, JobSummary, RdPointRecord
 from server.state import AppState
 
 Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Selector = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
-router = APIRouter(prefix="/api", tags=["jobs"])
+router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=errors(422))
 
 
 class JobRequest(BaseModel):
@@ -51,13 +55,9 @@ class JobRequest(BaseModel):
     )
 
 
-class JobCreated(BaseModel):
-    id: int
-    status: str
-    url: str
-
-
-@router.post("/jobs", status_code=202, response_model=JobCreated, dependencies=[WriteAccess])
+@router.post(
+    "", status_code=202, response_model=JobCreated, dependencies=[WriteAccess], responses=errors(401)
+)
 def submit_job(body: JobRequest, app: AppDep) -> JobCreated:
     codecs = _unique(body.codecs)
     strangers = sorted(set(body.decode_with) - set(codecs))
@@ -144,91 +144,60 @@ def _resolve_targets(app: AppState, selectors: list[str], role: str) -> tuple[li
     return _unique(targets), pins
 
 
-def _job(session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise HTTPException(404, f"no job {job_id}")
-    return job
-
-
-@router.get("/jobs")
+@router.get("", response_model=list[JobSummary])
 def list_jobs(
-    app: AppDep,
+    session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> list[dict[str, Any]]:
-    with app.db.session() as session:
-        return queries.list_jobs(session, limit, offset)
+    return queries.list_jobs(session, limit, offset)
 
 
-@router.get("/jobs/{job_id}")
-def get_job(job_id: JobId, app: AppDep) -> dict[str, Any]:
-    with app.db.session() as session:
-        return queries.job_summary(session, _job(session, job_id))
+@router.get("/{job_id}", response_model=JobSummary, responses=errors(404))
+def get_job(job: JobDep, session: SessionDep) -> dict[str, Any]:
+    return queries.job_summary(session, job)
 
 
-@router.post("/jobs/{job_id}/cancel", status_code=202, dependencies=[WriteAccess])
-def cancel_job(job_id: JobId, app: AppDep) -> dict[str, Any]:
-    with app.db.session() as session:
-        job = _job(session, job_id)
-        if not JobStatus(job.status).is_active:
-            raise HTTPException(409, f"job {job_id} is already {job.status}")
-        job.status = JobStatus.CANCELLING
-        summary = queries.job_summary(session, job)
-    app.scheduler.wake()
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    response_model=JobSummary,
+    dependencies=[WriteAccess],
+    responses=errors(401, 404, 409),
+)
+def cancel_job(job: JobDep, session: SessionDep, scheduler: SchedulerDep) -> dict[str, Any]:
+    if not JobStatus(job.status).is_active:
+        raise HTTPException(409, f"job {job.id} is already {job.status}")
+    job.status = JobStatus.CANCELLING
+    summary = queries.job_summary(session, job)
+    session.commit()  # the scheduler, woken now, must see the job cancelling
+    scheduler.wake()
     return summary
 
 
-@router.get("/jobs/{job_id}/cells")
-def job_cells(job_id: JobId, app: AppDep) -> list[dict[str, Any]]:
-    with app.db.session() as session:
-        _job(session, job_id)
-        return queries.cell_rows(session, job_id)
+@router.get("/{job_id}/cells", response_model=list[CellRow], responses=errors(404))
+def job_cells(job: JobDep, session: SessionDep) -> list[dict[str, Any]]:
+    return queries.cell_rows(session, job.id)
 
 
-@router.get("/jobs/{job_id}/matrix")
-def job_matrix(job_id: JobId, app: AppDep) -> list[dict[str, Any]]:
-    with app.db.session() as session:
-        return queries.job_matrix(session, _job(session, job_id))
+@router.get("/{job_id}/matrix", response_model=list[CodecMatrix], responses=errors(404))
+def job_matrix(job: JobDep, session: SessionDep) -> list[dict[str, Any]]:
+    return queries.job_matrix(session, job)
 
 
-@router.get("/jobs/{job_id}/rd-points")
-def job_rd_points(job_id: JobId, app: AppDep) -> list[dict[str, Any]]:
-    with app.db.session() as session:
-        _job(session, job_id)
-        return queries.rd_points(session, job_id)
+@router.get("/{job_id}/rd-points", response_model=list[RdPointRecord], responses=errors(404))
+def job_rd_points(job: JobDep, session: SessionDep) -> list[dict[str, Any]]:
+    return queries.rd_points(session, job.id)
 
 
-@router.get("/jobs/{job_id}/bd-rates")
-def job_bd_rates(job_id: JobId, app: AppDep) -> list[dict[str, Any]]:
-    with app.db.session() as session:
-        _job(session, job_id)
-        return queries.bd_rates(session, job_id)
+@router.get("/{job_id}/bd-rates", response_model=list[BdRateRecord], responses=errors(404))
+def job_bd_rates(job: JobDep, session: SessionDep) -> list[dict[str, Any]]:
+    return queries.bd_rates(session, job.id)
 
 
-@router.get("/jobs/{job_id}/history")
-def job_history(job_id: JobId, app: AppDep) -> list[dict[str, Any]]:
+@router.get("/{job_id}/history", response_model=list[CellTrendRecord], responses=errors(404))
+def job_history(job: JobDep, session: SessionDep) -> list[dict[str, Any]]:
     """Every cell of the job, and every cell the previous run of its series had and this one lacks, with its
     trend against the earlier runs (new, pass, fixed, regression, unstable, persistent-failure, missing),
     the most urgent first."""
-    with app.db.session() as session:
-        return [t.as_dict() for t in history.job_trends(session, _job(session, job_id))]
-
-
-@router.get("/cells/{cell_id}/history")
-def cell_history(cell_id: CellId, app: AppDep) -> dict[str, Any]:
-    """The cell across the runs of its job's series: verdicts, trend, since when, what changed."""
-    with app.db.session() as session:
-        trend = history.cell_trend(session, cell_id)
-    if trend is None:
-        raise HTTPException(404, f"no cell {cell_id}")
-    return trend.as_dict()
-
-
-@router.get("/cells/{cell_id}")
-def get_cell(cell_id: CellId, app: AppDep) -> dict[str, Any]:
-    with app.db.session() as session:
-        detail = queries.cell_detail(session, cell_id)
-    if detail is None:
-        raise HTTPException(404, f"no cell {cell_id}")
-    return detail
+    return [t.as_dict() for t in history.job_trends(session, job)]

@@ -16,18 +16,24 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from codec.vocabulary import TaskStatus
-from server import queries
-from server.api import AppDep, DeviceId, WriteAccess
+from server.dependencies import AppDep, DeviceId, WriteAccess, device_or_404
 from server.devices import HEALTHY, OFFLINE, QUARANTINED, UNCHECKED, WorkerSpec
 from server.dispatch import task_inputs
 from server.knownanswer import entropy_mismatches
 from server.models import Device, utcnow
 from server.recording import TaskFailure, failure_of
+from server.schemas.base import errors
+from server.schemas.workers import ClaimedTask, DeviceRecord, PullRegistered, Recorded, Renewed
 from server.state import AppState
 from server.taskqueue import Lease
 from server.workerclient import CodecResult, WorkerFailed
 
-router = APIRouter(prefix="/api/workers", tags=["pull workers"], dependencies=[WriteAccess])
+router = APIRouter(
+    prefix="/api/workers",
+    tags=["pull workers"],
+    dependencies=[WriteAccess],
+    responses=errors(401, 422),
+)
 Token = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 Kind = Literal["encode", "decode"]
 TaskId = DeviceId
@@ -60,7 +66,7 @@ class CheckBody(BaseModel):
     self_decode: dict[str, str] = Field(description="stage hashes of decoding its own bitstream")
 
 
-@router.post("/pull", status_code=201)
+@router.post("/pull", status_code=201, response_model=PullRegistered)
 def register_pull_worker(body: PullRegistration, app: AppDep) -> dict[str, Any]:
     spec = WorkerSpec(
         name=body.name, url=f"pull://{body.name}", target=body.target, fingerprint=body.fingerprint
@@ -77,7 +83,11 @@ def register_pull_worker(body: PullRegistration, app: AppDep) -> dict[str, Any]:
     }
 
 
-@router.post("/{device_id}/claim", responses={204: {"description": "nothing to do yet; poll again"}})
+@router.post(
+    "/{device_id}/claim",
+    response_model=ClaimedTask,
+    responses={204: {"description": "nothing to do yet; poll again"}, **errors(404, 409)},
+)
 async def claim(device_id: DeviceId, app: AppDep, wait: Annotated[float, Query(ge=0, le=120)] = 20.0) -> Any:
     """The next task for this worker, waiting up to `wait` seconds for one (204 if none came)."""
     deadline = asyncio.get_running_loop().time() + min(wait, app.settings.pull_wait_seconds)
@@ -147,7 +157,7 @@ def _task(app: AppState, lease: Lease) -> dict[str, Any]:
     }
 
 
-@router.post("/{device_id}/known-answer")
+@router.post("/{device_id}/known-answer", response_model=DeviceRecord, responses=errors(404, 409))
 def check_result(device_id: DeviceId, body: CheckBody, app: AppDep) -> dict[str, Any]:
     answer = app.pool.known_answer
     if answer is None:
@@ -172,7 +182,11 @@ def _lease(app: AppState, device_id: int, kind: str, task_id: int, token: str) -
     return Lease(kind, task_id, token, device_id, 0, target, 0)
 
 
-@router.post("/{device_id}/tasks/{kind}/{task_id}/renew", responses={409: {"description": "lease lost"}})
+@router.post(
+    "/{device_id}/tasks/{kind}/{task_id}/renew",
+    response_model=Renewed,
+    responses={**errors(404), 409: {**errors(409)[409], "description": "lease lost"}},
+)
 def renew(device_id: DeviceId, kind: Kind, task_id: TaskId, body: LeaseBody, app: AppDep) -> dict[str, Any]:
     if not app.scheduler.queue.renew(_lease(app, device_id, kind, task_id, body.lease)):
         raise HTTPException(409, "the lease is no longer held: stop, the task went to another device")
@@ -180,7 +194,11 @@ def renew(device_id: DeviceId, kind: Kind, task_id: TaskId, body: LeaseBody, app
     return {"renewed": True, "lease_seconds": app.settings.lease_seconds}
 
 
-@router.post("/{device_id}/tasks/{kind}/{task_id}/result", responses={409: {"description": "lease lost"}})
+@router.post(
+    "/{device_id}/tasks/{kind}/{task_id}/result",
+    response_model=Recorded,
+    responses={409: {**errors(409)[409], "description": "lease lost"}},
+)
 def post_result(
     device_id: DeviceId, kind: Kind, task_id: TaskId, body: ResultBody, app: AppDep
 ) -> dict[str, Any]:
@@ -207,7 +225,4 @@ def post_result(
 
 def _device(app: AppState, device_id: int) -> dict[str, Any]:
     with app.db.session() as session:
-        device = session.get(Device, device_id)
-        if device is None:
-            raise HTTPException(404, f"no worker {device_id}")
-        return queries.device_dict(session, device)
+        return DeviceRecord.of(session, device_or_404(session, device_id)).model_dump()

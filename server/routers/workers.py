@@ -7,11 +7,21 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from server import queries
-from server.api import AppDep, DeviceId, WriteAccess
+from server.db import Database
+from server.dependencies import (
+    DatabaseDep,
+    DeviceDep,
+    DeviceId,
+    PoolDep,
+    SessionDep,
+    WriteAccess,
+    device_or_404,
+)
 from server.devices import WorkerSpec
-from server.models import Device
+from server.schemas.base import errors
+from server.schemas.workers import DeviceRecord
 
-router = APIRouter(prefix="/api/workers", tags=["workers"])
+router = APIRouter(prefix="/api/workers", tags=["workers"], responses=errors(422))
 
 Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=512)]
 
@@ -29,8 +39,8 @@ class Registration(BaseModel):
     )
 
 
-@router.post("", status_code=201, dependencies=[WriteAccess])
-async def register_worker(body: Registration, app: AppDep) -> dict[str, Any]:
+@router.post("", status_code=201, dependencies=[WriteAccess], responses=errors(401))
+async def register_worker(body: Registration, db: DatabaseDep, pool: PoolDep) -> DeviceRecord:
     spec = WorkerSpec(
         name=body.name or body.url,
         url=body.url,
@@ -38,39 +48,36 @@ async def register_worker(body: Registration, app: AppDep) -> dict[str, Any]:
         target=body.target,
         fingerprint=body.fingerprint,
     )
-    device_id = await asyncio.to_thread(app.pool.upsert, spec, "registered")
-    await app.pool.check(device_id)
-    return await asyncio.to_thread(_device, app, device_id)
+    device_id = await asyncio.to_thread(pool.upsert, spec, "registered")
+    await pool.check(device_id)
+    return await asyncio.to_thread(_device, db, device_id)
 
 
-@router.get("")
-def list_workers(app: AppDep) -> list[dict[str, Any]]:
-    with app.db.session() as session:
-        return queries.list_devices(session)
+@router.get("", response_model=list[DeviceRecord])
+def list_workers(session: SessionDep) -> list[dict[str, Any]]:
+    return queries.list_devices(session)
 
 
-@router.get("/{device_id}")
-def get_worker(device_id: DeviceId, app: AppDep) -> dict[str, Any]:
-    return _device(app, device_id)
+@router.get("/{device_id}", responses=errors(404))
+def get_worker(device: DeviceDep, session: SessionDep) -> DeviceRecord:
+    return DeviceRecord.of(session, device)
 
 
-@router.post("/{device_id}/heartbeat", dependencies=[WriteAccess])
-def heartbeat(device_id: DeviceId, app: AppDep) -> dict[str, Any]:
-    if not app.pool.heartbeat(device_id):
+@router.post("/{device_id}/heartbeat", dependencies=[WriteAccess], responses=errors(401, 404))
+def heartbeat(device_id: DeviceId, db: DatabaseDep, pool: PoolDep) -> DeviceRecord:
+    if not pool.heartbeat(device_id):
         raise HTTPException(404, f"no worker {device_id}")
-    return _device(app, device_id)
+    return _device(db, device_id)
 
 
-@router.post("/{device_id}/check", dependencies=[WriteAccess])
-async def check_worker(device_id: DeviceId, app: AppDep) -> dict[str, Any]:
-    await asyncio.to_thread(_device, app, device_id)  # 404 for an unknown device
-    await app.pool.check(device_id)
-    return await asyncio.to_thread(_device, app, device_id)
+@router.post("/{device_id}/check", dependencies=[WriteAccess], responses=errors(401, 404))
+async def check_worker(device_id: DeviceId, db: DatabaseDep, pool: PoolDep) -> DeviceRecord:
+    await asyncio.to_thread(_device, db, device_id)  # 404 for an unknown device
+    await pool.check(device_id)
+    return await asyncio.to_thread(_device, db, device_id)
 
 
-def _device(app, device_id: int) -> dict[str, Any]:
-    with app.db.session() as session:
-        device = session.get(Device, device_id)
-        if device is None:
-            raise HTTPException(404, f"no worker {device_id}")
-        return queries.device_dict(session, device)
+def _device(db: Database, device_id: int) -> DeviceRecord:
+    """The device as it is now (read after what the handler did to it)."""
+    with db.session() as session:
+        return DeviceRecord.of(session, device_or_404(session, device_id))
