@@ -1,4 +1,4 @@
-"""Scale parameterization of paper 000 (Said, Pourreza, Le): sigma = T(u), u in [0, 1].
+"""Scale parameterization of Said et al. (*Optimized Learned Entropy Coding Parameters*): sigma = T(u).
 
 The hyper-synthesis predicts u, never sigma; the entropy path only sees the level k = floor(u * N). This
 module holds the offline float maths that turns that into numbers:
