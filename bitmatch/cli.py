@@ -6,6 +6,7 @@ does not load the codec's ONNX builders and a mistyped command fails before any 
 """
 
 import importlib
+from collections.abc import Iterator, MutableMapping
 
 import click
 
@@ -32,16 +33,44 @@ def load_command(target: str) -> click.Command:
     return getattr(importlib.import_module(module), attribute)
 
 
+class LazyCommands(MutableMapping[str, click.Command]):
+    """A group's name -> command mapping whose commands are imported on first access; membership and
+    listing import nothing."""
+
+    def __init__(self, targets: dict[str, str]) -> None:
+        self._targets = dict(targets)
+        self._loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded:
+            self._loaded[name] = load_command(self._targets[name])
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._targets.setdefault(name, "")
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._targets[name]
+        self._loaded.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._targets
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+
 class BitmatchGroup(ReportingGroup):
     """The `bitmatch` group: its commands load on demand; every layer's typed errors are a user's mistake,
     reported on one line."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        return None if target is None else load_command(target)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LazyCommands(COMMANDS)
 
     def user_errors(self) -> tuple[type[BaseException], ...]:
         from bitmatch.matrix import MatrixError
