@@ -266,8 +266,8 @@ class TaskQueue:
 
     def holds(self, lease: Lease) -> bool:
         params = {"where_task": lease.task_id, "where_status": RUNNING, "where_token": lease.token}
-        with self.db.session() as session:
-            return session.connection().execute(HOLDS[lease.kind], params).first() is not None
+        with self.db.engine.connect() as connection:
+            return connection.execute(HOLDS[lease.kind], params).first() is not None
 
     def renew(self, lease: Lease) -> bool:
         """Extend the lease; False when it is no longer held (expired and claimed again, or cancelled)."""
@@ -321,11 +321,13 @@ class TaskQueue:
         lease was lost (expired and claimed again, or the job closed)."""
         params = {**values, "lease_token": None, "lease_expires_at": None}
         params.update(where_task=lease.task_id, where_status=RUNNING, where_token=lease.token)
+        if then is None:  # Core only: no ORM session to build
+            with self.db.engine.begin() as connection:
+                return connection.execute(COMPLETE[lease.kind], params).rowcount == 1
         with self.db.session() as session:
             if session.connection().execute(COMPLETE[lease.kind], params).rowcount != 1:
                 return False
-            if then is not None:
-                then(session)
+            then(session)
             return True
 
     def reap(self) -> list[int]:
