@@ -378,13 +378,20 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=4, help="threads of GET load")
     parser.add_argument("--task-ms", type=float, default=0.0, help="stand-in delay per encode or decode")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
+    parser.add_argument(
+        "--recording",
+        type=Path,
+        help="reuse this recording of the real worker's answers (written there first if absent)",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-coordinator-"))
     try:
         images = test_images(args.images)
-        recorded = record(workdir, images)
-        recording = workdir / "recording.json"
-        recording.write_text(json.dumps(recorded))
+        recording = args.recording or workdir / "recording.json"
+        recorded = json.loads(recording.read_text()) if recording.exists() else {}
+        if recorded.get("images") != args.images:
+            recorded = {**record(workdir, images), "images": args.images}
+            recording.write_text(json.dumps(recorded))
         runs = [measure(workdir, recording, images, int(n), args) for n in args.devices.split(",")]
     finally:
         if not args.keep:

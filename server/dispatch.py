@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -57,6 +58,9 @@ class TaskInputs:
     archive_sha256: str
     payload_sha256: str  # the image PNG of an encode, the bitstream of a decode
     allow_foreign: bool = False  # a decode by another package than the encode's (compatibility)
+
+
+Claimed = tuple[Lease, tuple[TaskInputs, bytes] | None]  # a claimed task, and its inputs when read with it
 
 
 def task_inputs(db: Database, lease: Lease) -> TaskInputs:
@@ -164,24 +168,56 @@ class PushDispatcher:
         return self.pool.statuses.get(device_id) == HEALTHY
 
     async def _slot(self, device_id: int, target: str) -> None:
+        """Claim, run, record, claim again: recording a result and claiming the next task share one thread
+        hop (and the next task's inputs are read in it)."""
         slots = self.settings.worker_concurrency
         busy = False
-        while self._healthy(device_id):
-            lease = await asyncio.to_thread(self.queue.claim, device_id, target, slots)
-            if lease is None:
+        claimed = await asyncio.to_thread(self._claim, device_id, target, slots)
+        while claimed is not None or self._healthy(device_id):  # a claimed task is run, come what may
+            if claimed is None:
                 if busy:  # this slot just ran out of work: the job of its last task may be complete
                     self.drained()
                 busy = False
                 await self.work.wait(IDLE_POLL_S * random.uniform(0.75, 1.25), target)
+                claimed = await asyncio.to_thread(self._claim, device_id, target, slots)
                 continue
             busy = True
+            lease, prepared = claimed
+            finish: Callable[[], None] | None = None
             try:
-                await self._run(lease)
+                finish = await self._run(lease, prepared)
             except Exception:  # the lease expires and another device takes the task
                 log.exception("%s %s on device %s failed unexpectedly", lease.kind, lease.task_id, device_id)
+            claimed = await asyncio.to_thread(
+                self._finish_then_claim, lease, finish, device_id, target, slots
+            )
 
-    async def _run(self, lease: Lease) -> None:
-        inputs, payload = await asyncio.to_thread(self._inputs, lease)
+    def _claim(self, device_id: int, target: str, slots: int) -> Claimed | None:
+        """The next task of a healthy device and, when they can be read, its inputs (None: read them again
+        in `_run`)."""
+        lease = self.queue.claim(device_id, target, slots) if self._healthy(device_id) else None
+        if lease is None:
+            return None
+        try:
+            return lease, self._inputs(lease)
+        except Exception:
+            return lease, None
+
+    def _finish_then_claim(
+        self, lease: Lease, finish: Callable[[], None] | None, device_id: int, target: str, slots: int
+    ) -> Claimed | None:
+        if finish is not None:
+            try:
+                finish()
+            except Exception:  # the lease expires and another device takes the task
+                log.exception("%s %s on device %s failed unexpectedly", lease.kind, lease.task_id, device_id)
+        return self._claim(device_id, target, slots)
+
+    async def _run(
+        self, lease: Lease, prepared: tuple[TaskInputs, bytes] | None
+    ) -> Callable[[], None] | None:
+        """The task's call; what records its outcome (run in a thread by the caller), or None."""
+        inputs, payload = prepared or await asyncio.to_thread(self._inputs, lease)
         live = await self.pool.live(lease.device_id)
         call = asyncio.create_task(self._call(live, lease, inputs, payload))
         lost = await self._watch(live, lease, call)
@@ -190,9 +226,9 @@ class PushDispatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await call
             if lost:
-                await asyncio.to_thread(self._lose_device, lease, lost)
-            return
-        await self._record(lease, call)
+                return functools.partial(self._lose_device, lease, lost)
+            return None
+        return await self._outcome(lease, call)
 
     async def _watch(self, live: LiveDevice, lease: Lease, call: asyncio.Task) -> str | None:
         """Renew the lease while the call runs; why the device is lost, "" if the lease was, or None."""
@@ -257,30 +293,27 @@ class PushDispatcher:
         payload = self.recorder.cache.blob(digest) if lease.kind == "encode" else self.store.get(digest)
         return inputs, payload
 
-    async def _record(self, lease: Lease, call: asyncio.Task) -> None:
+    async def _outcome(self, lease: Lease, call: asyncio.Task) -> Callable[[], None] | None:
+        """What records the call's outcome; a busy device's task goes back to the queue here."""
         try:
             result = call.result()
         except TransportError as exc:
-            await asyncio.to_thread(self._lose_device, lease, exc.detail)
-            return
+            return functools.partial(self._lose_device, lease, exc.detail)
         except WorkerBusy as exc:  # not the task's fault: back to the queue, the attempt not counted
             await asyncio.to_thread(self.queue.release, lease, f"device busy: {exc.detail}", False)
             self.work.notify(lease.target, 1)
             await asyncio.sleep(self.settings.retry_backoff)
-            return
+            return None
         except WorkerTimeout as exc:
-            await asyncio.to_thread(
+            return functools.partial(
                 self.recorder.failure, lease, TaskFailure(verdicts.TIMEOUT, exc.code, exc.detail)
             )
-            return
         except WorkerRejected as exc:
-            await asyncio.to_thread(
+            return functools.partial(
                 self.recorder.failure, lease, TaskFailure("rejected", exc.code, exc.detail)
             )
-            return
         except WorkerCallError as exc:
-            await asyncio.to_thread(
+            return functools.partial(
                 self.recorder.failure, lease, TaskFailure(verdicts.ERROR, exc.code, exc.detail)
             )
-            return
-        await asyncio.to_thread(self.recorder.result, lease, result)  # wakes the slots its decodes need
+        return functools.partial(self.recorder.result, lease, result)  # wakes the slots its decodes need

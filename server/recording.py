@@ -2,9 +2,9 @@
 
 A task's result is written under its lease only (server/taskqueue.py), then the work it unblocks follows:
 the first encode of a unit, once done, plans its decodes; a cell is recorded as soon as the encodes of its
-unit and the decodes of its decoder target have all finished, with its verdict (server/verdicts.py) and, for
-a desync or a symbol-exact cell, the forensics read from the per-element maps both sides returned with their
-results (no further call to any worker). Every cell exists once: a unique key, insert-if-absent.
+unit and the decodes of its decoder target have all finished, with its verdict and evidence
+(server/cellevidence.py: no further call to any worker). Every cell exists once: a unique key,
+insert-if-absent.
 """
 
 from __future__ import annotations
@@ -15,31 +15,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from codec import errors as codec_errors
-from codec.codec import latent_format
-from codec.entropy import FLOAT
-from codec.errors import CodecError
-from codec.stages import package_stages
-from codec.vocabulary import JobStatus, Precision, TaskStatus
-from server import bdrate, drift, verdicts
+from codec.vocabulary import JobStatus, TaskStatus
+from server import bdrate, verdicts
 from server.anchors import AnchorCache
-from server.blobcache import BlobCache, MapSet
+from server.blobcache import BlobCache
+from server.cellevidence import CellEvidence
 from server.db import Database
-from server.forensics import (
-    LOCATION_FIELDS,
-    IndexMapError,
-    first_mismatch,
-    max_abs_difference,
-)
 from server.models import Cell, Decode, Drift, Encode, Job, Mismatch, utcnow
-from server.models import Codec as CodecRow
 from server.planning import Unit, plan_decodes, units
-from server.storage import BlobNotFound, BlobStore
+from server.storage import BlobStore
 from server.taskfacts import TaskFacts, TaskFactsCache, read_decode_facts
 from server.taskqueue import MODELS, Lease, TaskQueue
 from server.workerclient import CodecResult
@@ -56,14 +46,6 @@ BITSTREAM_ERROR_CODES = frozenset(
     if isinstance(cls, type) and issubclass(cls, codec_errors.BitstreamError)
 )
 FingerprintOf = Callable[[int], tuple[int | None, bool | None]]
-
-
-@dataclass(frozen=True)
-class CodecFacts:
-    precision: str
-    float_mean: bool  # the package's mean is float: latent drift is symbol-exact, not a desync
-    archive_sha256: str
-    stages: tuple[str, ...]  # the stages its codec reports (codec.stages.package_stages)
 
 
 @dataclass
@@ -103,7 +85,7 @@ class Recorder:
         self.anchors = anchors
         self.cache = cache or BlobCache(store)
         self.facts = TaskFactsCache(db)
-        self._codecs: dict[int, CodecFacts] = {}
+        self.evidence = CellEvidence(db, store, self.cache)
         self.planned: Callable[[str, int], None] = _nobody  # (target, count): tasks were queued
 
     # --- task results ---------------------------------------------------------------------------------
@@ -173,11 +155,11 @@ class Recorder:
         planned: list[PlannedDecodes] = []  # filled in the result's transaction, used once it committed
 
         def plan(session: Session) -> None:
-            if lease.kind == "encode" and values["status"] == verdicts.DONE:
-                first = _plan_first_decodes(session, lease.task_id)
-                planned.extend([first] if first else [])
+            first = _plan_first_decodes(session, lease.task_id)
+            planned.extend([first] if first else [])
 
-        if not self.queue.complete(lease, values, plan):
+        plans = lease.kind == "encode" and values["status"] == verdicts.DONE
+        if not self.queue.complete(lease, values, plan if plans else None):
             log.info("result of %s %s discarded: its lease was lost", lease.kind, lease.task_id)
             return False
         if not planned:
@@ -193,18 +175,6 @@ class Recorder:
         if not maps:
             return None
         return self.cache.put_maps(json.dumps(maps, sort_keys=True).encode(), maps)
-
-    def _codec(self, codec_id: int) -> CodecFacts:
-        """A package's precision, latent format and archive (a row that never changes), read once."""
-        found = self._codecs.get(codec_id)
-        if found is None:
-            with self.db.session() as session:
-                row = session.get(CodecRow, codec_id)
-                found = CodecFacts(
-                    row.precision, _float_mean(row.manifest), row.archive_sha256, _stages(row.manifest)
-                )
-            self._codecs[codec_id] = found
-        return found
 
     # --- what a finished task unblocks ------------------------------------------------------------------
 
@@ -223,199 +193,17 @@ class Recorder:
         """The cell, once its encodes and decodes have all finished (or, with `final`, whatever they are).
         A cell recorded twice (two last results at once, another coordinator) is refused by the cells' unique
         key when it is inserted: the common case reads no more than it needs."""
-        with self.db.session() as session:
-            encodes, peer = _unit_encodes(session, job_id, unit, decoder_target)
-            first = encodes[0] if encodes else None
-            decodes = _decodes(session, first.id, decoder_target) if first else []
+        with self.db.engine.connect() as connection:
+            encodes, peer = _unit_encodes(connection, job_id, unit, decoder_target)
+            decodes = _decodes(connection, encodes[0].id, decoder_target) if encodes else []
         if not final and not _ready(encodes, decodes):
             return
-        cell = self._evaluate(job_id, unit, decoder_target, encodes, decodes)
-        first_decode = decodes[0] if decodes else None
-        mismatch = None
-        if cell.verdict == verdicts.DESYNC:
-            mismatch = self._locate(first, first_decode, cell.first_stage)
-        elif cell.verdict == verdicts.SYMBOL_EXACT:
-            self._measure_latent_drift(cell, first, first_decode)
-        drifts = self._measure_drift(cell, unit, first, first_decode, peer)
-        self._insert(cell, mismatch, drifts)
-
-    def _evaluate(
-        self, job_id: int, unit: Unit, decoder_target: str, encodes: list[Encode], decodes: list[Decode]
-    ) -> Cell:
-        first_encode = encodes[0] if encodes else None
-        first_decode = decodes[0] if decodes else None
-        encode_outcome = _outcome(first_encode) if first_encode else verdicts.Outcome(verdicts.NOT_RUN)
-        codec = self._codec(unit.codec_id)
-        decode_outcome = _outcome(first_decode) if first_decode else None
-        verdict = verdicts.decide(encode_outcome, decode_outcome, codec.float_mean, codec.stages)
-        notes = [
-            note
-            for note in (
-                _prefixed(
-                    "encoder",
-                    verdicts.nondeterminism(
-                        [_outcome(e) for e in encodes], [e.bitstream_sha256 for e in encodes]
-                    ),
-                ),
-                _prefixed("decoder", verdicts.nondeterminism([_outcome(d) for d in decodes])),
-            )
-            if note
-        ]
-        cell = Cell(
-            job_id=job_id,
-            codec_id=unit.codec_id,
-            image_id=unit.image_id,
-            encoder_target=unit.target,
-            decoder_target=decoder_target,
-            verdict=verdict.verdict,
-            first_stage=verdict.first_stage,
-            detail=verdict.detail,
-            nondeterministic=bool(notes),
-            nondeterminism_detail="; ".join(notes),
-            encode_id=first_encode.id if first_encode else None,
-            decode_id=first_decode.id if first_decode else None,
-            decoder_codec_id=first_decode.codec_id if first_decode else None,
-            encoder_fingerprint_id=first_encode.fingerprint_id if first_encode else None,
-            decoder_fingerprint_id=first_decode.fingerprint_id if first_decode else None,
-            emulated=bool(
-                (first_encode and first_encode.emulated) or (first_decode and first_decode.emulated)
-            ),
-        )
-        if verdict.verdict in (verdicts.LATENT_EXACT, verdicts.SYMBOL_EXACT):
-            self._measure_recon_difference(cell, first_encode, first_decode)
-        return cell
-
-    def _measure_recon_difference(self, cell: Cell, encode: Encode, decode: Decode) -> None:
-        if not (encode.recon_sha256 and decode.recon_sha256):
-            cell.detail += "; reconstructions not returned, difference not measured"
-            return
-        encoder_recon = self.cache.image(encode.recon_sha256)
-        decoder_recon = self.cache.image(decode.recon_sha256)
-        cell.max_abs_diff, cell.recon_psnr = verdicts.recon_difference(encoder_recon, decoder_recon)
-
-    def _maps(self, row: Encode | Decode | None) -> MapSet:
-        if row is None or row.maps_sha256 is None:
-            raise IndexMapError("the maps were not returned (too large, or an older worker)")
-        try:
-            return self.cache.maps(row.maps_sha256)
-        except BlobNotFound:
-            raise IndexMapError("the maps were not returned (too large, or an older worker)") from None
-
-    def _locate(self, encode: Encode, decode: Decode | None, stage: str | None) -> Mismatch:
-        """The first latent element (coding order) whose scale index or symbol differs between the sides."""
-        mismatch = Mismatch(stage=stage or "", detail="")
-        notes = []
-        if decode is not None and decode.status == verdicts.FAILED:
-            notes.append(f"the decoder refused the stream: {decode.error_code}: {decode.error_detail}")
-        what = "first element whose scale index or symbol differs (C order, the coding order)"
-        try:
-            encoder, decoder = self._maps(encode), self._maps(decode)
-            symbols = [
-                side.array("symbol_map") if "symbol_map" in side else None for side in (encoder, decoder)
-            ]
-            if symbols[1] is None:
-                symbols = [None, None]
-            found = first_mismatch(encoder.array("index_map"), decoder.array("index_map"), *symbols)
-            if found is None and "mean_map" in encoder and "mean_map" in decoder:
-                found = first_mismatch(
-                    encoder.array("index_map"),
-                    decoder.array("index_map"),
-                    encoder.array("mean_map"),
-                    decoder.array("mean_map"),
-                )
-                what = "first element whose fixed-point mean differs (C order; values are the means)"
-        except (IndexMapError, KeyError) as exc:
-            notes.append(f"not located: {exc}")
-            mismatch.detail = "; ".join(notes)
-            return mismatch
-        if found is None:
-            notes.append("scale indexes and symbols agree everywhere the decoder got to")
-        else:
-            for name in LOCATION_FIELDS:
-                setattr(mismatch, name, getattr(found, name))
-            notes.append(what)
-        mismatch.detail = "; ".join(notes)
-        return mismatch
-
-    def _measure_latent_drift(self, cell: Cell, encode: Encode, decode: Decode) -> None:
-        """A symbol-exact cell's largest |y_hat encoder - y_hat decoder|, in latent units."""
-        try:
-            encoder, decoder = self._maps(encode), self._maps(decode)
-            cell.y_hat_max_abs_diff = max_abs_difference(
-                encoder.array("y_hat_map"), decoder.array("y_hat_map")
-            )
-        except (IndexMapError, KeyError) as exc:
-            cell.detail += f"; y_hat drift not measured: {exc}"
-
-    def _measure_drift(
-        self, cell: Cell, unit: Unit, encode: Encode | None, decode: Decode | None, peer: Encode | None
-    ) -> list[Drift]:
-        """Drift per stage and the near-miss risk (server/drift.py), for a cell whose decode got an answer."""
-        if encode is None or decode is None or encode.status != verdicts.DONE:
-            return []
-        if decode.status not in (verdicts.DONE, verdicts.FAILED):
-            return []
-        cell.silent_corruption = (
-            cell.verdict == verdicts.DESYNC
-            and decode.status == verdicts.DONE
-            and (encode.stage_hashes or {}).get("y_hat") != (decode.stage_hashes or {}).get("y_hat")
-        )
-        codec = self._codec(unit.codec_id)
-        notes: list[str] = []
-        head = None
-        if codec.precision == Precision.FLOAT:
-            try:
-                head = drift.codec_head(str(self.store.root), codec.archive_sha256)
-            except (CodecError, ValueError, OSError) as exc:
-                notes.append(f"h_s head unreadable: {exc}")
-        try:
-            sides = drift.Sides(
-                self._maps_or_none(encode),
-                self._maps_or_none(decode),
-                self._maps_or_none(peer),
-                self._recon(encode),
-                self._recon(decode),
-            )
-            measured = drift.measure(codec.precision, head, sides)
-        except (IndexMapError, ValueError, KeyError) as exc:
-            measured = drift.CellDrift([], drift.CellRisk(drift.RISK_NOT_MEASURED, notes=[str(exc)]))
-        risk = measured.risk
-        cell.risk, cell.min_margin_ulp = risk.basis, risk.min_margin_ulp
-        cell.predicted_flips, cell.observed_flips = risk.predicted_flips, risk.observed_flips
-        cell.failure_probability = risk.failure_probability
-        notes += [note for note in risk.notes if note != drift.CERTIFICATE_NOTE]
-        if notes:
-            cell.detail = "; ".join(filter(None, [cell.detail, *notes]))
-        return [
-            Drift(
-                stage=stage.stage,
-                elements=stage.figures.elements,
-                differing=stage.figures.differing,
-                max_abs_diff=stage.figures.max_abs_diff,
-                max_ulp=stage.figures.max_ulp,
-            )
-            for stage in measured.stages
-        ]
-
-    def _maps_or_none(self, row: Encode | Decode | None) -> dict[str, Any] | None:
-        try:
-            return self._maps(row)
-        except IndexMapError:
-            return None
-
-    def _recon(self, row: Encode | Decode) -> Any:
-        if not row.recon_sha256:
-            return None
-        try:
-            return self.cache.image(row.recon_sha256)
-        except BlobNotFound:
-            return None
+        self._insert(*self.evidence.judge(job_id, unit, decoder_target, encodes, decodes, peer))
 
     def _insert(self, cell: Cell, mismatch: Mismatch | None, drifts: list[Drift]) -> None:
         """The cell and its evidence: one INSERT per table (Core: no unit of work to run)."""
         try:
-            with self.db.session() as session:
-                connection = session.connection()
+            with self.db.engine.begin() as connection:
                 cell_id = connection.execute(INSERT[Cell], _set_columns(cell)).inserted_primary_key[0]
                 cell.id = cell_id
                 if mismatch is not None:
@@ -521,23 +309,23 @@ JOB_CELL_KEYS = select(Cell.codec_id, Cell.image_id, Cell.encoder_target, Cell.d
 
 
 def _unit_encodes(
-    session: Session, job_id: int, unit: Unit, decoder_target: str
+    connection: Connection, job_id: int, unit: Unit, decoder_target: str
 ) -> tuple[list[Encode], Encode | None]:
     """The unit's encodes, and the decoder target's own first encode of the image when it is done (its y
     against the encoder's; None on the diagonal), in one query. Read-only Core `Row`s with the attribute
     names of `Encode`."""
     targets = sorted({unit.target, decoder_target})
     params = {"job_id": job_id, "codec_id": unit.codec_id, "image_id": unit.image_id, "targets": targets}
-    rows = list(session.connection().execute(UNIT_ENCODES, params))
+    rows = list(connection.execute(UNIT_ENCODES, params))
     peers = [row for row in rows if row.target == decoder_target] if decoder_target != unit.target else []
     peer = peers[0] if peers and peers[0].status == verdicts.DONE else None
     return [row for row in rows if row.target == unit.target], peer
 
 
-def _decodes(session: Session, encode_id: int, target: str) -> list[Decode]:
+def _decodes(connection: Connection, encode_id: int, target: str) -> list[Decode]:
     """One target's decodes of an encode as read-only rows (the attribute names of `Decode`)."""
     params = {"encode_id": encode_id, "decoder": target}
-    return list(session.connection().execute(TARGET_DECODES, params))
+    return list(connection.execute(TARGET_DECODES, params))
 
 
 @dataclass(frozen=True)
@@ -575,25 +363,6 @@ def _set_columns(row: Cell | Mismatch | Drift) -> dict[str, Any]:
 
 def _nobody(_target: str, _count: int) -> None:
     pass
-
-
-def _float_mean(manifest: dict[str, Any]) -> bool:
-    try:
-        return latent_format(manifest).mean == FLOAT
-    except (CodecError, KeyError, TypeError, ValueError):
-        return True  # a manifest this coordinator cannot read: the more lenient verdict, with no claim
-
-
-def _stages(manifest: dict[str, Any]) -> tuple[str, ...]:
-    return package_stages(manifest if isinstance(manifest, dict) else {})
-
-
-def _outcome(row: Encode | Decode) -> verdicts.Outcome:
-    return verdicts.Outcome(row.status, row.stage_hashes, row.error_code, row.error_detail)
-
-
-def _prefixed(side: str, note: str) -> str:
-    return f"{side}: {note}" if note else ""
 
 
 def _number(value: Any) -> float | None:

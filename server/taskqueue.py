@@ -58,6 +58,51 @@ _RUNNING_COUNTS = [
     for model in MODELS.values()
 ]
 RUNNING_ON = select(sum(_RUNNING_COUNTS[1:], _RUNNING_COUNTS[0]))  # one statement for both tables
+LOCK_DEVICE = (
+    select(Device.__table__.c.id).where(Device.__table__.c.id == bindparam("device_id")).with_for_update()
+)
+
+
+def claim_next(model: type[Encode] | type[Decode], locking: bool, rank: dict[int, int] | None = None):
+    """One statement that claims the device's next pending task of a kind, where the database has UPDATE
+    ... RETURNING: the oldest (with `rank`, only the encodes of the ranked jobs, the lowest rank first), under
+    the lease the parameters give; returns its id, job and attempt, or no row. On PostgreSQL the chosen row
+    is locked with SKIP LOCKED, so two coordinators never pick the same one."""
+    table, jobs = model.__table__, Job.__table__
+    order = [case(rank, value=table.c.job_id), table.c.id] if rank else [table.c.id]
+    choice = (
+        select(table.c.id)
+        .join(jobs, jobs.c.id == table.c.job_id)
+        .where(
+            table.c.status == PENDING,
+            table.c.target == bindparam("claim_target"),
+            jobs.c.status == JobStatus.RUNNING,
+            or_(table.c.pinned_device_id.is_(None), table.c.pinned_device_id == bindparam("claim_device")),
+            *([table.c.job_id.in_(list(rank))] if rank else []),
+        )
+        .order_by(*order)
+        .limit(1)
+    )
+    if locking:
+        choice = choice.with_for_update(skip_locked=True, of=table)
+    return (
+        update(table)
+        .where(table.c.id == choice.scalar_subquery(), table.c.status == PENDING)
+        .values(
+            status=RUNNING,
+            device_id=bindparam("claim_device"),
+            lease_token=bindparam("claim_token"),
+            lease_expires_at=bindparam("claim_expires"),
+            attempts=table.c.attempts + 1,
+        )
+        .returning(table.c.id, table.c.job_id, table.c.attempts)
+    )
+
+
+CLAIM_NEXT = {  # [locking][kind]: (kind, statement), built once
+    locking: {kind: (kind, claim_next(model, locking)) for kind, model in MODELS.items()}
+    for locking in (False, True)
+}
 
 
 @dataclass(frozen=True)
@@ -77,20 +122,59 @@ class TaskQueue:
         self.locking = db.engine.dialect.name == "postgresql"
         self._claims = threading.Lock()  # one claim at a time per process (SQLite has one writer anyway)
         self.urgencies: Urgencies = {}  # the last reorder()'s: what waits on each job's encodes per target
+        self._waited_on: dict[tuple[str, tuple], tuple[str, Any]] = {}  # claims built for the last urgencies
 
     def reorder(self) -> None:
         """Estimate again how much work waits on each running job's encodes (the scheduler's sweep)."""
         with self.db.session() as session:
-            self.urgencies = urgencies(session)
+            found = urgencies(session)
+        if found != self.urgencies:
+            self.urgencies, self._waited_on = found, {}
 
     def _expiry(self) -> datetime:
         return utcnow() + timedelta(seconds=self.lease_seconds)
 
     def claim(self, device_id: int, target: str, slots: int) -> Lease | None:
         """The next task for this device, or None when it has no free slot or nothing is pending."""
-        with self._claims, self.db.session() as session:
+        if not self.db.engine.dialect.update_returning:
+            return self._claim_in_steps(device_id, target, slots)
+        with self._claims, self.db.engine.begin() as connection:
             if self.locking:  # serialises the slot count of one device across coordinators
-                session.execute(select(Device.id).where(Device.id == device_id).with_for_update())
+                connection.execute(LOCK_DEVICE, {"device_id": device_id})
+            if connection.execute(RUNNING_ON, {"device_id": device_id, "running": RUNNING}).scalar() >= slots:
+                return None
+            params = {
+                "claim_target": target,
+                "claim_device": device_id,
+                "claim_token": secrets.token_hex(16),
+                "claim_expires": self._expiry(),
+            }
+            waiting = self._waiting_jobs(target)
+            statements = [self._claim_waited_on(target, waiting)] if waiting else []
+            statements += [CLAIM_NEXT[self.locking][kind] for kind in KINDS]
+            for kind, statement in statements:  # one statement in the common case: the first kind has a task
+                row = connection.execute(statement, params).first()
+                if row is not None:
+                    return Lease(
+                        kind, row.id, params["claim_token"], device_id, row.job_id, target, row.attempts
+                    )
+        return None
+
+    def _claim_waited_on(self, target: str, waiting: dict[int, float]) -> tuple[str, Any]:
+        """The claim of the encode a slower decoder waits for most: the job most waited on first, then the
+        oldest. Built once per target and reorder() (the ranks change only there)."""
+        key = (target, tuple(sorted(waiting.items())))
+        found = self._waited_on.get(key)
+        if found is None:
+            by_seconds = sorted(set(waiting.values()), reverse=True)
+            rank = {job: by_seconds.index(seconds) for job, seconds in waiting.items()}
+            found = "encode", claim_next(Encode, self.locking, rank)
+            self._waited_on[key] = found
+        return found
+
+    def _claim_in_steps(self, device_id: int, target: str, slots: int) -> Lease | None:
+        """`claim` where the database has no UPDATE ... RETURNING: find the task, then claim it."""
+        with self._claims, self.db.session() as session:
             if self.running_on(session, device_id) >= slots:
                 return None
             waiting = self._waiting_jobs(target)
@@ -136,8 +220,6 @@ class TaskQueue:
             .order_by(*order, model.id)
             .limit(1)
         )
-        if self.locking:
-            query = query.with_for_update(skip_locked=True, of=model)
         return session.execute(query).first()
 
     def _lease(self, session: Session, kind: str, row, device_id: int, target: str) -> Lease | None:
@@ -184,8 +266,8 @@ class TaskQueue:
 
     def holds(self, lease: Lease) -> bool:
         params = {"where_task": lease.task_id, "where_status": RUNNING, "where_token": lease.token}
-        with self.db.session() as session:
-            return session.connection().execute(HOLDS[lease.kind], params).first() is not None
+        with self.db.engine.connect() as connection:
+            return connection.execute(HOLDS[lease.kind], params).first() is not None
 
     def renew(self, lease: Lease) -> bool:
         """Extend the lease; False when it is no longer held (expired and claimed again, or cancelled)."""
@@ -239,11 +321,13 @@ class TaskQueue:
         lease was lost (expired and claimed again, or the job closed)."""
         params = {**values, "lease_token": None, "lease_expires_at": None}
         params.update(where_task=lease.task_id, where_status=RUNNING, where_token=lease.token)
+        if then is None:  # Core only: no ORM session to build
+            with self.db.engine.begin() as connection:
+                return connection.execute(COMPLETE[lease.kind], params).rowcount == 1
         with self.db.session() as session:
             if session.connection().execute(COMPLETE[lease.kind], params).rowcount != 1:
                 return False
-            if then is not None:
-                then(session)
+            then(session)
             return True
 
     def reap(self) -> list[int]:
