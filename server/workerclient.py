@@ -1,4 +1,4 @@
-"""The coordinator's side of the worker HTTP API (issue 4): the server never imports worker code.
+"""The coordinator's side of the worker HTTP API: the server never imports worker code.
 
 Failures are sorted into the categories the scheduler acts on differently:
 transport (connection refused/reset, the worker died: retry with backoff, then another worker), busy (503:
