@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # bitmatch worker on an NVIDIA GPU: `bitmatch worker --target cuda` with onnxruntime-gpu (CUDA 12, cuDNN 9).
 #   docker build -f docker/worker-cuda.Dockerfile -t bitmatch/worker-cuda .
 #   docker run --gpus all -e BITMATCH_WORKER_TOKEN=secret -p 127.0.0.1:8200:8200 bitmatch/worker-cuda
