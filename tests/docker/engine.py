@@ -1,12 +1,16 @@
 """A private Docker engine for the stack test: the Debian tools it needs, qemu-aarch64 in binfmt_misc, a
 dockerd of its own (socket, data-root and exec-root under one state directory; no system service is touched)
-and the bookworm base images, made by mmdebstrap and `docker import` because nothing is pulled."""
+and the bookworm base images, made by mmdebstrap and `docker load` because nothing is pulled."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -122,8 +126,41 @@ def ensure_base(arch: str) -> str:
         argv = ["mmdebstrap", "--variant=apt", f"--architectures={arch}", f"--include={BASE_PACKAGES}"]
         run(["nice", "-n", "10", *argv, "bookworm", str(partial)])
         partial.rename(tar)
-    docker("import", "--platform", f"linux/{arch}", str(tar), tag)
+    load_rootfs(tar, arch, tag)
     found = docker("image", "inspect", "--format", "{{.Architecture}}", tag).stdout.strip()
     if found != arch:
         raise DockerStackError(f"{tag} was imported as {found}, not {arch}")
     return tag
+
+
+def load_rootfs(rootfs: Path, arch: str, tag: str) -> None:
+    """`docker load` of a one-layer image archive around the rootfs tar, its config naming arch: `docker
+    import --platform` records the daemon's own architecture on a daemon that is not multi-platform."""
+    digest = hashlib.sha256()
+    with rootfs.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    config = {
+        "architecture": arch,
+        "os": "linux",
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["bash"],
+        },
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{digest.hexdigest()}"]},
+        "history": [{"created_by": f"mmdebstrap --include={BASE_PACKAGES} bookworm"}],
+    }
+    config_bytes = json.dumps(config).encode()
+    config_name = f"{hashlib.sha256(config_bytes).hexdigest()}.json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer.tar"]}]).encode()
+    archive = rootfs.with_name(f"image-{arch}.tar")
+    with tarfile.open(archive, "w") as image:
+        image.add(rootfs, arcname="layer.tar")
+        for name, data in ((config_name, config_bytes), ("manifest.json", manifest)):
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            image.addfile(member, io.BytesIO(data))
+    try:
+        docker("load", "-i", str(archive))
+    finally:
+        archive.unlink()
