@@ -122,7 +122,8 @@ def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         "BITMATCH_WORKER_TOKEN": WORKER_TOKEN,
         "BITMATCH_COMPOSE_PORT": COORDINATOR_PORT,
     }
-    argv = ["docker-compose", "-p", PROJECT, "-f", str(ROOT / "compose.yaml"), *args]
+    files = ["-f", str(ROOT / "compose.yaml"), "-f", str(ROOT / "docker" / "compose.emulated-arm64.yaml")]
+    argv = ["docker-compose", "-p", PROJECT, *files, *args]
     return run(argv, check=check, env=env)
 
 
