@@ -9,7 +9,7 @@ TESTING := $(VENV)/.bitmatch-test
 
 COMPRESSAI := $(VENV)/compressai/.installed
 
-.PHONY: demo test test-fast lint provision postgres shellcheck clean
+.PHONY: demo test test-fast lint provision postgres shellcheck clean docker-test
 
 # The base package runs the coordinator, the workers and the demo; it never brings in torch.
 $(BASE): pyproject.toml
@@ -64,6 +64,11 @@ test: $(TESTING) $(COMPRESSAI) lint provision postgres shellcheck
 # time, so that the fault-injection tests that compare two runs are not competing with other tests for cores).
 test-fast: $(TESTING) $(COMPRESSAI) postgres shellcheck
 	$(BIN)/python -m pytest -q -n auto -m "not slow and not qemu and not browser"
+
+# The compose stack end to end on a private dockerd (tests/docker/stack.py): builds the bases (mmdebstrap) and
+# the images offline, runs a job across the x86-64 and the arm64 (binfmt QEMU) worker, tears it down. Root.
+docker-test: $(BASE)
+	$(BIN)/python -m tests.docker.stack
 
 clean:
 	rm -rf $(VENV) .pytest_cache

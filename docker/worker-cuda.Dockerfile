@@ -1,9 +1,14 @@
-# syntax=docker/dockerfile:1
 # bitmatch worker on an NVIDIA GPU: `bitmatch worker --target cuda` with onnxruntime-gpu (CUDA 12, cuDNN 9).
 #   docker build -f docker/worker-cuda.Dockerfile -t bitmatch/worker-cuda .
 #   docker run --gpus all -e BITMATCH_WORKER_TOKEN=secret -p 127.0.0.1:8200:8200 bitmatch/worker-cuda
 # Needs the NVIDIA Container Toolkit on the host (it mounts the driver and nvidia-smi into the container).
-FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+# The CUDA EP options that matter for exactness are the runtime's, not the image's: codec/runtime.py's
+# ort-cuda sets use_tf32=0, cudnn_conv_algo_search=DEFAULT (no timing-dependent algorithm choice) and
+# session.disable_cpu_ep_fallback=1 (a node the CUDA EP cannot run fails instead of running on the CPU).
+ARG BASE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+FROM ${BASE}
+# The GPU wheel's version, pinned (the CPU wheel's is docker/constraints.txt's; the GPU build trails it).
+ARG ONNXRUNTIME_GPU_VERSION=1.31.1
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -27,7 +32,7 @@ COPY bitmatch/ bitmatch/
 # CPU wheel goes first (the `cuda` extra of pyproject.toml names the same requirement).
 RUN pip install . \
     && pip uninstall -y onnxruntime \
-    && pip install "onnxruntime-gpu>=1.18" \
+    && pip install "onnxruntime-gpu>=1.18" "onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}" \
     && useradd --system --create-home --uid 10001 bitmatch \
     && mkdir -p /var/cache/bitmatch \
     && chown bitmatch /var/cache/bitmatch

@@ -37,6 +37,7 @@ INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 class Dockerfile:
     path: Path
     instructions: list[tuple[str, str]]
+    build_args: dict[str, str] = field(default_factory=dict)
     base: str = ""
     platform: str | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -91,14 +92,18 @@ def parse_dockerfile(path: Path) -> Dockerfile:
         keyword, _, args = line.partition(" ")
         keyword, args = keyword.upper(), args.strip()
         parsed.instructions.append((keyword, args))
-        if keyword == "FROM":
+        if keyword == "ARG" and not parsed.base:  # an ARG before the first FROM parameterises FROM
+            name, _, default = args.partition("=")
+            parsed.build_args[name] = default
+        elif keyword == "FROM":  # the last FROM is the image's stage: its base and platform
             tokens = args.split()
             flags = [t for t in tokens if t.startswith("--")]
             parsed.platform = next((f.split("=", 1)[1] for f in flags if f.startswith("--platform=")), None)
-            parsed.base = next(t for t in tokens if not t.startswith("--"))
+            base = next(t for t in tokens if not t.startswith("--"))
+            parsed.base = INTERPOLATION.sub(lambda m: parsed.build_args.get(m.group(1), ""), base)
         elif keyword == "ENV":
             parsed.env.update(parse_env(args))
-        elif keyword == "COPY":
+        elif keyword == "COPY" and not args.startswith("--from="):  # from the build context
             tokens = [t for t in shlex.split(args) if not t.startswith("--")]
             parsed.copies.append((tokens[:-1], tokens[-1]))
         elif keyword == "RUN":
@@ -111,7 +116,10 @@ def parse_dockerfile(path: Path) -> Dockerfile:
             parsed.cmd = exec_form(args, "CMD")
         elif keyword == "HEALTHCHECK":
             parsed.healthcheck = exec_form(args[args.index("CMD ") + 4 :], "HEALTHCHECK CMD")
-    assert parsed.instructions and parsed.instructions[0][0] == "FROM", f"{path.name} must start with FROM"
+    keywords = [keyword for keyword, _ in parsed.instructions]
+    assert "FROM" in keywords and set(keywords[: keywords.index("FROM")]) <= {"ARG"}, (
+        f"{path.name}: FROM first"
+    )
     return parsed
 
 
@@ -142,9 +150,10 @@ def resolve_command(argv: list[str]) -> tuple[click.Command, list[str]]:
     path = [argv[0]]
     while isinstance(command, click.Group):
         assert rest, f"`{' '.join(path)}` needs a subcommand"
-        assert rest[0] in command.commands, f"`{' '.join(path)}` has no subcommand {rest[0]!r}"
+        context = click.Context(command)  # the group loads its commands on demand
+        assert rest[0] in command.list_commands(context), f"`{' '.join(path)}` has no subcommand {rest[0]!r}"
         path.append(rest[0])
-        command = command.commands[rest.pop(0)]
+        command = command.get_command(context, rest.pop(0))
     return command, rest
 
 
@@ -318,12 +327,33 @@ def worker_routes(cache_dir: Path) -> set[str]:
 
 
 def test_images_are_built_on_the_intended_bases(dockerfiles):
-    assert dockerfiles["worker-cpu"].base == "python:3.11-slim"
-    assert dockerfiles["coordinator"].base == "python:3.11-slim"
+    assert dockerfiles["worker-cpu"].base == "python:3.11-slim-bookworm"
+    assert dockerfiles["coordinator"].base == "python:3.11-slim-bookworm"
     arm64 = dockerfiles["worker-arm64"]
-    assert (arm64.base, arm64.platform) == ("python:3.11-slim", "linux/arm64")
+    assert (arm64.base, arm64.platform) == ("python:3.11-slim-bookworm", "linux/arm64")
     cuda = dockerfiles["worker-cuda"]
     assert cuda.base.startswith("nvidia/cuda:") and "runtime" in cuda.base and "cudnn" in cuda.base
+
+
+@pytest.mark.parametrize("name", ["worker-cpu", "worker-arm64", "coordinator"])
+def test_python_images_are_two_stages_on_one_base_pinned_torch_free_and_not_root(dockerfiles, name):
+    dockerfile = dockerfiles[name]
+    stages = [args for keyword, args in dockerfile.instructions if keyword == "FROM"]
+    assert len(stages) == 2 and all("${BASE}" in stage for stage in stages), "build stage + final stage"
+    assert "BASE" in dockerfile.build_args, "tests/docker/stack.py passes a locally built base as BASE"
+    runs = " ".join(dockerfile.runs)
+    assert "--constraint constraints.txt" in runs and "[train]" not in runs and "torch" not in runs
+    users = [args for keyword, args in dockerfile.instructions if keyword == "USER"]
+    assert users and users[-1] not in ("root", "0")
+
+
+def test_image_constraints_are_the_virtualenv_pins():
+    from tests.docker.pins import constraint_lines
+
+    committed = [
+        line for line in (DOCKER / "constraints.txt").read_text().splitlines() if not line.startswith("#")
+    ]
+    assert committed == constraint_lines(), "regenerate: python -m tests.docker.pins > docker/constraints.txt"
 
 
 def test_each_worker_image_runs_its_target(dockerfiles):
@@ -378,7 +408,9 @@ def test_compose_wires_the_coordinator_with_cpu_and_arm64_workers(compose):
     assert default == {"coordinator", "worker-cpu", "worker-arm64"}
     assert set(services["coordinator"]["depends_on"]) == {"worker-cpu", "worker-arm64"}
     arm64 = services["worker-arm64"]
-    assert arm64["platform"] == "linux/arm64" and arm64["build"]["platforms"] == ["linux/arm64"]
+    assert arm64["platform"] == "linux/arm64"
+    assert "platforms" not in arm64["build"], "docker-compose 1.29 rejects build.platforms"
+    assert "name" not in compose, "docker-compose 1.29 rejects a top-level name"
 
 
 def test_gpu_profile_adds_the_cuda_worker_with_a_device_reservation(compose):
@@ -448,8 +480,9 @@ def test_workers_configs_reach_the_compose_workers_with_their_tokens(compose, do
 
 
 def test_bitmatch_registers_the_commands_the_images_run():
-    commands = bitmatch_cli().commands
-    assert {"worker", "serve", "codec"} <= set(commands)
+    cli = bitmatch_cli()
+    context = click.Context(cli)
+    assert {"worker", "serve", "codec"} <= set(cli.list_commands(context))
     from worker.cli import worker_command
 
-    assert commands["worker"] is worker_command
+    assert cli.get_command(context, "worker") is worker_command
