@@ -11,11 +11,12 @@ COMPRESSAI := $(VENV)/compressai/.installed
 
 .PHONY: demo test test-fast lint provision postgres shellcheck clean docker-test
 
-# The base package runs the coordinator, the workers and the demo; it never brings in torch.
-$(BASE): pyproject.toml
+# The base package runs the coordinator, the workers and the demo; it never brings in torch. Its dependencies
+# are the versions of docker/constraints.txt, the same ones the images install.
+$(BASE): pyproject.toml docker/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -c docker/constraints.txt -e .
 	touch $(BASE)
 
 # torch (the [train] extra, for training and its tests) as the CPU build: a wheel on local disk when there is
@@ -26,7 +27,7 @@ $(TORCH): $(BASE)
 	touch $(TORCH)
 
 $(TESTING): $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[dev,train]'
+	$(BIN)/python -m pip install -q -c docker/constraints.txt -e '.[dev,train]'
 	touch $(TESTING)
 
 # CompressAI's own model code, for the importer tests: its wheel pins numpy < 2 and imports torchvision, so it

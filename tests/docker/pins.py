@@ -4,9 +4,9 @@ pinned in the project virtualenv; `python -m tests.docker.pins` prints the file.
 from worker.provision import host_pins
 
 HEADER = (
-    "# The versions the images install: the base dependencies of bitmatch as pinned in the project\n"
-    "# virtualenv (regenerate with `python -m tests.docker.pins > docker/constraints.txt`;\n"
-    "# tests/worker/test_docker.py checks)."
+    "# The versions of bitmatch's base dependencies, which the Makefile's venv and the images install\n"
+    "# (regenerate with `python -m tests.docker.pins > docker/constraints.txt` after an upgrade;\n"
+    "# tests/worker/test_docker.py checks that the virtualenv has them)."
 )
 
 
