@@ -61,10 +61,9 @@ lint: $(TESTING)
 test: $(TESTING) $(COMPRESSAI) lint provision postgres shellcheck
 	$(BIN)/python -m pytest -q
 
-# The edit-test loop: every test not marked slow, qemu or browser (make test still runs them all, one at a
-# time, so that the fault-injection tests that compare two runs are not competing with other tests for cores).
+# The edit-test loop: every test not marked slow, qemu or browser (make test still runs them all).
 test-fast: $(TESTING) $(COMPRESSAI) postgres shellcheck
-	$(BIN)/python -m pytest -q -n auto -m "not slow and not qemu and not browser"
+	$(BIN)/python -m pytest -q -m "not slow and not qemu and not browser"
 
 # The compose stack end to end on a private dockerd (tests/docker/stack.py): builds the bases (mmdebstrap) and
 # the images offline, runs a job across the x86-64 and the arm64 (binfmt QEMU) worker, tears it down. Root.
